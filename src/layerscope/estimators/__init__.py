@@ -1,0 +1,57 @@
+"""Estimators: a point cloud (an N x D array) in, geometry out.
+
+They know nothing else of layerscope and work on any array or tensor. Each class
+follows scikit-learn's contract (configure in ``__init__``, ``fit(X)`` returns self,
+results in attributes ending in ``_``) and has a one-call function twin that
+returns an :class:`Estimate`.
+
+==========================  ==========================  ===========================
+name                         class                       function
+==========================  ==========================  ===========================
+``twonn``                    :class:`TwoNN`              :func:`twonn`
+``mle``                      :class:`MLE`                :func:`mle`
+``gride``                    :class:`GRIDE`              :func:`gride`
+``pc_id``                    :class:`PCAID`              :func:`pc_id`
+``participation_ratio``      :class:`ParticipationRatio` :func:`participation_ratio`
+``alpha``                    :class:`PowerLaw`           :func:`power_law`
+==========================  ==========================  ===========================
+
+Scale analyses: :func:`twonn_scale` (ID against sample size) and
+:func:`gride_scale` (ID against neighbourhood size).
+"""
+
+from ._base import Estimate, Estimator
+from .gride import GRIDE, gride, gride_scale
+from .mle import MLE, mle
+from .neighbors import DuplicatePointsWarning, Neighbors, nearest_neighbors
+from .spectrum import PCAID, ParticipationRatio, PowerLaw, covariance_spectrum, participation_ratio, pc_id, power_law
+from .twonn import TwoNN, twonn, twonn_scale
+
+#: Estimators by name (the metric names of layerscope's results tables).
+ESTIMATORS: dict[str, type[Estimator]] = {
+    cls.name: cls for cls in (TwoNN, MLE, GRIDE, PCAID, ParticipationRatio, PowerLaw)
+}
+
+__all__ = [
+    "ESTIMATORS",
+    "GRIDE",
+    "MLE",
+    "PCAID",
+    "DuplicatePointsWarning",
+    "Estimate",
+    "Estimator",
+    "Neighbors",
+    "ParticipationRatio",
+    "PowerLaw",
+    "TwoNN",
+    "covariance_spectrum",
+    "gride",
+    "gride_scale",
+    "mle",
+    "nearest_neighbors",
+    "participation_ratio",
+    "pc_id",
+    "power_law",
+    "twonn",
+    "twonn_scale",
+]

@@ -1,0 +1,102 @@
+"""Input checks shared by every estimator: done once, at the boundary."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+Array = Any  # numpy array, torch tensor, or anything np.asarray takes
+
+
+def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | torch.Tensor:
+    """Validate a point cloud and return it as a 2-D float array or tensor.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_points, n_features)
+        One row per point. Torch tensors stay tensors (and on their device), so that
+        the neighbour search can run where the data already lives.
+    min_points : int
+        The fewest points the calling method can work with.
+    what : str
+        Name of the argument, used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (n_points, n_features)
+        Floating point; integer and boolean inputs are converted to float64.
+
+    Raises
+    ------
+    ValueError
+        If the array is not 2-D, is empty, holds NaN or inf, has fewer than
+        `min_points` rows, or all its rows are identical.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach()
+        if not X.is_floating_point():
+            X = X.to(torch.float64)
+    else:
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{what} could not be read as a numeric array: {err}") from None
+        if X.dtype == object or (not np.issubdtype(X.dtype, np.number) and X.dtype != bool):
+            raise ValueError(f"{what} must be numeric, got dtype {X.dtype}")
+        if not np.issubdtype(X.dtype, np.floating):
+            X = X.astype(np.float64)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{what} must be a 2-D array of shape (n_points, n_features), got shape "
+            f"{tuple(X.shape)}" + (" (reshape a single feature with X.reshape(-1, 1))" if X.ndim == 1 else "")
+        )
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"{what} is empty: shape {tuple(X.shape)}")
+    finite = torch.isfinite(X) if isinstance(X, torch.Tensor) else np.isfinite(X)
+    if not bool(finite.all()):
+        bad_rows = (~finite).any(1)
+        bad_rows = bad_rows.nonzero().flatten() if isinstance(X, torch.Tensor) else np.flatnonzero(bad_rows)
+        n_nan = int((X != X).sum())
+        kind = "NaN" if n_nan else "inf"
+        raise ValueError(
+            f"{what} contains {kind} values in {len(bad_rows)} of {n} rows "
+            f"(first at row {int(bad_rows[0])}); remove or impute them first"
+        )
+    if n < min_points:
+        raise ValueError(f"{what} has {n} points; this method needs at least {min_points}")
+    if bool((X == X[:1]).all()):
+        raise ValueError(f"all {n} points of {what} are identical: the dimension is undefined")
+    return X
+
+
+def check_fraction(value: float, name: str, *, closed_low: bool = False) -> float:
+    """Check that ``value`` lies in (0, 1) (or [0, 1) with ``closed_low``)."""
+    low_ok = value >= 0 if closed_low else value > 0
+    if not (isinstance(value, (int, float)) and low_ok and value < 1):
+        interval = "[0, 1)" if closed_low else "(0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_int(value: int, name: str, *, minimum: int) -> int:
+    """Check that ``value`` is an integer no smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def as_tensor(X: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A tensor view of a checked array, without a copy.
+
+    Read-only numpy arrays (memory-mapped files, pandas' values) are fine here:
+    layerscope never writes to its input, so torch's warning about them is muted.
+    """
+    if isinstance(X, torch.Tensor):
+        return X
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(X)

@@ -1,0 +1,186 @@
+"""Estimators read off the covariance spectrum: PC-ID, participation ratio, power law."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._base import Estimate, Estimator
+from ._fits import weighted_line
+from ._validation import Array, as_tensor, check_fraction, check_int, check_points
+
+
+def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndarray, int]:
+    """Eigenvalues of the sample covariance of ``X``, descending, in float64.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_points, n_features)
+    standardize : bool
+        Divide each feature by its standard deviation first (a correlation
+        spectrum). Constant features are then dropped: they carry no variance.
+
+    Returns
+    -------
+    eigenvalues : numpy.ndarray of shape (min(n_points, n_features),)
+        Clipped at 0 (round-off can make the smallest slightly negative).
+    n_constant : int
+        Features with zero variance.
+    """
+    X = check_points(X, min_points=2)
+    t = as_tensor(X).to(torch.float64)
+    t = t - t.mean(0)
+    std = t.std(0, unbiased=True)
+    constant = std == 0
+    if standardize:
+        t = t[:, ~constant] / std[~constant]
+    n, d = t.shape
+    # the smaller of the two Gram matrices has the same non-zero spectrum
+    gram = t.T @ t if d <= n else t @ t.T
+    eig = torch.linalg.eigvalsh(gram).flip(0) / (n - 1)
+    return eig.clamp_min(0).cpu().numpy(), int(constant.sum())
+
+
+class PCAID(Estimator):
+    """PC-ID: the number of principal components that explain a fraction of the variance.
+
+    Ansuini et al.'s code returns the 0-based index of that component (one less than
+    the count); this returns the count.
+
+    Parameters
+    ----------
+    variance : float, default 0.9
+        Fraction of the total variance to explain, in (0, 1).
+    standardize : bool, default True
+        Standardise each feature first, as Ansuini et al. do; constant features are
+        dropped (counted in ``n_constant_features_``).
+
+    Attributes
+    ----------
+    dimension_ : int
+    explained_variance_ratio_ : numpy.ndarray
+    n_constant_features_ : int
+    estimate_ : Estimate
+    """
+
+    name = "pc_id"
+
+    def __init__(self, variance: float = 0.9, standardize: bool = True) -> None:
+        self.variance = variance
+        self.standardize = standardize
+
+    def fit(self, X: Array, y: None = None) -> PCAID:
+        """Count the components of ``X``, shape (n_points, n_features)."""
+        variance = check_fraction(self.variance, "variance")
+        eig, self.n_constant_features_ = covariance_spectrum(X, standardize=self.standardize)
+        self.explained_variance_ratio_ = eig / eig.sum()
+        cumulative = np.cumsum(self.explained_variance_ratio_)
+        # the tolerance keeps round-off from adding a component at an exact threshold
+        self.dimension_ = int(np.searchsorted(cumulative, variance - 1e-12) + 1)
+        self.estimate_ = Estimate(self.name, float(self.dimension_), None, None, int(np.shape(X)[0]))
+        return self
+
+
+class ParticipationRatio(Estimator):
+    """Participation ratio ``(sum lambda)^2 / sum lambda^2`` of the covariance eigenvalues.
+
+    Attributes
+    ----------
+    dimension_ : float
+    estimate_ : Estimate
+    """
+
+    name = "participation_ratio"
+
+    def fit(self, X: Array, y: None = None) -> ParticipationRatio:
+        """Compute the ratio for ``X``, shape (n_points, n_features)."""
+        eig, _ = covariance_spectrum(X)
+        self.dimension_ = float(eig.sum() ** 2 / np.dot(eig, eig))
+        self.estimate_ = Estimate(self.name, self.dimension_, None, None, int(np.shape(X)[0]))
+        return self
+
+
+class PowerLaw(Estimator):
+    """Exponent alpha of a power-law covariance spectrum, ``lambda_n ~ n^-alpha``.
+
+    The slope of ``log lambda_n`` against ``-log n`` for n in ``[n_min, n_max]``, by
+    least squares with weights ``1/n`` (Stringer et al. 2019 fit n = 10..500).
+
+    Parameters
+    ----------
+    n_min, n_max : int, default 10, 500
+        Range of eigenvalue ranks (1-based) in the fit. ``n_max`` is lowered to the
+        number of non-zero eigenvalues when there are fewer; ``fit_range_`` says
+        which range was used. At least 3 ranks must remain.
+
+    Attributes
+    ----------
+    alpha_ : float
+    alpha_err_ : float
+        Standard error of the slope.
+    fit_quality_ : float
+        Weighted R^2 of the fit in log-log.
+    intercept_ : float
+        ``log lambda`` at n = 1 on the fitted line.
+    spectrum_ : numpy.ndarray
+        All eigenvalues, descending (for plotting).
+    fit_range_ : tuple of int
+        ``(n_min, n_max)`` actually used.
+    estimate_ : Estimate
+    """
+
+    name = "alpha"
+
+    def __init__(self, n_min: int = 10, n_max: int = 500) -> None:
+        self.n_min = n_min
+        self.n_max = n_max
+
+    def fit(self, X: Array, y: None = None) -> PowerLaw:
+        """Fit the spectrum of ``X``, shape (n_points, n_features)."""
+        eig, _ = covariance_spectrum(X)
+        return self.fit_spectrum(eig, n_points=int(np.shape(X)[0]))
+
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> PowerLaw:
+        """Fit a given spectrum.
+
+        Parameters
+        ----------
+        eigenvalues : array-like of shape (n,)
+            Non-negative, sorted descending.
+        n_points : int
+            Recorded in ``estimate_`` (0 when unknown).
+        """
+        n_min = check_int(self.n_min, "n_min", minimum=1)
+        n_max = check_int(self.n_max, "n_max", minimum=n_min + 2)
+        eig = np.asarray(eigenvalues, dtype=np.float64)
+        if eig.ndim != 1 or eig.size == 0 or not np.all(np.isfinite(eig)) or np.any(eig < 0) or np.any(np.diff(eig) > 0):
+            raise ValueError("eigenvalues must be a 1-D array of finite, non-negative values, sorted descending")
+        self.spectrum_ = eig
+        positive = int(np.sum(eig > eig[0] * len(eig) * np.finfo(np.float64).eps))
+        top = min(n_max, positive)
+        if top - n_min + 1 < 3:
+            raise ValueError(
+                f"the spectrum has {positive} non-zero eigenvalues, too few for a fit over ranks "
+                f"{n_min}..{n_max} (need 3); lower n_min or use more points and features"
+            )
+        ranks = np.arange(n_min, top + 1)
+        slope, err, intercept, r2 = weighted_line(-np.log(ranks), np.log(eig[ranks - 1]), 1.0 / ranks)
+        self.alpha_, self.alpha_err_, self.intercept_, self.fit_quality_ = slope, err, intercept, r2
+        self.fit_range_ = (n_min, top)
+        self.estimate_ = Estimate(self.name, slope, err, r2, n_points)
+        return self
+
+
+def pc_id(X: Array, **params: object) -> Estimate:
+    """PC-ID in one call: ``PCAID(**params).fit(X).estimate_``."""
+    return PCAID(**params).fit(X).estimate_
+
+
+def participation_ratio(X: Array) -> Estimate:
+    """Participation ratio in one call: ``ParticipationRatio().fit(X).estimate_``."""
+    return ParticipationRatio().fit(X).estimate_
+
+
+def power_law(X: Array, **params: object) -> Estimate:
+    """Power-law exponent in one call: ``PowerLaw(**params).fit(X).estimate_``."""
+    return PowerLaw(**params).fit(X).estimate_

@@ -1,0 +1,236 @@
+"""TwoNN intrinsic dimension (Facco et al. 2017), as used by Ansuini et al. 2019.
+
+For each point, ``mu = r2 / r1`` (distances to its second and first nearest
+neighbour) is Pareto distributed with exponent d, the intrinsic dimension.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._base import Estimate, Estimator
+from ._fits import line_through_origin
+from ._validation import Array, as_tensor, check_fraction, check_int, check_points
+from .neighbors import neighbors_without_duplicates
+
+# Neighbours kept per point when errors come from subsamples: a point keeps its own
+# first two neighbours in a 90% subset unless fewer than 2 of these 8 survive, which
+# happens with probability ~7e-7; such points are searched again (exactly).
+_SUBSAMPLE_NEIGHBORS = 8
+
+
+def dimension_from_ratios(mu: np.ndarray, *, discard_fraction: float, method: str) -> tuple[float, float | None]:
+    """TwoNN dimension from the ratios ``mu = r2 / r1`` (all >= 1).
+
+    Parameters
+    ----------
+    mu : numpy.ndarray of shape (n_points,)
+    discard_fraction : float
+        ``"regression"`` only: the fraction of largest ratios left out of the fit.
+    method : {"regression", "mle"}
+        ``"regression"``: with the ratios sorted, ``F_i = i / N``, the slope of
+        ``-log(1 - F_i)`` against ``log mu_i`` through the origin, over the smallest
+        ``int(N (1 - discard_fraction))`` ratios (as the reference code and dadapy).
+        ``"mle"``: the unbiased maximum-likelihood ``(N - 1) / sum(log mu)`` over all
+        ratios.
+
+    Returns
+    -------
+    dimension, fit quality (Pearson r of the regression; None for "mle")
+    """
+    n = len(mu)
+    log_mu = np.log(mu)
+    if not np.any(log_mu > 0):
+        raise ValueError("every point's two nearest neighbours are equally far (mu = 1): TwoNN is undefined")
+    if method == "mle":
+        return float((n - 1) / log_mu.sum()), None
+    n_fit = int(n * (1 - discard_fraction))
+    if n_fit < 2:
+        raise ValueError(f"discard_fraction={discard_fraction} leaves {n_fit} of {n} ratios to fit; need 2")
+    x = np.sort(log_mu)[:n_fit]
+    y = -np.log1p(-np.arange(1, n_fit + 1) / n)
+    if np.ptp(x) == 0:
+        raise ValueError("all distance ratios that enter the fit are equal (a lattice?): TwoNN is undefined")
+    return line_through_origin(x, y)
+
+
+class TwoNN(Estimator):
+    """Intrinsic dimension by the TwoNN estimator.
+
+    Parameters
+    ----------
+    discard_fraction : float, default 0.1
+        Fraction of the largest ratios ``r2/r1`` left out of the regression, in (0, 1).
+    method : {"regression", "mle"}, default "regression"
+        See :func:`dimension_from_ratios`.
+    n_subsamples : int, default 20
+        The standard error is the standard deviation of the estimate over this many
+        random subsets of ``subsample_fraction`` of the points, as in Ansuini et al.
+        (each subset's neighbours are those within the subset, found exactly from
+        one search of the whole set). 0 skips the subsets and gives the closed-form
+        standard error of the maximum-likelihood estimate, ``d / sqrt(N - 2)``, which
+        understates the regression's error.
+    subsample_fraction : float, default 0.9
+    duplicate_tol : float, default 1e-9
+        Points closer than this (relative to the data's scale) count as duplicates:
+        they are dropped, counted in ``n_duplicates_`` and reported with a warning.
+    device : str, optional
+        Where the neighbour search runs ("cpu", "cuda").
+    random_state : int, default 0
+        Seed of the subsets.
+
+    Attributes
+    ----------
+    dimension_ : float
+    dimension_err_ : float
+        Standard error; ``error_method_`` says how it was made.
+    error_method_ : {"subsample", "closed-form"}
+    fit_quality_ : float or None
+        Pearson r of the regression (None for ``method="mle"``).
+    n_duplicates_ : int
+    mu_ : numpy.ndarray of shape (n_points - n_duplicates_,)
+        The ratios ``r2 / r1``, in the order of the distinct input rows.
+    estimate_ : Estimate
+
+    Examples
+    --------
+    >>> from layerscope.data.manifolds import hypersphere
+    >>> X = hypersphere(2000, dim=4, ambient_dim=20, seed=0)
+    >>> round(TwoNN().fit(X).dimension_)
+    4
+    """
+
+    name = "twonn"
+
+    def __init__(
+        self,
+        discard_fraction: float = 0.1,
+        method: str = "regression",
+        n_subsamples: int = 20,
+        subsample_fraction: float = 0.9,
+        duplicate_tol: float = 1e-9,
+        device: str | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.discard_fraction = discard_fraction
+        self.method = method
+        self.n_subsamples = n_subsamples
+        self.subsample_fraction = subsample_fraction
+        self.duplicate_tol = duplicate_tol
+        self.device = device
+        self.random_state = random_state
+
+    def fit(self, X: Array, y: None = None) -> TwoNN:
+        """Estimate the intrinsic dimension of ``X``, shape (n_points, n_features)."""
+        discard = check_fraction(self.discard_fraction, "discard_fraction")
+        if self.method not in ("regression", "mle"):
+            raise ValueError(f"method must be 'regression' or 'mle', got {self.method!r}")
+        n_sub = check_int(self.n_subsamples, "n_subsamples", minimum=0)
+        if n_sub == 1:
+            raise ValueError("n_subsamples must be 0 (closed-form error) or at least 2")
+        fraction = check_fraction(self.subsample_fraction, "subsample_fraction")
+        X = check_points(X, min_points=3)
+        k = min(_SUBSAMPLE_NEIGHBORS, X.shape[0] - 1) if n_sub else 2
+        nb, kept, self.n_duplicates_ = neighbors_without_duplicates(
+            X, k, duplicate_tol=self.duplicate_tol, device=self.device
+        )
+        self.mu_ = nb.distances[:, 1] / nb.distances[:, 0]
+        self.dimension_, self.fit_quality_ = dimension_from_ratios(self.mu_, discard_fraction=discard, method=self.method)
+        if n_sub:
+            points = as_tensor(X)
+            source = points[torch.from_numpy(kept).to(points.device)]
+            rng = np.random.default_rng(self.random_state)
+            dims = [
+                dimension_from_ratios(
+                    _subset_ratios(source, nb.indices, nb.distances, rng, fraction),
+                    discard_fraction=discard,
+                    method=self.method,
+                )[0]
+                for _ in range(n_sub)
+            ]
+            self.dimension_err_ = float(np.std(dims, ddof=1))
+            self.error_method_ = "subsample"
+        else:
+            self.dimension_err_ = self.dimension_ / np.sqrt(max(len(self.mu_) - 2, 1))
+            self.error_method_ = "closed-form"
+        self.estimate_ = Estimate(self.name, self.dimension_, self.dimension_err_, self.fit_quality_, len(self.mu_))
+        return self
+
+
+def _subset_ratios(
+    source: torch.Tensor, indices: np.ndarray, distances: np.ndarray, rng: np.random.Generator, fraction: float
+) -> np.ndarray:
+    """Ratios r2/r1 within a random subset, from the whole set's neighbour lists.
+
+    A point's first two neighbours within the subset are the first two of its
+    listed neighbours that are in the subset, unless fewer than two of the listed
+    ones are; those few points get an exact search within the subset.
+    """
+    n = len(indices)
+    members = np.sort(rng.choice(n, size=max(3, int(round(n * fraction))), replace=False))
+    inside = np.zeros(n, dtype=bool)
+    inside[members] = True
+    lists = indices[members]
+    ok = inside[lists]  # (m, k): which listed neighbours are in the subset
+    first = np.argmax(ok, axis=1)
+    ok_after = ok.copy()
+    ok_after[np.arange(len(members)), first] = False
+    second = np.argmax(ok_after, axis=1)
+    enough = ok.sum(1) >= 2
+    r1 = distances[members, first]
+    r2 = distances[members, second]
+    if not enough.all():
+        sub = source[torch.from_numpy(members).to(source.device)]
+        for i in np.flatnonzero(~enough):
+            d = torch.linalg.vector_norm(sub - sub[i], dim=1, dtype=torch.float64).cpu().numpy()
+            d[i] = np.inf
+            r1[i], r2[i] = np.partition(d, 1)[:2]
+    return r2 / r1
+
+
+def twonn(X: Array, **params: object) -> Estimate:
+    """TwoNN on ``X`` in one call: ``TwoNN(**params).fit(X).estimate_``."""
+    return TwoNN(**params).fit(X).estimate_
+
+
+def twonn_scale(X: Array, max_blocks: int = 20, *, seed: int = 0, **params: object) -> pd.DataFrame:
+    """TwoNN against sample size: the block analysis of Ansuini et al.
+
+    The points are shuffled and split into b = 1 .. ``max_blocks`` blocks of
+    (nearly) equal size; TwoNN runs on each block on its own.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_points, n_features)
+    max_blocks : int, default 20
+        Each block must keep at least 10 points.
+    seed : int
+        Seed of the shuffles.
+    **params
+        Passed to :class:`TwoNN` (``n_subsamples`` defaults to 0 here: the spread
+        across blocks is the error).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per b, with columns ``n_blocks``, ``block_size`` (mean points per
+        block), ``dimension`` (mean over blocks), ``error`` (standard deviation over
+        blocks; for b = 1 the single fit's standard error).
+    """
+    X = check_points(X, min_points=3)
+    n = X.shape[0]
+    max_blocks = check_int(max_blocks, "max_blocks", minimum=1)
+    if n // max_blocks < 10:
+        raise ValueError(f"max_blocks={max_blocks} would leave blocks of {n // max_blocks} points; need at least 10")
+    params = {"n_subsamples": 0, **params}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(1, max_blocks + 1):
+        order = rng.permutation(n)
+        fits = [TwoNN(**params).fit(X[torch.from_numpy(part)] if isinstance(X, torch.Tensor) else X[part]) for part in np.array_split(order, b)]
+        dims = np.array([f.dimension_ for f in fits])
+        error = float(np.std(dims, ddof=1)) if b > 1 else fits[0].dimension_err_
+        rows.append({"n_blocks": b, "block_size": n / b, "dimension": float(dims.mean()), "error": error})
+    return pd.DataFrame(rows)

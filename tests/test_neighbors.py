@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import cKDTree
+
+from layerscope.data.manifolds import affine_subspace, hypersphere
+from layerscope.estimators import DuplicatePointsWarning, nearest_neighbors
+from layerscope.estimators.neighbors import neighbors_without_duplicates
+
+
+def reference(X, k):
+    """k nearest neighbours by scipy's KD-tree (an independent exact method)."""
+    dist, idx = cKDTree(X).query(X, k=k + 1)
+    return dist[:, 1:], idx[:, 1:]
+
+
+@pytest.mark.parametrize("n,dim,ambient", [(500, 3, 3), (2000, 5, 40), (1200, 30, 300), (50, 2, 4)])
+@pytest.mark.parametrize("k", [1, 2, 12])
+def test_matches_kdtree(n, dim, ambient, k):
+    X = affine_subspace(n, dim, ambient, seed=n + k)
+    nb = nearest_neighbors(X, k)
+    dist, idx = reference(X, k)
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)
+    np.testing.assert_array_equal(nb.indices, idx)
+
+
+def test_blocks_and_triangle_cover_every_pair(monkeypatch):
+    # force many small blocks so that the row-wise and column-wise passes both matter
+    import layerscope.estimators.neighbors as nbm
+
+    monkeypatch.setattr(nbm, "_BLOCK_BYTES", 64 * 4 * 1000)
+    X = hypersphere(1000, 4, 10, seed=0)
+    nb = nearest_neighbors(X, 5)
+    dist, idx = reference(X, 5)
+    np.testing.assert_array_equal(nb.indices, idx)
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)
+
+
+def test_precision_low_dimensional_subspace_far_from_origin():
+    # The issue's case: float32 |x|^2+|y|^2-2xy on a 2-D subspace gave zero distances.
+    rng = np.random.default_rng(0)
+    n, D = 10_000, 1000
+    X = (rng.standard_normal((n, 2)) @ rng.standard_normal((2, D))).astype(np.float64)
+    for shift in (0.0, 1e4):
+        Y = X + shift
+        nb = nearest_neighbors(Y, 2)
+        assert nb.distances.min() > 0
+        rows = rng.choice(n, 200, replace=False)
+        for i in rows[:50]:
+            d = np.linalg.norm(Y - Y[i], axis=1)
+            d[i] = np.inf
+            order = np.argsort(d)[:2]
+            np.testing.assert_array_equal(nb.indices[i], order)
+            np.testing.assert_allclose(nb.distances[i], d[order], rtol=1e-9)
+
+
+def test_certificate_triggers_exact_fallback():
+    # with a single extra candidate, some rows cannot be certified and are scanned in float64;
+    # the answer must be exact all the same
+    X = affine_subspace(3000, 2, 50, seed=3) + 1e3
+    nb = nearest_neighbors(X, 2, margin=1)
+    assert 0 < nb.n_fallback < len(X)
+    dist, idx = reference(X - X.mean(0), 2)
+    np.testing.assert_array_equal(nb.indices, idx)
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-9)
+
+
+def test_float64_precision_and_torch_input():
+    X = hypersphere(800, 3, 6, seed=1)
+    a = nearest_neighbors(X, 3, precision="float64")
+    X32 = torch.from_numpy(X).float()
+    b = nearest_neighbors(X32, 3)
+    dist, idx = reference(X, 3)
+    np.testing.assert_array_equal(a.indices, idx)
+    np.testing.assert_allclose(a.distances, dist, rtol=1e-12)
+    dist32, idx32 = reference(X32.double().numpy(), 3)  # exact for the float32 points themselves
+    np.testing.assert_array_equal(b.indices, idx32)
+    np.testing.assert_allclose(b.distances, dist32, rtol=1e-7)
+
+
+def test_faiss_backend_matches():
+    pytest.importorskip("faiss")
+    X = affine_subspace(1500, 6, 64, seed=2)
+    a = nearest_neighbors(X, 4, backend="faiss")
+    dist, idx = reference(X, 4)
+    np.testing.assert_array_equal(a.indices, idx)
+    np.testing.assert_allclose(a.distances, dist, rtol=1e-12)
+
+
+def test_bad_arguments():
+    X = hypersphere(20, 2, 3)
+    with pytest.raises(ValueError, match="k=20 neighbours need at least 21 points"):
+        nearest_neighbors(X, 20)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        nearest_neighbors(X, 0)
+    with pytest.raises(ValueError, match="backend must be"):
+        nearest_neighbors(X, 2, backend="annoy")
+    with pytest.raises(ValueError, match="precision must be"):
+        nearest_neighbors(X, 2, precision="float16")
+
+
+def test_duplicates_dropped_counted_and_warned():
+    X = hypersphere(500, 2, 5, seed=4)
+    copies = np.vstack([X, X[:30], X[:5] + 1e-14])  # exact copies and near copies
+    with pytest.warns(DuplicatePointsWarning, match="dropped 35 duplicate points of 535"):
+        nb, kept, n_dup = neighbors_without_duplicates(copies, 2)
+    assert n_dup == 35
+    np.testing.assert_array_equal(kept, np.arange(500))
+    ref = nearest_neighbors(X, 2)
+    np.testing.assert_array_equal(nb.indices, ref.indices)
+
+
+def test_too_few_distinct_points():
+    X = np.repeat(np.eye(3), 10, axis=0)
+    with pytest.raises(ValueError, match="only 3 distinct points remain after dropping 27 duplicates"):
+        neighbors_without_duplicates(X, 3)
