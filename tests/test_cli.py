@@ -45,7 +45,7 @@ def test_id_table_has_every_estimator(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ["twonn", "mle", "gride", "pc_id", "participation_ratio"]:
         assert name in result.stdout
-    assert "1500 points x 8 features" in result.stdout
+    assert "points.npy (1500 points x 8 features)" in " ".join(result.stdout.split())
 
 
 def test_csv_without_header(tmp_path):

@@ -70,7 +70,7 @@ def id_command(
     if as_json:
         print(json.dumps([{"estimator": r.estimator, "dimension": r.value, "error": r.error} for r in results]))
     else:
-        _print_table(results, f"{path} ({X.shape[0]} points x {X.shape[1]} features)")
+        _print_table(results, f"{path.name} ({X.shape[0]} points x {X.shape[1]} features)")
 
 
 @app.command()

@@ -1,0 +1,124 @@
+"""TwoNN: layerscope against scikit-dimension and dadapy, on the same arrays, in one run.
+
+    python benchmarks/estimators.py                       # N in {2000, 10000}, D in {100, 1000, 10000}
+    python benchmarks/estimators.py --n 2000 --d 100 1000  # a subset
+
+Each (library, N, D) runs in a fresh subprocess: the data are made (a 10-dimensional
+curved manifold, float64), then the library's fit is timed `--repeats` times (the
+minimum is reported: the first call pays one-off set-up such as kernel JIT) and the
+peak memory is the process's peak resident set during the fits minus its resident
+set just before them. Every library runs in the same environment and thread count.
+Prints a markdown table with the ratios peer / layerscope.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+
+LIBRARIES = ["layerscope", "layerscope+err", "skdim", "dadapy"]
+LABELS = {
+    "layerscope": "layerscope TwoNN(n_subsamples=0)",
+    "layerscope+err": "layerscope TwoNN() (+ 20 subsample errors)",
+    "skdim": "scikit-dimension TwoNN",
+    "dadapy": "dadapy compute_id_2NN",
+}
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def fit_once(library: str, X):  # noqa: ANN001 - any array
+    if library.startswith("layerscope"):
+        from layerscope.estimators import TwoNN
+
+        return TwoNN(n_subsamples=0 if library == "layerscope" else 20).fit(X).dimension_
+    if library == "skdim":
+        import skdim
+
+        return skdim.id.TwoNN().fit(X).dimension_
+    if library == "dadapy":
+        from dadapy import Data
+
+        return Data(X, verbose=False).compute_id_2NN()[0]
+    raise ValueError(library)
+
+
+def run_one(library: str, n: int, d: int, repeats: int) -> dict:
+    import numpy as np
+
+    from layerscope.data.manifolds import curved_manifold
+
+    X = np.ascontiguousarray(curved_manifold(n, 10, d, seed=0))
+    warnings.simplefilter("ignore")
+    fit_once(library, X[:50])  # import and warm the library on a tiny array
+    before = _rss_kib()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        estimate = fit_once(library, X)
+        times.append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"library": library, "n": n, "d": d, "seconds": min(times), "extra_mib": max(peak - before, 0) / 1024, "estimate": float(estimate)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--d", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--libraries", nargs="+", default=LIBRARIES, choices=LIBRARIES)
+    parser.add_argument("--one", nargs=3, metavar=("LIBRARY", "N", "D"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        library, n, d = args.one
+        print(json.dumps(run_one(library, int(n), int(d), args.repeats)))
+        return
+
+    import numpy as np
+    import threadpoolctl
+    import torch
+
+    blas = {i["internal_api"]: i.get("architecture") for i in threadpoolctl.threadpool_info()}
+    print(f"# TwoNN benchmark: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"numpy {np.__version__} BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    print(f"# data: curved_manifold(N, dim=10, D), float64; time = min of {args.repeats} fit calls; "
+          "memory = peak RSS during the fits minus RSS before\n")
+    header = "| N | D | library | time (s) | peak extra memory (MiB) | estimate | time ratio peer/layerscope | memory ratio |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for n in args.n:
+        for d in args.d:
+            rows = {}
+            for library in args.libraries:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--one", library, str(n), str(d), "--repeats", str(args.repeats)],
+                    capture_output=True, text=True, check=False,
+                )
+                if out.returncode != 0:
+                    print(f"| {n} | {d} | {LABELS[library]} | failed: {out.stderr.strip().splitlines()[-1]} | | | | |")
+                    continue
+                rows[library] = json.loads(out.stdout.strip().splitlines()[-1])
+            base = rows.get("layerscope")
+            for library, r in rows.items():
+                ratio_t = ratio_m = ""
+                if base and library in ("skdim", "dadapy"):
+                    ratio_t = f"{r['seconds'] / base['seconds']:.1f}x"
+                    ratio_m = f"{r['extra_mib'] / max(base['extra_mib'], 1):.1f}x"
+                print(f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {r['extra_mib']:.0f} | "
+                      f"{r['estimate']:.4f} | {ratio_t} | {ratio_m} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
