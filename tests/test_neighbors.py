@@ -114,3 +114,13 @@ def test_too_few_distinct_points():
     X = np.repeat(np.eye(3), 10, axis=0)
     with pytest.raises(ValueError, match="only 3 distinct points remain after dropping 27 duplicates"):
         neighbors_without_duplicates(X, 3)
+
+
+def test_many_copies_of_one_point_and_float32():
+    # e.g. a layer where many inputs give the all-zero activation
+    X = np.vstack([np.zeros((300, 6)), hypersphere(400, 3, 6, seed=5), np.zeros((5, 6))]).astype(np.float32)
+    with pytest.warns(DuplicatePointsWarning, match="dropped 304 duplicate points of 705"):
+        nb, kept, n_dup = neighbors_without_duplicates(torch.from_numpy(X), 2)
+    assert kept[0] == 0 and len(kept) == 401
+    assert nb.distances.min() > 0
+

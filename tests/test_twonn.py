@@ -90,7 +90,8 @@ def test_subsample_error_matches_spread_over_independent_samples():
 
 def test_subsets_use_exact_neighbours():
     # the cheap subset ratios must equal a fresh TwoNN on the same subset
-    from layerscope.estimators.twonn import _subset_ratios, neighbors_without_duplicates
+    from layerscope.estimators.neighbors import neighbors_without_duplicates
+    from layerscope.estimators.twonn import _subset_ratios
 
     X = affine_subspace(1500, 3, 10, seed=7)
     est = TwoNN(n_subsamples=2, random_state=3).fit(X)

@@ -56,19 +56,25 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"{what} is empty: shape {tuple(X.shape)}")
-    finite = torch.isfinite(X) if isinstance(X, torch.Tensor) else np.isfinite(X)
-    if not bool(finite.all()):
-        bad_rows = (~finite).any(1)
-        bad_rows = bad_rows.nonzero().flatten() if isinstance(X, torch.Tensor) else np.flatnonzero(bad_rows)
-        n_nan = int((X != X).sum())
-        kind = "NaN" if n_nan else "inf"
-        raise ValueError(
-            f"{what} contains {kind} values in {len(bad_rows)} of {n} rows "
-            f"(first at row {int(bad_rows[0])}); remove or impute them first"
-        )
+    # Row sums are finite unless a row holds NaN or inf (or overflows): an O(n) test
+    # first, the element-wise one only for the rows it flags.
+    row_sums = X.sum(1)
+    suspect = ~(torch.isfinite(row_sums) if isinstance(X, torch.Tensor) else np.isfinite(row_sums))
+    if bool(suspect.any()):
+        rows = suspect.nonzero().flatten() if isinstance(X, torch.Tensor) else np.flatnonzero(suspect)
+        sub = X[rows]
+        finite = torch.isfinite(sub) if isinstance(X, torch.Tensor) else np.isfinite(sub)
+        bad = ~finite.all(1)
+        if bool(bad.any()):
+            bad_rows = rows[bad]
+            kind = "NaN" if bool((sub != sub).any()) else "inf"
+            raise ValueError(
+                f"{what} contains {kind} values in {len(bad_rows)} of {n} rows "
+                f"(first at row {int(bad_rows[0])}); remove or impute them first"
+            )
     if n < min_points:
         raise ValueError(f"{what} has {n} points; this method needs at least {min_points}")
-    if bool((X == X[:1]).all()):
+    if bool((X.max(0)[0] == X.min(0)[0]).all() if isinstance(X, torch.Tensor) else (X.max(0) == X.min(0)).all()):
         raise ValueError(f"all {n} points of {what} are identical: the dimension is undefined")
     return X
 

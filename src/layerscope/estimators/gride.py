@@ -17,8 +17,8 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from ._base import Estimate, Estimator
-from ._validation import Array, check_int, check_points
-from .neighbors import neighbors_without_duplicates
+from ._validation import Array, as_tensor, check_int, check_points
+from .neighbors import distinct_neighbors
 
 
 def gride_from_ratios(mu: np.ndarray, n1: int, n2: int) -> tuple[float, float]:
@@ -92,7 +92,7 @@ class GRIDE(Estimator):
         n1 = check_int(self.n1, "n1", minimum=1)
         n2 = check_int(self.n2, "n2", minimum=n1 + 1)
         X = check_points(X, min_points=n2 + 1)
-        nb, _, self.n_duplicates_ = neighbors_without_duplicates(X, n2, duplicate_tol=self.duplicate_tol, device=self.device)
+        nb, _, self.n_duplicates_ = distinct_neighbors(as_tensor(X), n2, duplicate_tol=self.duplicate_tol, device=self.device)
         mu = _ratios(nb.distances, n1, n2)
         self.dimension_, self.dimension_err_ = gride_from_ratios(mu, n1, n2)
         self.scale_ = float(nb.distances[:, n2 - 1].mean())
@@ -118,7 +118,7 @@ def gride_scale(X: Array, max_rank: int = 64, *, duplicate_tol: float = 1e-9, de
     """
     max_rank = check_int(max_rank, "max_rank", minimum=2)
     X = check_points(X, min_points=max_rank + 1)
-    nb, _, _ = neighbors_without_duplicates(X, max_rank, duplicate_tol=duplicate_tol, device=device)
+    nb, _, _ = distinct_neighbors(as_tensor(X), max_rank, duplicate_tol=duplicate_tol, device=device)
     rows = []
     n1 = 1
     while 2 * n1 <= max_rank:

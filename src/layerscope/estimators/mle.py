@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import Estimate, Estimator
-from ._validation import Array, check_int, check_points
-from .neighbors import neighbors_without_duplicates
+from ._validation import Array, as_tensor, check_int, check_points
+from .neighbors import distinct_neighbors
 
 
 def mle_from_distances(distances: np.ndarray, k1: int, k2: int) -> tuple[float, float]:
@@ -77,7 +77,7 @@ class MLE(Estimator):
         k1 = check_int(self.k1, "k1", minimum=2)
         k2 = check_int(self.k2, "k2", minimum=k1)
         X = check_points(X, min_points=k2 + 1)
-        nb, _, self.n_duplicates_ = neighbors_without_duplicates(X, k2, duplicate_tol=self.duplicate_tol, device=self.device)
+        nb, _, self.n_duplicates_ = distinct_neighbors(as_tensor(X), k2, duplicate_tol=self.duplicate_tol, device=self.device)
         self.dimension_, self.dimension_err_ = mle_from_distances(nb.distances, k1, k2)
         self.estimate_ = Estimate(self.name, self.dimension_, self.dimension_err_, None, len(nb.distances))
         return self

@@ -108,7 +108,7 @@ def nearest_neighbors(
     -----
     Duplicate points are not treated specially here: they are each other's
     neighbours at distance 0. The estimators drop them first (see
-    :func:`drop_duplicates`).
+    :func:`neighbors_without_duplicates`).
     """
     X = check_points(X, min_points=2)
     n = X.shape[0]
@@ -120,11 +120,23 @@ def nearest_neighbors(
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
     margin = check_int(margin, "margin", minimum=0)
-    dev = torch.device(device) if device is not None else (X.device if isinstance(X, torch.Tensor) else torch.device("cpu"))
-    if backend == "faiss" and dev.type != "cpu":
-        raise ValueError("backend='faiss' runs on the CPU; use backend='torch' for device={dev}")
+    return _search(as_tensor(X), k, device=device, backend=backend, precision=precision, margin=margin)
 
-    source = as_tensor(X)  # the original data, for exact distances
+
+def _search(
+    source: torch.Tensor,
+    k: int,
+    *,
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    precision: str = "float32",
+    margin: int = 8,
+) -> Neighbors:
+    """:func:`nearest_neighbors` on a tensor that has been checked already."""
+    n = source.shape[0]
+    dev = torch.device(device) if device is not None else source.device
+    if backend == "faiss" and dev.type != "cpu":
+        raise ValueError(f"backend='faiss' runs on the CPU; use backend='torch' for device={dev}")
     n_cand = min(k + margin, n - 1)
     dtype = torch.float32 if precision == "float32" else torch.float64
     Xc, sq = _centred(source, dtype, dev)
@@ -183,7 +195,7 @@ def _centred(source: torch.Tensor, dtype: torch.dtype, device: torch.device) -> 
         step = max(1, _BLOCK_BYTES // (source.element_size() * source.shape[1]))
         for a in range(0, source.shape[0], step):
             out[a : a + step] = (source[a : a + step] - mean).to(device=device, dtype=dtype)
-    sq = (out * out).sum(1)
+    sq = torch.linalg.vector_norm(out, dim=1).square_()  # no n x d temporary
     return out, sq
 
 
@@ -325,24 +337,29 @@ def neighbors_without_duplicates(
         ``n_points - len(kept)``.
     """
     X = check_points(X, min_points=2)
+    return distinct_neighbors(as_tensor(X), k, duplicate_tol=duplicate_tol, **search)
+
+
+def distinct_neighbors(
+    t: torch.Tensor, k: int, *, duplicate_tol: float = 1e-9, **search: object
+) -> tuple[Neighbors, np.ndarray, int]:
+    """:func:`neighbors_without_duplicates` on a tensor already checked by ``check_points``.
+
+    The estimators call this after validating their input once.
+    """
     if not duplicate_tol >= 0:
         raise ValueError(f"duplicate_tol must be >= 0, got {duplicate_tol!r}")
-    n = X.shape[0]
-    t = as_tensor(X)
-    # exact copies first: cheap, and the common case (identical inputs, dead units)
-    _, inverse = torch.unique(t, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.int64, device=inverse.device)
-    first.scatter_reduce_(0, inverse, torch.arange(n, device=inverse.device), reduce="amin")
-    kept = np.sort(first.cpu().numpy())
-    atol = duplicate_tol * math.sqrt(float(t.to(torch.float64).var(0, unbiased=False).sum()))
+    n = t.shape[0]
+    kept = _first_copies(t)  # exact copies: cheap to find, and the common case
+    atol = duplicate_tol * math.sqrt(float(t.var(0, unbiased=False).sum()))
     while True:
         if len(kept) <= k:
             raise ValueError(
                 f"only {len(kept)} distinct points remain after dropping {n - len(kept)} duplicates; "
                 f"need at least {k + 1}"
             )
-        nb = nearest_neighbors(t[torch.from_numpy(kept).to(t.device)], k, **search)
-        # a point is dropped if it lies within atol of a kept point listed before it
+        nb = _search(t if len(kept) == n else t[torch.from_numpy(kept).to(t.device)], k, **search)
+        # near copies: a point is dropped if it lies within atol of a kept point listed before it
         near = (nb.distances[:, 0] <= atol) & (nb.indices[:, 0] < np.arange(len(kept)))
         if not near.any():
             break
@@ -355,3 +372,27 @@ def neighbors_without_duplicates(
             stacklevel=3,
         )
     return nb, kept, n_dup
+
+
+def _first_copies(t: torch.Tensor) -> np.ndarray:
+    """Rows of ``t`` that are not bit-for-bit copies of an earlier row, ascending.
+
+    Each row's bits are hashed as a random linear form in integers modulo 2^64
+    (exact and order-independent, unlike a floating-point sum), in row chunks, so no
+    n x d temporary is made; rows with equal hashes are then compared exactly.
+    """
+    n, d = t.shape
+    bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[t.element_size()]
+    weights = np.random.default_rng(0).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
+    hashes = np.empty(n, dtype=np.uint64)
+    step = max(1, _BLOCK_BYTES // (8 * d))
+    for a in range(0, n, step):
+        chunk = t[a : a + step].cpu().contiguous().numpy().view(bits).astype(np.uint64)
+        hashes[a : a + step] = (chunk * weights).sum(1, dtype=np.uint64)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    if len(first) == n:
+        return np.arange(n)
+    keep = np.ones(n, dtype=bool)
+    for i in np.flatnonzero(first[inverse] != np.arange(n)):
+        keep[i] = not torch.equal(t[i], t[first[inverse[i]]])  # a hash collision keeps the row
+    return np.flatnonzero(keep)

@@ -13,7 +13,7 @@ import torch
 from ._base import Estimate, Estimator
 from ._fits import line_through_origin
 from ._validation import Array, as_tensor, check_fraction, check_int, check_points
-from .neighbors import neighbors_without_duplicates
+from .neighbors import distinct_neighbors
 
 # Neighbours kept per point when errors come from subsamples: a point keeps its own
 # first two neighbours in a 90% subset unless fewer than 2 of these 8 survive, which
@@ -131,15 +131,12 @@ class TwoNN(Estimator):
         if n_sub == 1:
             raise ValueError("n_subsamples must be 0 (closed-form error) or at least 2")
         fraction = check_fraction(self.subsample_fraction, "subsample_fraction")
-        X = check_points(X, min_points=3)
-        k = min(_SUBSAMPLE_NEIGHBORS, X.shape[0] - 1) if n_sub else 2
-        nb, kept, self.n_duplicates_ = neighbors_without_duplicates(
-            X, k, duplicate_tol=self.duplicate_tol, device=self.device
-        )
+        points = as_tensor(check_points(X, min_points=3))
+        k = min(_SUBSAMPLE_NEIGHBORS, points.shape[0] - 1) if n_sub else 2
+        nb, kept, self.n_duplicates_ = distinct_neighbors(points, k, duplicate_tol=self.duplicate_tol, device=self.device)
         self.mu_ = nb.distances[:, 1] / nb.distances[:, 0]
         self.dimension_, self.fit_quality_ = dimension_from_ratios(self.mu_, discard_fraction=discard, method=self.method)
         if n_sub:
-            points = as_tensor(X)
             source = points[torch.from_numpy(kept).to(points.device)]
             rng = np.random.default_rng(self.random_state)
             dims = [
