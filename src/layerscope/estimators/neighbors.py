@@ -44,6 +44,8 @@ from ._validation import Array, as_tensor, check_int, check_points
 
 # Memory for one block of the distance matrix (bytes); blocks are sized to it.
 _BLOCK_BYTES = 128 * 2**20
+# Memory for the row chunks of the streaming passes (centring, hashing).
+_CHUNK_BYTES = 16 * 2**20
 # Memory for the coordinate differences of one re-rank chunk (bytes): small, to stay in cache.
 _RERANK_BYTES = 4 * 2**20
 _SAFETY = 4.0  # factor on the largest relative error seen among candidates
@@ -64,11 +66,14 @@ class Neighbors:
     n_fallback : int
         Rows whose fast candidate set could not be certified and were searched
         exhaustively in float64.
+    scale : float
+        Root mean square distance of the points to their centroid.
     """
 
     distances: np.ndarray
     indices: np.ndarray
     n_fallback: int
+    scale: float
 
 
 def nearest_neighbors(
@@ -166,7 +171,7 @@ def _search(
     if len(rows):
         d_f, i_f = _exhaustive(source, rows, k, dev)
         distances[rows], indices[rows] = d_f, i_f
-    return Neighbors(distances.numpy(), indices.numpy(), int(len(rows)))
+    return Neighbors(distances.numpy(), indices.numpy(), int(len(rows)), math.sqrt(float(sq64.mean())))
 
 
 @contextlib.contextmanager
@@ -192,7 +197,7 @@ def _centred(source: torch.Tensor, dtype: torch.dtype, device: torch.device) -> 
         out -= mean.to(device=device, dtype=dtype)
     else:  # subtract at the source's precision before rounding: data far from 0 keep their digits
         out = torch.empty(source.shape, dtype=dtype, device=device)
-        step = max(1, _BLOCK_BYTES // (source.element_size() * source.shape[1]))
+        step = max(1, _CHUNK_BYTES // (8 * source.shape[1]))
         for a in range(0, source.shape[0], step):
             out[a : a + step] = (source[a : a + step] - mean).to(device=device, dtype=dtype)
     sq = torch.linalg.vector_norm(out, dim=1).square_()  # no n x d temporary
@@ -351,7 +356,6 @@ def distinct_neighbors(
         raise ValueError(f"duplicate_tol must be >= 0, got {duplicate_tol!r}")
     n = t.shape[0]
     kept = _first_copies(t)  # exact copies: cheap to find, and the common case
-    atol = duplicate_tol * math.sqrt(float(t.var(0, unbiased=False).sum()))
     while True:
         if len(kept) <= k:
             raise ValueError(
@@ -360,6 +364,7 @@ def distinct_neighbors(
             )
         nb = _search(t if len(kept) == n else t[torch.from_numpy(kept).to(t.device)], k, **search)
         # near copies: a point is dropped if it lies within atol of a kept point listed before it
+        atol = duplicate_tol * nb.scale
         near = (nb.distances[:, 0] <= atol) & (nb.indices[:, 0] < np.arange(len(kept)))
         if not near.any():
             break
@@ -385,10 +390,10 @@ def _first_copies(t: torch.Tensor) -> np.ndarray:
     bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[t.element_size()]
     weights = np.random.default_rng(0).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
     hashes = np.empty(n, dtype=np.uint64)
-    step = max(1, _BLOCK_BYTES // (8 * d))
+    step = max(1, _CHUNK_BYTES // (8 * d))
     for a in range(0, n, step):
         chunk = t[a : a + step].cpu().contiguous().numpy().view(bits).astype(np.uint64)
-        hashes[a : a + step] = (chunk * weights).sum(1, dtype=np.uint64)
+        hashes[a : a + step] = chunk @ weights  # integer products wrap modulo 2^64
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     if len(first) == n:
         return np.arange(n)
