@@ -1,0 +1,127 @@
+import pytest
+import torch
+from torch import nn
+
+from layerscope.models import MODELS, build_model
+from layerscope.probes.capture import capture, resolve_layers
+
+
+def test_resolve_by_name_pattern_and_type():
+    model = build_model("ansuini_cnn")
+    assert resolve_layers(model, ["fc1"]) == ["fc1"]
+    assert resolve_layers(model, ["relu*"]) == ["relu1", "relu2", "relu3"]
+    assert resolve_layers(model, ["Conv2d", "fc2"]) == ["conv1", "conv2", "fc2"]
+    resnet = build_model("resnet", width=4, blocks=(1, 1))
+    assert "layer2.0.relu2" in resolve_layers(resnet, ["layer*.relu2"])
+
+
+def test_unknown_layer_names_close_matches():
+    model = build_model("ansuini_cnn")
+    with pytest.raises(ValueError, match="unknown layer .fc3.: no module name, pattern or type matches it; did you mean fc2, fc1"):
+        resolve_layers(model, ["fc3"])
+
+
+def test_capture_equals_manual_forward():
+    torch.manual_seed(0)
+    model = build_model("mlp", in_features=20, width=16, depth=3).eval()
+    x = torch.randn(50, 20)
+    got = dict(capture(model, x, ["relu*", "out"], batch_size=7))
+    assert list(got) == ["relu0", "relu1", "relu2", "out"]
+    h = x
+    with torch.no_grad():
+        for i in range(3):
+            h = torch.relu(getattr(model, f"fc{i}")(h))
+            torch.testing.assert_close(got[f"relu{i}"], h)
+        torch.testing.assert_close(got["out"], model(x))
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module used twice per forward, as in torchvision's ResNet blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 6)
+        self.b = nn.Linear(6, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.b(self.relu(self.a(x))))
+
+
+def test_module_called_twice_is_captured_per_call():
+    model = SharedReLU()
+    x = torch.randn(10, 4)
+    got = dict(capture(model, x, ["relu"], batch_size=3))
+    assert list(got) == ["relu#0", "relu#1"]
+    assert got["relu#0"].shape == (10, 6) and got["relu#1"].shape == (10, 3)
+    torch.testing.assert_close(got["relu#1"], model(x).detach())
+
+
+class Exploding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.fc(x)
+        if self.calls > 1:
+            raise RuntimeError("boom")
+        return out
+
+
+def test_hooks_removed_even_when_the_model_raises():
+    model = Exploding()
+    with pytest.raises(RuntimeError, match="boom"):
+        list(capture(model, torch.randn(8, 3), ["fc"]))
+    assert not model.fc._forward_hooks
+
+
+def test_memory_budget_splits_into_passes_and_is_respected():
+    torch.manual_seed(1)
+    model = build_model("mlp", in_features=10, width=32, depth=4).eval()
+    x = torch.randn(100, 10)
+    layer_bytes = 4 * 100 * 32
+    forwards = 0
+
+    def count(*_):
+        nonlocal forwards
+        forwards += 1
+
+    model.register_forward_pre_hook(count)
+    held = 0
+    got = {}
+    for name, act in capture(model, x, ["fc*"], batch_size=100, memory_budget=2 * layer_bytes):
+        held = max(held, act.numel() * 4)
+        got[name] = act
+    assert list(got) == ["fc0", "fc1", "fc2", "fc3"]
+    assert forwards == 1 + 2  # one shape pass, then two passes of two layers each
+    full = dict(capture(model, x, ["fc*"], batch_size=100))
+    for name in got:
+        torch.testing.assert_close(got[name], full[name])
+    with pytest.raises(ValueError, match="layer 'fc0' alone needs .* over the memory budget"):
+        list(capture(model, x, ["fc0"], memory_budget=layer_bytes - 1))
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (2, 1, 28, 28)), ("ansuini_cnn", (2, 1, 28, 28)), ("vgg", (2, 3, 32, 32)), ("resnet", (2, 3, 32, 32))])
+def test_models_build_and_run(name, shape):
+    kwargs = {"width": 8} if name in ("vgg", "resnet") else {}
+    model = build_model(name, **kwargs)
+    assert model(torch.randn(shape)).shape == (2, 10)
+
+
+def test_resnet_variants():
+    plain = build_model("resnet", width=8, blocks=(1, 1, 1, 1))
+    humayun = build_model("resnet", width=16, batch_norm=False, preact=True)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in humayun.modules())
+    assert humayun(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert plain(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="unknown model 'lenet'; choose from"):
+        build_model("lenet")
+    with pytest.raises(ValueError, match="bad parameters for model 'mlp'"):
+        build_model("mlp", colour="red")
+    assert set(MODELS) == {"mlp", "ansuini_cnn", "vgg", "resnet"}
