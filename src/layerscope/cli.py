@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -14,15 +15,20 @@ from rich.table import Table
 from .estimators import ESTIMATORS, Estimate
 
 app = typer.Typer(help="Geometry of neural network representations.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = Console(soft_wrap=True)  # paths in messages stay whole
 
 #: Estimators whose value is an intrinsic dimension (all but the power-law exponent).
 ID_ESTIMATORS = [name for name in ESTIMATORS if name != "alpha"]
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """Warnings as one plain line each, not Python's source-line format."""
+    Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def _estimate_all(X: object, names: list[str], device: str | None) -> list[Estimate]:
@@ -85,6 +91,92 @@ def demo() -> None:
         "TwoNN, MLE and GRIDE measure the local dimension of the data manifold; PC-ID (90% variance) and "
         "the participation ratio measure its linear extent, which is larger for a curved manifold."
     )
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Argument(help="Run config (.toml or .yaml).")] = None,
+    preset: Annotated[str | None, typer.Option(help="A built-in config instead of a file (e.g. quick).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder the run goes into (as OUT/NAME).")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(help="Resume the run in this folder from its last checkpoint.")] = None,
+    device: Annotated[str | None, typer.Option(help="Override the config's device (cpu, cuda).")] = None,
+    report: Annotated[bool, typer.Option(help="Write the HTML report when the run ends.")] = True,
+) -> None:
+    """Train a model and measure every chosen layer's geometry at each checkpoint."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .config import ConfigError, load_config, parse_config
+    from .experiments import preset as get_preset
+    from .runner import execute
+    from .runner import resume as resume_run
+
+    try:
+        if resume is not None:
+            if config or preset:
+                _fail("--resume takes the run folder only; its config is read from the run")
+            cfg, run_dir = None, resume
+        else:
+            if (config is None) == (preset is None):
+                _fail("give a config file or --preset NAME (one of the two)")
+            cfg = load_config(config) if config else get_preset(preset)
+            if device:
+                cfg = parse_config({**cfg.model_dump(mode="json"), "device": device}, "config")
+            run_dir = out / cfg.name
+            if (run_dir / "run.parquet").exists():
+                _fail(f"{run_dir} holds a run already: resume it with --resume {run_dir}, or choose another --out or name")
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
+        _fail(str(err))
+    warnings.showwarning = _show_warning
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("training", total=None)
+
+            def progress(step: int, total: int) -> None:
+                bar.update(task, completed=step, total=total)
+
+            if cfg is None:
+                resume_run(run_dir, progress=progress)
+            else:
+                execute(cfg, run_dir, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}")
+        raise typer.Exit(130) from None
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+        _fail(str(err))
+    console.print(f"results: {run_dir / 'results'}  (layerscope.store.load('{run_dir}'))")
+    if report:
+        from .report import make_report
+
+        console.print(f"report: {make_report(run_dir)}")
+
+
+@app.command("report")
+def report_command(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
+    """Write the HTML report (and PNG figures) of a run."""
+    from .report import make_report
+
+    try:
+        console.print(f"report: {make_report(run_dir)}")
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+
+
+@app.command()
+def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = Path("runs")) -> None:
+    """List the runs in a folder."""
+    from .store import RunStore, load_runs
+
+    table = load_runs(folder)
+    if table.empty:
+        _fail(f"no layerscope runs in {folder}")
+    view = Table(title=f"runs in {folder}")
+    for column in ("run", "status", "checkpoints", "last step", "started", "ended"):
+        view.add_column(column)
+    for _, r in table.iterrows():
+        steps = RunStore(folder / r["run_id"]).completed_steps() if (folder / r["run_id"]).exists() else RunStore(folder).completed_steps()
+        view.add_row(str(r["run_id"]), str(r["status"]), str(len(steps)), str(steps[-1]) if steps else "-", str(r["start_time"])[:19], str(r["end_time"])[:19])
+    console.print(view)
 
 
 if __name__ == "__main__":  # pragma: no cover

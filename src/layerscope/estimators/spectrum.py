@@ -11,7 +11,7 @@ from ._validation import Array, as_tensor, check_fraction, check_int, check_poin
 
 
 def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndarray, int]:
-    """Eigenvalues of the sample covariance of ``X``, descending, in float64.
+    """Eigenvalues of the sample covariance of ``X``, descending.
 
     Parameters
     ----------
@@ -22,23 +22,44 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
 
     Returns
     -------
-    eigenvalues : numpy.ndarray of shape (min(n_points, n_features),)
+    eigenvalues : numpy.ndarray of shape (min(n_points, n_features),), float64
         Clipped at 0 (round-off can make the smallest slightly negative).
     n_constant : int
         Features with zero variance.
+
+    Notes
+    -----
+    The spectrum is that of the smaller of the two Gram matrices, computed at the
+    input's precision (float32 activations: float32, with full-precision products,
+    about twice as fast; float64 input: float64). For float32 input, eigenvalues
+    below about 1e-6 of the largest are not reliable.
     """
     X = check_points(X, min_points=2)
-    t = as_tensor(X).to(torch.float64)
+    t = as_tensor(X)
+    n = t.shape[0]
     t = t - t.mean(0)
-    std = t.std(0, unbiased=True)
+    std = torch.linalg.vector_norm(t, dim=0) / np.sqrt(n - 1)
     constant = std == 0
     if standardize:
         t = t[:, ~constant] / std[~constant]
-    n, d = t.shape
-    # the smaller of the two Gram matrices has the same non-zero spectrum
-    gram = t.T @ t if d <= n else t @ t.T
-    eig = torch.linalg.eigvalsh(gram).flip(0) / (n - 1)
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        # the smaller of the two Gram matrices has the same non-zero spectrum
+        gram = t.T @ t if t.shape[1] <= n else t @ t.T
+    finally:
+        torch.set_float32_matmul_precision(old)
+    eig = torch.linalg.eigvalsh(gram).to(torch.float64).flip(0) / (n - 1)
     return eig.clamp_min(0).cpu().numpy(), int(constant.sum())
+
+
+def _check_spectrum(eigenvalues: Array) -> np.ndarray:
+    eig = np.asarray(eigenvalues, dtype=np.float64)
+    if eig.ndim != 1 or eig.size == 0 or not np.all(np.isfinite(eig)) or np.any(eig < 0) or np.any(np.diff(eig) > 0):
+        raise ValueError("eigenvalues must be a 1-D array of finite, non-negative values, sorted descending")
+    if eig[0] == 0:
+        raise ValueError("all eigenvalues are 0: the data have no variance")
+    return eig
 
 
 class PCAID(Estimator):
@@ -71,13 +92,19 @@ class PCAID(Estimator):
 
     def fit(self, X: Array, y: None = None) -> PCAID:
         """Count the components of ``X``, shape (n_points, n_features)."""
-        variance = check_fraction(self.variance, "variance")
         eig, self.n_constant_features_ = covariance_spectrum(X, standardize=self.standardize)
+        return self.fit_spectrum(eig, n_points=int(np.shape(X)[0]))
+
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> PCAID:
+        """Count components from given covariance eigenvalues (of standardised data if
+        ``standardize``); ``n_points`` is recorded in ``estimate_``."""
+        variance = check_fraction(self.variance, "variance")
+        eig = _check_spectrum(eigenvalues)
         self.explained_variance_ratio_ = eig / eig.sum()
         cumulative = np.cumsum(self.explained_variance_ratio_)
         # the tolerance keeps round-off from adding a component at an exact threshold
         self.dimension_ = int(np.searchsorted(cumulative, variance - 1e-12) + 1)
-        self.estimate_ = Estimate(self.name, float(self.dimension_), None, None, int(np.shape(X)[0]))
+        self.estimate_ = Estimate(self.name, float(self.dimension_), None, None, n_points)
         return self
 
 
@@ -95,8 +122,13 @@ class ParticipationRatio(Estimator):
     def fit(self, X: Array, y: None = None) -> ParticipationRatio:
         """Compute the ratio for ``X``, shape (n_points, n_features)."""
         eig, _ = covariance_spectrum(X)
+        return self.fit_spectrum(eig, n_points=int(np.shape(X)[0]))
+
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> ParticipationRatio:
+        """The ratio of given covariance eigenvalues; ``n_points`` is recorded in ``estimate_``."""
+        eig = _check_spectrum(eigenvalues)
         self.dimension_ = float(eig.sum() ** 2 / np.dot(eig, eig))
-        self.estimate_ = Estimate(self.name, self.dimension_, None, None, int(np.shape(X)[0]))
+        self.estimate_ = Estimate(self.name, self.dimension_, None, None, n_points)
         return self
 
 
@@ -152,9 +184,7 @@ class PowerLaw(Estimator):
         """
         n_min = check_int(self.n_min, "n_min", minimum=1)
         n_max = check_int(self.n_max, "n_max", minimum=n_min + 2)
-        eig = np.asarray(eigenvalues, dtype=np.float64)
-        if eig.ndim != 1 or eig.size == 0 or not np.all(np.isfinite(eig)) or np.any(eig < 0) or np.any(np.diff(eig) > 0):
-            raise ValueError("eigenvalues must be a 1-D array of finite, non-negative values, sorted descending")
+        eig = _check_spectrum(eigenvalues)
         self.spectrum_ = eig
         positive = int(np.sum(eig > eig[0] * len(eig) * np.finfo(np.float64).eps))
         top = min(n_max, positive)

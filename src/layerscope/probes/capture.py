@@ -25,8 +25,14 @@ import torch
 from torch import nn
 
 
+#: Selector for the model's own output (the logits of a classifier).
+OUTPUT = "output"
+
+
 def resolve_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     """Module paths selected by names, glob patterns or module type names, in model order.
+
+    The selector ``"output"`` stands for the model's output; it comes last.
 
     Raises
     ------
@@ -39,6 +45,8 @@ def resolve_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     modules.pop("", None)  # the model itself
     chosen: set[str] = set()
     for selector in layers:
+        if selector == OUTPUT and OUTPUT not in modules:
+            continue
         matched = [
             name
             for name, module in modules.items()
@@ -49,7 +57,12 @@ def resolve_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
             hint = f"; did you mean {', '.join(close)}?" if close else f"; the model has {', '.join(list(modules)[:8])}, ..."
             raise ValueError(f"unknown layer {selector!r}: no module name, pattern or type matches it{hint}")
         chosen.update(matched)
-    return [name for name in modules if name in chosen]
+    ordered = [name for name in modules if name in chosen]
+    return ordered + [OUTPUT] if OUTPUT in layers and OUTPUT not in modules else ordered
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    return model if name == OUTPUT else model.get_submodule(name)
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,6 @@ def _hooks(model: nn.Module, names: Sequence[str], sink: dict[tuple[str, int], l
 
     Calls are counted from 0 within this context: use one context per forward pass.
     """
-    modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     handles = []
 
@@ -84,7 +96,7 @@ def _hooks(model: nn.Module, names: Sequence[str], sink: dict[tuple[str, int], l
 
     try:
         for name in names:
-            handles.append(modules[name].register_forward_hook(make(name)))
+            handles.append(_module(model, name).register_forward_hook(make(name)))
         yield
     finally:
         for handle in handles:

@@ -1,0 +1,180 @@
+"""Run configuration: pydantic models, loaded from TOML or YAML, validated with errors that name the field.
+
+A minimal TOML config::
+
+    name = "cnn-mnist"
+    seed = 0
+
+    [data]
+    name = "mnist5k"
+
+    [model]
+    name = "ansuini_cnn"
+
+    [train]
+    optimizer = "sgd"
+    lr = 0.01
+    momentum = 0.9
+    epochs = 6
+
+    [probes]
+    estimators = ["twonn", "pc_id", "participation_ratio", "alpha"]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .data.datasets import DATASETS
+from .estimators import ESTIMATORS
+from .models import MODELS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    name: str = "mnist5k"
+    data_dir: Path | None = None
+    download: bool = False
+    n_train: int | None = Field(None, gt=0, description="keep this many training examples (seeded)")
+    label_noise: float = Field(0.0, ge=0, le=1, description="fraction of training labels made uniformly random")
+    probe_size: int = Field(1000, ge=10, description="inputs per split in the fixed probe set")
+    probe_splits: list[Literal["train", "test"]] = ["train", "test"]
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown data set {v!r}; choose from {', '.join(DATASETS)}")
+        return v
+
+
+class ModelConfig(_Strict):
+    name: str = "ansuini_cnn"
+    params: dict[str, Any] = {}
+    init_scale: float = Field(1.0, gt=0, description="multiply every initial parameter by this")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in MODELS:
+            raise ValueError(f"unknown model {v!r}; choose from {', '.join(sorted(MODELS))}")
+        return v
+
+
+class TrainConfig(_Strict):
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, gt=0)
+    epochs: int | None = Field(1, gt=0)
+    steps: int | None = Field(None, gt=0, description="train this many steps (overrides epochs)")
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    eval_size: int = Field(5000, gt=0, description="examples per split for accuracy and loss")
+
+
+class ScheduleConfig(_Strict):
+    kind: Literal["log", "epoch", "every"] = "log"
+    num: int = Field(12, ge=2, description="checkpoints for kind='log'")
+    every: int | None = Field(None, gt=0, description="steps between checkpoints for kind='every'")
+
+    @model_validator(mode="after")
+    def _every_given(self) -> ScheduleConfig:
+        if self.kind == "every" and self.every is None:
+            raise ValueError("schedule.every is required when schedule.kind is 'every'")
+        return self
+
+
+class ProbeConfig(_Strict):
+    estimators: list[str] = ["twonn", "pc_id", "participation_ratio", "alpha"]
+    estimator_params: dict[str, dict[str, Any]] = {}
+    layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
+    memory_budget_mb: int = Field(1024, gt=0)
+    batch_size: int = Field(256, gt=0)
+    save_weights: bool = False
+
+    @field_validator("estimators")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in ESTIMATORS:
+                raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+        return v
+
+
+class RunConfig(_Strict):
+    """Everything a run needs; also stored with its results."""
+
+    name: str = "run"
+    seed: int = 0
+    device: str = "cpu"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    probes: ProbeConfig = ProbeConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", v):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", v):
+            raise ValueError(f"name must use letters, digits, '.', '_' or '-' only (it names a folder), got {v!r}")
+        return v
+
+
+class ConfigError(ValueError):
+    """A config that does not validate; the message names each bad field."""
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a dict as a RunConfig, with errors that name the field."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            message = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {message}")
+        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a RunConfig from a .toml, .yaml or .yml file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such config file: {path}")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    elif path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ImportError("YAML configs need PyYAML: pip install pyyaml") from None
+        raw = yaml.safe_load(text) or {}
+    else:
+        raise ConfigError(f"{path}: config files must be .toml, .yaml or .yml")
+    return parse_config(raw, str(path))

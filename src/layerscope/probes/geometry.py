@@ -1,0 +1,126 @@
+"""Geometry of every chosen layer: the estimators run on each layer's activations."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..estimators import ESTIMATORS, covariance_spectrum
+from .capture import OUTPUT, capture
+
+#: Estimators run by default on every layer.
+DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
+#: Layers probed by default: every activation and pooling module, plus the output.
+DEFAULT_LAYERS = ("ReLU", "LeakyReLU", "GELU", "Tanh", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", OUTPUT)
+#: Name of the row for the inputs themselves.
+INPUT = "input"
+
+
+class ProbeWarning(UserWarning):
+    """An estimator could not run on one layer (the message says which and why)."""
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """The selectors of :data:`DEFAULT_LAYERS` that match a module of ``model``."""
+    types = {type(m).__name__ for m in model.modules()}
+    return [s for s in DEFAULT_LAYERS if s == OUTPUT or s in types]
+
+
+def check_estimators(names: Sequence[str]) -> list[str]:
+    unknown = [n for n in names if n not in ESTIMATORS]
+    if unknown:
+        raise ValueError(f"unknown estimator {unknown[0]!r}; choose from {', '.join(ESTIMATORS)}")
+    return list(names)
+
+
+def _warn(layer: str, metric: str, reason: str) -> None:
+    warnings.warn(f"{metric} skipped on layer {layer!r}: {reason}", ProbeWarning, stacklevel=3)
+
+
+def estimate_layer(
+    name: str,
+    X: torch.Tensor,
+    estimators: Sequence[str],
+    params: dict[str, dict] | None = None,
+    on_skip: Callable[[str, str, str], None] = _warn,
+) -> list[dict]:
+    """Rows ``{layer, metric, value, error}`` for one layer's activations, shape (n_inputs, n_features).
+
+    An estimator that refuses the data (all activations identical, as for a dead
+    layer; a spectrum too short for the power-law fit) gives no row;
+    ``on_skip(layer, metric, reason)`` is called instead (default: a
+    :class:`ProbeWarning`).
+    """
+    rows = [{"layer": name, "metric": "n_features", "value": float(X.shape[1]), "error": None}]
+    spectra: dict[bool, np.ndarray] = {}  # one eigendecomposition per standardisation, shared
+    for metric in estimators:
+        try:
+            est = ESTIMATORS[metric](**(params or {}).get(metric, {}))
+            if hasattr(est, "fit_spectrum"):
+                standardize = bool(getattr(est, "standardize", False))
+                if standardize not in spectra:
+                    spectra[standardize] = covariance_spectrum(X, standardize=standardize)[0]
+                result = est.fit_spectrum(spectra[standardize], n_points=len(X)).estimate_
+            else:
+                result = est.fit(X).estimate_
+        except ValueError as err:
+            on_skip(name, metric, str(err))
+            continue
+        rows.append({"layer": name, "metric": metric, "value": result.value, "error": result.error})
+    return rows
+
+
+def measure_geometry(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str] | None = None,
+    estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+    *,
+    estimator_params: dict[str, dict] | None = None,
+    include_input: bool = True,
+    on_skip: Callable[[str, str, str], None] = _warn,
+    batch_size: int = 256,
+    memory_budget: int = 2**30,
+    device: str | torch.device | None = None,
+) -> pd.DataFrame:
+    """Run the estimators on the input and on every chosen layer of ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Measured in eval mode (restored afterwards), without gradients.
+    inputs : torch.Tensor of shape (n_inputs, ...)
+    layers : sequence of str, optional
+        Names, patterns or module types (see :func:`~layerscope.probes.capture.resolve_layers`);
+        ``"output"`` is the model's output. Default: those of :data:`DEFAULT_LAYERS` that
+        the model has.
+    estimators : sequence of str
+        Names in :data:`layerscope.estimators.ESTIMATORS`.
+    estimator_params : dict, optional
+        Parameters per estimator name, e.g. ``{"twonn": {"n_subsamples": 0}}``.
+    on_skip : callable
+        Called as ``on_skip(layer, metric, reason)`` when an estimator refuses a layer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer, metric, value, error``; layers in model order, ``"input"`` first.
+    """
+    estimators = check_estimators(estimators)
+    layers = default_layers(model) if layers is None else layers
+    rows: list[dict] = []
+    if include_input:
+        rows += estimate_layer(INPUT, inputs.flatten(1).float(), estimators, estimator_params, on_skip)
+    was_training = model.training
+    model.eval()
+    try:
+        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device):
+            rows += estimate_layer(name, acts, estimators, estimator_params, on_skip)
+    finally:
+        model.train(was_training)
+    return pd.DataFrame(rows, columns=["layer", "metric", "value", "error"])

@@ -1,0 +1,174 @@
+"""Figures and an HTML report of one run, read from its results table."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..store import RunStore  # noqa: E402
+
+_SPLIT_STYLE = {"train": "-", "test": "--"}
+
+
+def layer_order(results: pd.DataFrame) -> list[str]:
+    """Layers in model order (as first written), the input first."""
+    geometry = results[results.layer != ""]
+    return list(dict.fromkeys(geometry.sort_values("step", kind="stable").layer))
+
+
+def _pivot(results: pd.DataFrame, metric: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = results[(results.metric == metric) & (results.split == split) & (results.layer != "")]
+    value = rows.pivot_table(index="step", columns="layer", values="value")
+    error = rows.pivot_table(index="step", columns="layer", values="error", dropna=False)
+    return value, error
+
+
+def _step_axis(ax: plt.Axes) -> None:
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training step (0 = initialisation; log scale)")
+
+
+def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> plt.Figure:
+    """The ID across depth at every checkpoint (Ansuini et al.'s 'hunchback'), one panel per split."""
+    layers = layer_order(results)
+    splits = sorted(results[results.metric == metric].split.unique())
+    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.2), squeeze=False, sharey=True)
+    for ax, split in zip(axes[0], splits):
+        value, error = _pivot(results, metric, split)
+        present = [layer for layer in layers if layer in value.columns]
+        depth = np.linspace(0, 1, len(present))
+        colours = plt.cm.viridis(np.linspace(0, 1, len(value.index)))
+        for colour, step in zip(colours, value.index):
+            ax.errorbar(depth, value.loc[step, present], yerr=error.reindex(columns=present).loc[step].fillna(0), color=colour,
+                        marker="o", ms=3, capsize=2, lw=1.2, label=f"step {step}")
+        ax.set_xticks(depth, present, rotation=45, ha="right", fontsize=8)
+        ax.set_xlabel("layer (relative depth, input to output)")
+        ax.set_title(f"{metric} across layers, {split} inputs")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (intrinsic dimension)")
+    axes[0][-1].legend(fontsize=7, ncol=2, title="checkpoint", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None) -> plt.Figure:
+    """Each layer's value of ``metric`` over training, log steps, train and test inputs."""
+    layers = layer_order(results)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colours = dict(zip(layers, plt.cm.tab10(np.arange(len(layers)) % 10)))
+    for split in sorted(results[results.metric == metric].split.unique()):
+        value, error = _pivot(results, metric, split)
+        for layer in [layer for layer in layers if layer in value.columns]:
+            ax.errorbar(value.index, value[layer], yerr=error.reindex(columns=[layer])[layer].fillna(0), ls=_SPLIT_STYLE.get(split, "-"),
+                        color=colours[layer], marker="o", ms=3, capsize=2, label=f"{layer} ({split})")
+    _step_axis(ax)
+    ax.set_ylabel(ylabel or metric)
+    ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def figure_pcid_vs_twonn(results: pd.DataFrame) -> plt.Figure:
+    """PC-ID beside TwoNN across layers, at initialisation and at the end of training."""
+    layers = layer_order(results)
+    steps = sorted(results.step.unique())
+    split = "test" if "test" in set(results.split) else sorted(set(results.split) - {""})[0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for metric, marker in (("twonn", "o"), ("pc_id", "s")):
+        value, _ = _pivot(results, metric, split)
+        present = [layer for layer in layers if layer in value.columns]
+        for step, ls in ((steps[0], ":"), (steps[-1], "-")):
+            if step in value.index:
+                ax.plot(present, value.loc[step, present], marker=marker, ls=ls, label=f"{metric}, step {step}")
+    ax.set_yscale("log")
+    ax.set_ylabel("dimension (log scale)")
+    ax.set_xlabel("layer")
+    ax.set_title(f"PC-ID (90% variance) against TwoNN, {split} inputs")
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_accuracy(results: pd.DataFrame) -> plt.Figure:
+    """Train and test accuracy and loss over training."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    model_rows = results[results.layer == ""]
+    for split in ("train", "test"):
+        for ax, name in ((ax_acc, f"{split}_acc"), (ax_loss, f"{split}_loss")):
+            rows = model_rows[model_rows.metric == name].sort_values("step")
+            if len(rows):
+                ax.plot(rows.step, rows.value, ls=_SPLIT_STYLE[split], marker="o", ms=3, label=split)
+    for ax, label in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+        _step_axis(ax)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_acc.set_title("accuracy")
+    ax_loss.set_title("loss")
+    fig.tight_layout()
+    return fig
+
+
+def _final_table(results: pd.DataFrame) -> str:
+    last = results[results.step == results.step.max()]
+    geometry = last[last.layer != ""]
+    table = geometry.pivot_table(index=["split", "layer"], columns="metric", values="value")
+    order = {layer: i for i, layer in enumerate(layer_order(results))}
+    table = table.reset_index().sort_values(["split", "layer"], key=lambda c: c.map(order) if c.name == "layer" else c)
+    return table.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, classes="results")
+
+
+def make_report(run_dir: str | Path) -> Path:
+    """Write ``report.html`` and its PNG figures into the run folder; return the HTML path."""
+    store = RunStore(run_dir)
+    info = store.read_run()
+    results = store.results()
+    if results.empty:
+        raise ValueError(f"{run_dir} has no results yet: nothing to report")
+    out = Path(run_dir)
+    figures: list[tuple[str, str, plt.Figure]] = []
+    metrics = set(results.metric)
+    if "twonn" in metrics:
+        figures.append(("profile.png", "Intrinsic dimension across layers at each checkpoint", figure_profile(results, "twonn")))
+        figures.append(("twonn_over_training.png", "Intrinsic dimension of each layer over training", figure_over_training(results, "twonn", "TwoNN intrinsic dimension")))
+    if {"twonn", "pc_id"} <= metrics:
+        figures.append(("pcid_vs_twonn.png", "PC-ID next to TwoNN", figure_pcid_vs_twonn(results)))
+    if "alpha" in metrics:
+        figures.append(("alpha_over_training.png", "Power-law exponent of the spectrum over training", figure_over_training(results, "alpha", "alpha (spectrum power law)")))
+    if metrics & {"train_acc", "test_acc"}:
+        figures.append(("accuracy.png", "Accuracy and loss", figure_accuracy(results)))
+    body = []
+    for filename, title, fig in figures:
+        fig.savefig(out / filename, dpi=120)
+        plt.close(fig)
+        body.append(f"<h2>{html.escape(title)}</h2>\n<img src='{filename}' alt='{html.escape(title)}'>")
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>layerscope: {html.escape(str(info['run_id']))}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}} img{{max-width:100%}}
+table.results{{border-collapse:collapse;font-size:0.85em}} table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
+pre{{background:#f6f6f6;padding:1em;font-size:0.8em;overflow-x:auto}}</style></head>
+<body><h1>layerscope run {html.escape(str(info['run_id']))}</h1>
+<p>Status: {html.escape(str(info['status']))}; started {html.escape(str(info['start_time']))}, ended {html.escape(str(info['end_time']))};
+{len(sorted(results.step.unique()))} checkpoints, {len(results)} rows.</p>
+{''.join(body)}
+<h2>Values at the last checkpoint (step {int(results.step.max())})</h2>
+{_final_table(results)}
+<h2>Config</h2><pre>{html.escape(json.dumps(info['config'], indent=2))}</pre>
+<h2>Versions</h2><pre>{html.escape(json.dumps(info['versions'], indent=2))} git {html.escape(str(info.get('git_revision')))}</pre>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page)
+    return path

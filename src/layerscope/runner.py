@@ -1,0 +1,161 @@
+"""Run a config end to end: data, model, training, probes at checkpoints, store; resumable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import math
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .config import ConfigError, RunConfig, parse_config
+from .data.datasets import Dataset, load_dataset, probe_indices, train_subset, with_label_noise
+from .models import build_model
+from .probes.capture import resolve_layers
+from .store import RunStore
+from .tracker import Tracker
+from .train import TrainSettings, scale_parameters, train
+
+
+def prepare_data(cfg: RunConfig) -> Dataset:
+    data = load_dataset(cfg.data.name, cfg.data.data_dir, download_missing=cfg.data.download)
+    if cfg.data.n_train is not None:
+        data = train_subset(data, cfg.data.n_train, seed=cfg.seed)
+    if cfg.data.label_noise > 0:
+        data = with_label_noise(data, cfg.data.label_noise, seed=cfg.seed)
+    return data
+
+
+def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
+    """Build the model, filling in the input geometry and class count from the data."""
+    shape = data.input_shape
+    known = {"in_features": math.prod(shape), "in_channels": shape[0], "image_size": shape[-1], "num_classes": data.num_classes}
+    params = dict(cfg.model.params)
+    from .models import MODELS
+
+    accepted = inspect.signature(MODELS[cfg.model.name]).parameters
+    for key, value in known.items():
+        if key in accepted and key not in params:
+            params[key] = value
+    torch.manual_seed(cfg.seed)
+    try:
+        model = build_model(cfg.model.name, **params)
+    except ValueError as err:
+        raise ConfigError(f"model.params: {err}") from None
+    if cfg.model.init_scale != 1:
+        scale_parameters(model, cfg.model.init_scale)
+    return model
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def execute(cfg: RunConfig, run_dir: str | Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Run ``cfg`` into ``run_dir`` (a new folder).
+
+    Raises
+    ------
+    FileExistsError
+        ``run_dir`` holds a run already (resume it with :func:`resume`).
+    ConfigError
+        A config value that only shows as wrong against the data or the model
+        (an unknown layer, bad model parameters).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "run.parquet").exists():
+        raise FileExistsError(f"{run_dir} holds a run already: resume it with --resume, or choose another --out or name")
+    return _run(cfg, RunStore(run_dir), None, dt.datetime.now(dt.timezone.utc).isoformat(), progress)
+
+
+def resume(run_dir: str | Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Go on with the run in ``run_dir`` from its last finished checkpoint, with its stored config."""
+    store = RunStore(run_dir)
+    if not (store.run_dir / "run.parquet").exists():
+        raise FileNotFoundError(f"nothing to resume in {run_dir} (no run.parquet)")
+    info = store.read_run()
+    cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
+    return _run(cfg, store, store.load_state(), info["start_time"], progress)
+
+
+def _run(cfg: RunConfig, store: RunStore, state: dict[str, Any] | None, start_time: str, progress: Callable[[int, int], None] | None) -> Path:
+    data = prepare_data(cfg)
+    model = prepare_model(cfg, data)
+    if cfg.probes.layers is not None:
+        try:
+            resolve_layers(model, cfg.probes.layers)
+        except ValueError as err:
+            raise ConfigError(f"probes.layers: {err}") from None
+    splits = {"train": data.x_train, "test": data.x_test}
+    probe_sets = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
+    run_id = cfg.name
+    tracker = Tracker(
+        store,
+        probe_sets,
+        run_id=run_id,
+        layers=cfg.probes.layers,
+        estimators=cfg.probes.estimators,
+        estimator_params=cfg.probes.estimator_params,
+        memory_budget=cfg.probes.memory_budget_mb * 2**20,
+        batch_size=cfg.probes.batch_size,
+        device=cfg.device,
+        save_weights=cfg.probes.save_weights,
+    )
+    info: dict[str, Any] = {
+        "run_id": run_id,
+        "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "versions": {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "git_revision": _git_revision(),
+        "start_time": start_time,
+        "end_time": None,
+        "status": "running",
+    }
+    store.create()
+    store.write_run(info)
+    settings = TrainSettings(
+        optimizer=cfg.train.optimizer,
+        lr=cfg.train.lr,
+        momentum=cfg.train.momentum,
+        weight_decay=cfg.train.weight_decay,
+        batch_size=cfg.train.batch_size,
+        epochs=cfg.train.epochs,
+        steps=cfg.train.steps,
+        loss=cfg.train.loss,
+        schedule=cfg.schedule.kind,
+        num_checkpoints=cfg.schedule.num,
+        every=cfg.schedule.every,
+        eval_size=cfg.train.eval_size,
+        seed=cfg.seed,
+    )
+    try:
+        train(
+            model,
+            data.x_train,
+            data.y_train,
+            data.x_test,
+            data.y_test,
+            settings,
+            callbacks=[tracker],
+            device=cfg.device,
+            resume=state,
+            on_state=store.save_state,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        store.write_run({**info, "status": "interrupted"})
+        raise
+    store.write_run({**info, "status": "finished", "end_time": dt.datetime.now(dt.timezone.utc).isoformat()})
+    return store.run_dir

@@ -1,0 +1,123 @@
+"""The Tracker: measures a model's geometry at a checkpoint and writes it to the store.
+
+It is the one callback through which training runs probes, and it works the same
+from any training loop::
+
+    tracker = Tracker(RunStore("runs/mine"), {"test": x_probe}, run_id="mine")
+    for step in range(n_steps):
+        ...  # your own training step
+        if step % 100 == 0:
+            tracker.measure(model, step=step, metrics={"test_acc": acc})
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, measure_geometry
+from .store import COLUMNS, RunStore
+
+
+class Tracker:
+    """Measures the geometry of chosen layers on fixed probe sets, one store row per number.
+
+    Parameters
+    ----------
+    store : RunStore
+    probe_sets : mapping of split name to tensor
+        Fixed inputs per split (``{"train": ..., "test": ...}``), the same at every checkpoint.
+    run_id : str
+    layers : sequence of str, optional
+        Layer selectors (default: activations, pooling and the output).
+    estimators : sequence of str
+    estimator_params : dict, optional
+        Parameters per estimator name.
+    memory_budget : int
+        Bytes of activations held at once.
+    batch_size : int
+    device : str, optional
+    save_weights : bool
+        Also save the model's weights at each checkpoint.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        probe_sets: Mapping[str, torch.Tensor],
+        *,
+        run_id: str,
+        layers: Sequence[str] | None = None,
+        estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+        estimator_params: dict[str, dict] | None = None,
+        memory_budget: int = 2**30,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        save_weights: bool = False,
+    ) -> None:
+        self.store = store
+        self.probe_sets = dict(probe_sets)
+        self.run_id = run_id
+        self.layers = layers
+        self.estimators = list(estimators)
+        self.estimator_params = estimator_params
+        self.memory_budget = memory_budget
+        self.batch_size = batch_size
+        self.device = device
+        self.save_weights = save_weights
+        self._skipped: set[tuple[str, str]] = set()
+        self._input_rows: dict[str, pd.DataFrame] = {}  # the inputs' geometry does not change: once per split
+
+    def _skip(self, layer: str, metric: str, reason: str) -> None:
+        """Warn once per (layer, metric) in a run, not at every checkpoint."""
+        if (layer, metric) not in self._skipped:
+            self._skipped.add((layer, metric))
+            warnings.warn(f"{metric} skipped on layer {layer!r}: {reason}", ProbeWarning, stacklevel=2)
+
+    def measure(self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, float] | None = None) -> pd.DataFrame:
+        """Measure every probe set and write the checkpoint's rows (all at once) to the store.
+
+        ``metrics`` such as ``train_acc`` or ``test_loss`` are stored as model-level
+        rows (layer ``""``) with the split taken from the name's prefix.
+        """
+        frames = []
+        for split, inputs in self.probe_sets.items():
+            if split not in self._input_rows:
+                self._input_rows[split] = pd.DataFrame(
+                    estimate_layer(INPUT, inputs.flatten(1).float(), self.estimators, self.estimator_params, self._skip),
+                    columns=["layer", "metric", "value", "error"],
+                )
+            geometry = measure_geometry(
+                model,
+                inputs,
+                self.layers,
+                self.estimators,
+                estimator_params=self.estimator_params,
+                on_skip=self._skip,
+                include_input=False,
+                batch_size=self.batch_size,
+                memory_budget=self.memory_budget,
+                device=self.device,
+            )
+            frames.append(pd.concat([self._input_rows[split], geometry], ignore_index=True).assign(split=split))
+        if metrics:
+            frames.append(
+                pd.DataFrame(
+                    [{"split": name.split("_")[0], "layer": "", "metric": name, "value": float(v), "error": None} for name, v in metrics.items()]
+                )
+            )
+        rows = pd.concat(frames, ignore_index=True).assign(run_id=self.run_id, step=int(step), epoch=float("nan") if epoch is None else float(epoch))
+        rows["error"] = rows["error"].astype(float)
+        rows = rows[COLUMNS]
+        self.store.write_checkpoint(int(step), rows)
+        if self.save_weights:
+            self.store.save_weights(int(step), model)
+        return rows
+
+    def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        """The training-loop callback: same as :meth:`measure`."""
+        self.measure(model, step, epoch, metrics)

@@ -1,0 +1,179 @@
+"""A plain, readable training loop.
+
+Determinism and resuming: the order of the training examples in epoch e is a
+permutation drawn from a generator seeded with (seed, e), so a run resumed at any
+step sees exactly the batches an uninterrupted run would have seen. At every
+checkpoint the loop hands the model to the callbacks, then reports its full state
+(model, optimizer, RNG, step) through ``on_state`` for saving; ``resume`` takes
+such a state back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .schedule import checkpoint_steps
+
+
+class Callback(Protocol):
+    """What a training loop calls at each checkpoint (layerscope's Tracker is one).
+
+    A user's own loop calls it the same way: ``callback.on_checkpoint(model, step=..., epoch=..., metrics={...})``.
+    """
+
+    def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train. ``epochs`` or ``steps`` sets the length (steps wins if both are given)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int | None = 1
+    steps: int | None = None
+    loss: str = "cross_entropy"
+    schedule: str = "log"
+    num_checkpoints: int = 12
+    every: int | None = None
+    eval_size: int = 5000
+    seed: int = 0
+
+
+def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    if s.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {s.optimizer!r}")
+
+
+def loss_fn(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, y)
+    if kind == "mse":  # on one-hot targets, as Humayun et al.
+        return F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype))
+    raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {kind!r}")
+
+
+def scale_parameters(model: nn.Module, factor: float) -> None:
+    """Multiply every parameter by ``factor`` (Humayun et al.'s initialisation scale)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(factor)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
+    """Accuracy and mean loss of ``model`` (in eval mode) on ``(x, y)``."""
+    was_training = model.training
+    model.eval()
+    correct, total_loss = 0, 0.0
+    for a in range(0, len(x), batch_size):
+        logits = model(x[a : a + batch_size].to(device))
+        yb = y[a : a + batch_size].to(device)
+        correct += int((logits.argmax(1) == yb).sum())
+        total_loss += float(loss_fn(loss, logits, yb)) * len(yb)
+    model.train(was_training)
+    return correct / len(x), total_loss / len(x)
+
+
+def train(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    settings: TrainSettings,
+    *,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device = "cpu",
+    resume: dict[str, Any] | None = None,
+    on_state: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> nn.Module:
+    """Train ``model`` and call the callbacks at every checkpoint.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Already initialised (and scaled, if wanted).
+    x_train, y_train, x_test, y_test : torch.Tensor
+        Training data and the data for test metrics. Train and test accuracy and
+        loss are measured at each checkpoint on the first ``eval_size`` examples of
+        each (a fixed set).
+    settings : TrainSettings
+    callbacks : sequence of Callback
+    device : str or torch.device
+    resume : dict, optional
+        A state given earlier to ``on_state``: training goes on from its step.
+    on_state : callable, optional
+        Receives the full training state after each checkpoint's callbacks.
+    progress : callable, optional
+        ``progress(step, total_steps)`` after every step.
+
+    Returns
+    -------
+    nn.Module
+        The trained model.
+    """
+    device = torch.device(device)
+    model.to(device)
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    total = settings.steps if settings.steps else (settings.epochs or 1) * steps_per_epoch
+    checkpoints = set(checkpoint_steps(total, settings.schedule, num=settings.num_checkpoints, every=settings.every, steps_per_epoch=steps_per_epoch))
+    optimizer = make_optimizer(model, settings)
+    step = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["rng"])
+        step = int(resume["step"])
+    eval_train = (x_train[: settings.eval_size], y_train[: settings.eval_size])
+    eval_test = (x_test[: settings.eval_size], y_test[: settings.eval_size])
+
+    def checkpoint(at: int) -> None:
+        train_acc, train_loss = evaluate(model, *eval_train, settings.loss, device)
+        test_acc, test_loss = evaluate(model, *eval_test, settings.loss, device)
+        metrics = {"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss}
+        for cb in callbacks:
+            cb.on_checkpoint(model, at, at / steps_per_epoch, metrics)
+        if on_state is not None:
+            on_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": at})
+
+    if step == 0 and resume is None:
+        checkpoint(0)
+    model.train()
+    order = None
+    while step < total:
+        epoch, position = divmod(step, steps_per_epoch)
+        if order is None or position == 0:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
+        idx = order[position * settings.batch_size : (position + 1) * settings.batch_size]
+        xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(settings.loss, model(xb), yb)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training diverged at step {step}: loss is {float(loss)}; lower the learning rate")
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if progress is not None:
+            progress(step, total)
+        if step in checkpoints:
+            checkpoint(step)
+            model.train()
+    return model

@@ -1,0 +1,234 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from layerscope.cli import app
+from layerscope.config import ConfigError, load_config, parse_config
+from layerscope.experiments import preset
+from layerscope.models import build_model
+from layerscope.runner import execute, resume
+from layerscope.store import COLUMNS, RunStore, load, load_runs
+from layerscope.tracker import Tracker
+from layerscope.train import checkpoint_steps
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The quick preset, trained for real (about 35 s on 2 cores)."""
+    out = tmp_path_factory.mktemp("runs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_dir = execute(preset("quick"), out / "quick")
+    return run_dir
+
+
+def test_quick_preset_store_is_complete(quick_run):
+    results = load(quick_run)
+    assert list(results.columns) == COLUMNS
+    steps = sorted(results.step.unique())
+    assert steps[0] == 0 and len(steps) == 10
+    layers = ["input", "pool1", "pool2", "relu3", "output"]
+    geometry = results[results.layer != ""]
+    expected = {(s, split, layer, metric) for s in steps for split in ("train", "test") for layer in layers
+                for metric in ("twonn", "pc_id", "participation_ratio", "n_features", "alpha") if not (layer == "output" and metric == "alpha")}
+    got = set(geometry[["step", "split", "layer", "metric"]].itertuples(index=False, name=None))
+    assert got == expected  # every (checkpoint, split, layer, metric), and nothing twice
+    assert not geometry.duplicated(["step", "split", "layer", "metric"]).any()
+    for metric in ("train_acc", "test_acc", "train_loss", "test_loss"):
+        assert len(results[results.metric == metric]) == 10
+    assert load_runs(quick_run).status.tolist() == ["finished"]
+
+
+def test_quick_preset_geometry_and_accuracy(quick_run):
+    r = load(quick_run)
+    test = r[r.split == "test"]
+    last, first = test.step.max(), 0
+
+    def value(metric, layer, step):
+        return float(test[(test.metric == metric) & (test.layer == layer) & (test.step == step)].value.iloc[0])
+
+    for layer in ("pool1", "pool2", "relu3"):  # ID orders of magnitude below the width (Ansuini et al.)
+        assert value("twonn", layer, last) < value("n_features", layer, last) / 10
+    # the last hidden layer compresses with training
+    assert value("twonn", "relu3", last) < value("twonn", "relu3", first) - 2
+    assert value("test_acc", "", last) > 0.93
+    # PC-ID is far above TwoNN (Ansuini et al.)
+    assert value("pc_id", "pool2", last) > 3 * value("twonn", "pool2", last)
+
+
+def test_report_is_written(quick_run):
+    from layerscope.report import make_report
+
+    page = make_report(quick_run)
+    text = page.read_text()
+    for name in ("profile.png", "twonn_over_training.png", "pcid_vs_twonn.png", "alpha_over_training.png", "accuracy.png"):
+        assert (quick_run / name).stat().st_size > 10_000
+        assert name in text
+    assert "relu3" in text and "Config" in text
+
+
+def test_results_read_from_duckdb(quick_run):
+    duckdb = pytest.importorskip("duckdb")
+    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{quick_run}/results/*.parquet') WHERE metric = 'twonn'").fetchall()[0][0]
+    assert n == 10 * 2 * 5
+
+
+def small_config(name="small", **train):
+    return parse_config(
+        {
+            "name": name,
+            "data": {"name": "digits", "probe_size": 200},
+            "model": {"name": "mlp", "params": {"width": 32, "depth": 2}},
+            "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 2, **train},
+            "schedule": {"kind": "every", "every": 7},
+            "probes": {"estimators": ["twonn", "pc_id"]},
+        }
+    )
+
+
+class Interrupt:
+    """A progress callback that raises Ctrl-C at a given step."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def __call__(self, step, total):
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop_at", [10, 14])  # between checkpoints, and right after one (14 = 2 x 7)
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, stop_at):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        execute(small_config(), tmp_path / "full")
+        with pytest.raises(KeyboardInterrupt):
+            execute(small_config(), tmp_path / "cut", progress=Interrupt(stop_at))
+        store = RunStore(tmp_path / "cut")
+        assert store.read_run()["status"] == "interrupted"
+        assert max(store.completed_steps()) == 7 * (stop_at // 7) if stop_at % 7 else stop_at - 7 or True
+        resume(tmp_path / "cut")
+    full = load(tmp_path / "full").sort_values(["step", "split", "layer", "metric"]).reset_index(drop=True)
+    cut = load(tmp_path / "cut").sort_values(["step", "split", "layer", "metric"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(full, cut)
+    assert load_runs(tmp_path / "cut").status.tolist() == ["finished"]
+    assert not list((tmp_path / "cut").rglob("*.tmp"))
+
+
+def test_same_seed_same_numbers(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        execute(small_config("a"), tmp_path / "a")
+        execute(small_config("a"), tmp_path / "b")
+    pd.testing.assert_frame_equal(load(tmp_path / "a"), load(tmp_path / "b"))
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        execute(small_config(epochs=1), tmp_path / "r")
+        with pytest.raises(FileExistsError, match="holds a run already"):
+            execute(small_config(epochs=1), tmp_path / "r")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        resume(tmp_path / "nothing")
+
+
+def test_tracker_from_a_users_own_loop(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(300, 5)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tracker = Tracker(RunStore(tmp_path / "mine"), {"test": x[:200]}, run_id="mine", estimators=["twonn"])
+    for step in range(21):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 0:
+            tracker.measure(model, step=step, metrics={"train_loss": loss.item()})
+    rows = RunStore(tmp_path / "mine").results()
+    assert sorted(rows.step.unique()) == [0, 10, 20]
+    assert set(rows.layer) == {"", "input", "1", "output"}
+    assert set(rows[rows.layer == ""].split) == {"train"}
+
+
+def test_checkpoint_schedules():
+    assert checkpoint_steps(1000, "log", num=5) == [0, 1, 10, 100, 1000]  # num counts step 0 too
+    assert checkpoint_steps(10, "epoch", steps_per_epoch=4) == [0, 4, 8, 10]
+    assert checkpoint_steps(10, "every", every=3) == [0, 3, 6, 9, 10]
+    with pytest.raises(ValueError, match="schedule.every is required|schedule.every must be"):
+        checkpoint_steps(10, "every")
+
+
+@pytest.mark.parametrize(
+    "patch,message",
+    [
+        ({"model": {"name": "alexnet"}}, "model.name: unknown model 'alexnet'"),
+        ({"train": {"lr": -0.1}}, "train.lr: Input should be greater than 0"),
+        ({"data": {"name": "svhn"}}, "data.name: unknown data set 'svhn'"),
+        ({"data": {"label_noise": 1.5}}, "data.label_noise"),
+        ({"probes": {"estimators": ["twonn", "danco"]}}, "probes.estimators: unknown estimator 'danco'"),
+        ({"schedule": {"kind": "every"}}, "schedule: schedule.every is required"),
+        ({"trian": {}}, "trian: Extra inputs are not permitted"),
+        ({"device": "gpu0"}, "device: device must be"),
+    ],
+)
+def test_bad_config_names_the_field(patch, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config(patch)
+
+
+def test_unknown_layer_and_missing_data(tmp_path):
+    cfg = parse_config({"data": {"name": "digits"}, "model": {"name": "mlp"}, "probes": {"layers": ["relu9"]}})
+    with pytest.raises(ConfigError, match="probes.layers: unknown layer 'relu9'"):
+        execute(cfg, tmp_path / "x")
+    cfg = parse_config({"data": {"name": "mnist", "data_dir": str(tmp_path)}})
+    with pytest.raises(FileNotFoundError, match="data set 'mnist' not found"):
+        execute(cfg, tmp_path / "y")
+
+
+def test_toml_config_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('name = "t"\n[data]\nname = "digits"\n[train]\nlr = 0.5\nepochs = 1\n')
+    cfg = load_config(path)
+    assert cfg.train.lr == 0.5 and cfg.data.name == "digits"
+    path.write_text("[train]\nlr = -1\n")
+    with pytest.raises(ConfigError, match=f"invalid {path}:\n  train.lr"):
+        load_config(path)
+
+
+def test_cli_run_runs_report_and_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--preset", "smoke", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.output
+    assert (tmp_path / "smoke" / "report.html").exists()
+    result = runner.invoke(app, ["run", "--preset", "smoke", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "holds a run already" in result.output
+    result = runner.invoke(app, ["runs", str(tmp_path)])
+    assert result.exit_code == 0 and "smoke" in result.output and "finished" in result.output
+    result = runner.invoke(app, ["report", str(tmp_path / "smoke")])
+    assert result.exit_code == 0
+    result = runner.invoke(app, ["run", "--preset", "nope"])
+    assert result.exit_code == 2 and "unknown preset 'nope'" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nname = 'lenet'\n")
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "model.name: unknown model 'lenet'" in result.output
+
+
+def test_model_init_scale():
+    cfg = parse_config({"data": {"name": "digits"}, "model": {"name": "mlp", "init_scale": 4.0}})
+    from layerscope.runner import prepare_data, prepare_model
+
+    data = prepare_data(cfg)
+    scaled = prepare_model(cfg, data)
+    plain = prepare_model(parse_config({"data": {"name": "digits"}, "model": {"name": "mlp"}}), data)
+    for a, b in zip(scaled.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, 4 * b)
+    assert build_model("mlp", in_features=64).fc0.in_features == 64
