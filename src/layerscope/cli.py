@@ -101,6 +101,7 @@ def run(
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this folder from its last checkpoint.")] = None,
     device: Annotated[str | None, typer.Option(help="Override the config's device (cpu, cuda).")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report when the run ends.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run of the same name first.")] = False,
 ) -> None:
     """Train a model and measure every chosen layer's geometry at each checkpoint."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -122,6 +123,10 @@ def run(
             if device:
                 cfg = parse_config({**cfg.model_dump(mode="json"), "device": device}, "config")
             run_dir = out / cfg.name
+            if overwrite and (run_dir / "run.parquet").exists():
+                import shutil
+
+                shutil.rmtree(run_dir)
             if (run_dir / "run.parquet").exists():
                 _fail(f"{run_dir} holds a run already: resume it with --resume {run_dir}, or choose another --out or name")
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
