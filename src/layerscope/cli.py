@@ -140,10 +140,13 @@ def run(
             def progress(step: int, total: int) -> None:
                 bar.update(task, completed=step, total=total)
 
+            def status(text: str) -> None:
+                bar.update(task, description=text)
+
             if cfg is None:
-                resume_run(run_dir, progress=progress)
+                resume_run(run_dir, progress=progress, status=status)
             else:
-                execute(cfg, run_dir, progress=progress)
+                execute(cfg, run_dir, progress=progress, status=status)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}")
         raise typer.Exit(130) from None

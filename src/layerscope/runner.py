@@ -63,8 +63,29 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def execute(cfg: RunConfig, run_dir: str | Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
+class _Announced:
+    """Wraps the tracker so that a status line says when probes run."""
+
+    def __init__(self, tracker: Tracker, status: Callable[[str], None]) -> None:
+        self.tracker, self.status = tracker, status
+
+    def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        self.status(f"probing step {step}")
+        self.tracker.on_checkpoint(model, step, epoch, metrics)
+        self.status("training")
+
+
+def execute(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    status: Callable[[str], None] | None = None,
+) -> Path:
     """Run ``cfg`` into ``run_dir`` (a new folder).
+
+    ``progress(step, total)`` is called after every training step and ``status(text)``
+    when the run switches between training and probing.
 
     Raises
     ------
@@ -77,20 +98,32 @@ def execute(cfg: RunConfig, run_dir: str | Path, *, progress: Callable[[int, int
     run_dir = Path(run_dir)
     if (run_dir / "run.parquet").exists():
         raise FileExistsError(f"{run_dir} holds a run already: resume it with --resume, or choose another --out or name")
-    return _run(cfg, RunStore(run_dir), None, dt.datetime.now(dt.timezone.utc).isoformat(), progress)
+    return _run(cfg, RunStore(run_dir), None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status)
 
 
-def resume(run_dir: str | Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
+def resume(
+    run_dir: str | Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    status: Callable[[str], None] | None = None,
+) -> Path:
     """Go on with the run in ``run_dir`` from its last finished checkpoint, with its stored config."""
     store = RunStore(run_dir)
     if not (store.run_dir / "run.parquet").exists():
         raise FileNotFoundError(f"nothing to resume in {run_dir} (no run.parquet)")
     info = store.read_run()
     cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
-    return _run(cfg, store, store.load_state(), info["start_time"], progress)
+    return _run(cfg, store, store.load_state(), info["start_time"], progress, status)
 
 
-def _run(cfg: RunConfig, store: RunStore, state: dict[str, Any] | None, start_time: str, progress: Callable[[int, int], None] | None) -> Path:
+def _run(
+    cfg: RunConfig,
+    store: RunStore,
+    state: dict[str, Any] | None,
+    start_time: str,
+    progress: Callable[[int, int], None] | None,
+    status: Callable[[str], None] | None,
+) -> Path:
     data = prepare_data(cfg)
     model = prepare_model(cfg, data)
     if cfg.probes.layers is not None:
@@ -148,7 +181,7 @@ def _run(cfg: RunConfig, store: RunStore, state: dict[str, Any] | None, start_ti
             data.x_test,
             data.y_test,
             settings,
-            callbacks=[tracker],
+            callbacks=[tracker if status is None else _Announced(tracker, status)],
             device=cfg.device,
             resume=state,
             on_state=store.save_state,
