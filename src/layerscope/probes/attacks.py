@@ -1,0 +1,139 @@
+"""Adversarial robustness: untargeted L-infinity PGD (with random start) and FGSM.
+
+The adversarial input is clipped to the valid input range of each channel (for
+standardised images, the images of pixel values 0 and 1 under the
+standardisation: :attr:`layerscope.data.datasets.Dataset.lower` and ``upper``),
+not to one scalar range as the reference code does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel bounds broadcast to ``x`` (channels on dimension 1)."""
+
+    def expand(v: torch.Tensor | float | None, fill: float) -> torch.Tensor:
+        t = torch.as_tensor(fill if v is None else v, dtype=x.dtype, device=x.device)
+        if t.ndim == 1:
+            t = t.view(1, -1, *([1] * (x.ndim - 2)))
+        return t
+
+    return expand(lower, -torch.inf), expand(upper, torch.inf)
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    lower: torch.Tensor | float | None = None,
+    upper: torch.Tensor | float | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Untargeted L-infinity PGD on the cross-entropy loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Attacked as it is (put it in eval mode first).
+    x : torch.Tensor of shape (n, channels, ...)
+    y : torch.Tensor of shape (n,)
+    eps : float
+        Radius of the L-infinity ball, in input units.
+    steps : int
+    step_size : float, optional
+        Default ``2.5 * eps / steps``.
+    random_start : bool
+        Start from a uniform point of the ball (drawn from a generator seeded with
+        ``seed``; the global RNG is not used).
+    lower, upper : tensor of shape (channels,) or float, optional
+        Valid input range per channel.
+
+    Returns
+    -------
+    torch.Tensor
+        Adversarial inputs, within ``eps`` of ``x`` and within the valid range.
+    """
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    lo, hi = _bounds(x, lower, upper)
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    x_adv = x.clone()
+    if random_start and eps > 0:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        x_adv = x_adv + (torch.rand(x.shape, generator=g) * 2 - 1).to(x.device, x.dtype) * eps
+    x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            x_adv = x_adv + step_size * grad.sign()
+            x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps)
+            x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
+    return x_adv.detach()
+
+
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    lower: torch.Tensor | float | None = None,
+    upper: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Fast gradient sign method: one step of size ``eps``, clipped to the valid range."""
+    return pgd(model, x, y, eps=eps, steps=1, step_size=eps, random_start=False, lower=lower, upper=upper)
+
+
+def robust_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    attack: str = "pgd",
+    steps: int = 10,
+    step_size: float | None = None,
+    lower: torch.Tensor | float | None = None,
+    upper: torch.Tensor | float | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> float:
+    """Accuracy of ``model`` (in eval mode, restored afterwards) on adversarial versions of ``(x, y)``.
+
+    ``attack`` is ``"pgd"`` (random start, ``steps`` steps) or ``"fgsm"``; the other
+    parameters are those of :func:`pgd`.
+    """
+    if attack not in ("pgd", "fgsm"):
+        raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        for a in range(0, len(x), batch_size):
+            xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
+            if attack == "pgd":
+                adv = pgd(model, xb, yb, eps=eps, steps=steps, step_size=step_size, lower=lower, upper=upper, seed=seed + a)
+            else:
+                adv = fgsm(model, xb, yb, eps=eps, lower=lower, upper=upper)
+            with torch.no_grad():
+                correct += int((model(adv).argmax(1) == yb).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(x)

@@ -1,0 +1,81 @@
+"""Critical sample ratio (Arpit et al. 2017), parameterised as in Tan et al. 2024.
+
+For each input x with predicted class c, a Langevin search inside the L-infinity
+box of radius r around x looks for a point whose prediction differs:
+``x' <- x' - (a sign(g) + b N(0, 1))`` with g the gradient at x' of the score
+(logit) of class c, then x' is projected back into the box; at most ``steps``
+steps, stopping for an input once its prediction has flipped. CSR is the fraction
+of inputs that flip. Unlike the reference code, the model is in eval mode
+(BatchNorm statistics stay fixed), and the noise comes from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def critical_sample_ratio(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    radius: float,
+    step: float = 0.25 / 255,
+    noise: float = 0.2 / 255,
+    steps: int = 10,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> float:
+    """The fraction of ``x`` whose predicted class can be changed within the box of ``radius``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : torch.Tensor of shape (n, ...)
+    radius : float
+        r, the box's L-infinity radius, in input units (Tan et al.: 0.3/255 of normalised input).
+    step, noise : float
+        a and b of the Langevin update (Tan et al.: 0.25/255 and 0.2/255).
+    steps : int
+        At most this many updates per input.
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    flipped_total = 0
+    try:
+        for a in range(0, len(x), batch_size):
+            x0 = x[a : a + batch_size].to(device)
+            g = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + a)
+            with torch.no_grad():
+                cls = model(x0).argmax(1)
+            x_adv = x0.clone()
+            flipped = torch.zeros(len(x0), dtype=torch.bool, device=device)
+            rows = torch.arange(len(x0), device=device)
+            for _ in range(steps):
+                x_adv.requires_grad_(True)
+                score = model(x_adv)[rows, cls].sum()
+                (grad,) = torch.autograd.grad(score, x_adv)
+                with torch.no_grad():
+                    update = step * grad.sign() + noise * torch.randn(x0.shape, generator=g).to(device)
+                    active = (~flipped).view(-1, *([1] * (x0.ndim - 1)))
+                    x_adv = torch.where(active, x_adv - update, x_adv)
+                    x_adv = torch.minimum(torch.maximum(x_adv, x0 - radius), x0 + radius)
+                    flipped |= model(x_adv).argmax(1) != cls
+                if bool(flipped.all()):
+                    break
+            flipped_total += int(flipped.sum())
+    finally:
+        model.train(was_training)
+    return flipped_total / len(x)

@@ -1,0 +1,180 @@
+"""Local complexity (LC) of piecewise-linear networks, as in Humayun et al. 2024.
+
+Around each point x: P orthonormal random directions v_p, the cross-polytope with
+the 2P vertices x +- r v_p. All vertices go through the network; at each
+nonlinearity a neuron (every channel x position for convolutional maps) counts
+when it is not in the same linear piece at all vertices: for ReLU and LeakyReLU
+its pre-activation sign differs, for max-pooling the position of its maximum
+differs. LC is the number of such neurons, per layer and summed, averaged over the
+points: the density of linear-region boundaries near the data.
+
+Supported nonlinearities: ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.MaxPool1d/2d``. A
+model holding a smooth nonlinearity module (GELU, Tanh, Sigmoid, SiLU, ...) is
+refused: its LC is not defined. Nonlinearities applied as functions inside
+``forward`` (``torch.relu(x)``) cannot be seen by hooks; use modules.
+
+Unlike the reference code, every point gets its own random frame, drawn from a
+generator seeded from ``seed`` and the point's position (the global RNG is never
+touched), and hooks are removed after each measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
+SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
+
+
+def nonlinear_layers(model: nn.Module) -> list[str]:
+    """Names of the piecewise-linear nonlinearity modules of ``model``, in model order.
+
+    Raises
+    ------
+    ValueError
+        If the model holds a smooth nonlinearity (LC is undefined) or none at all.
+    """
+    smooth = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if isinstance(m, SMOOTH)]
+    if smooth:
+        raise ValueError(
+            f"local complexity needs a piecewise-linear network; these modules are not: {', '.join(smooth[:5])}. "
+            f"Supported: {', '.join(t.__name__ for t in PIECEWISE_LINEAR)}"
+        )
+    names = [name for name, m in model.named_modules() if isinstance(m, PIECEWISE_LINEAR)]
+    if not names:
+        raise ValueError("the model has no ReLU, LeakyReLU or max-pooling modules: nothing to count")
+    return names
+
+
+def _pieces(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Which linear piece each neuron of ``module`` is in, for input ``x``: (batch, neurons)."""
+    if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+        return (x > 0).flatten(1).to(torch.int64)
+    pool = F.max_pool2d if isinstance(module, nn.MaxPool2d) else F.max_pool1d
+    _, idx = pool(x, module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode, return_indices=True)
+    return idx.flatten(1)
+
+
+@contextlib.contextmanager
+def _recording(model: nn.Module, names: list[str], sink: dict[str, torch.Tensor]) -> Iterator[None]:
+    handles = []
+
+    def make(name: str):  # noqa: ANN202
+        def pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if name in sink:
+                raise RuntimeError(f"module {name!r} runs twice in one forward pass; LC needs one module per nonlinearity")
+            sink[name] = _pieces(module, inputs[0])
+
+        return pre_hook
+
+    try:
+        for name in names:
+            handles.append(model.get_submodule(name).register_forward_pre_hook(make(name)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def random_frames(n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0) -> torch.Tensor:
+    """Orthonormal frames, one per point: (n_points, dim, n_directions), float32.
+
+    Point ``offset + i`` always gets the same frame for the same seed, however the
+    points are batched; the global RNG is not used.
+    """
+    if n_directions > dim:
+        raise ValueError(f"{n_directions} orthonormal directions need at least as many input dimensions, got {dim}")
+    frames = torch.empty(n_points, dim, n_directions)
+    for i in range(n_points):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + offset + i)
+        frames[i] = torch.randn(dim, n_directions, generator=g, dtype=torch.float64).float()
+    q, _ = torch.linalg.qr(frames)
+    return q
+
+
+@torch.no_grad()
+def local_complexity(
+    model: nn.Module,
+    points: torch.Tensor,
+    *,
+    radius: float,
+    n_directions: int = 20,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> pd.DataFrame:
+    """LC of ``model`` around each of ``points``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Evaluated in eval mode (restored afterwards).
+    points : torch.Tensor of shape (n_points, ...)
+        Inputs, in the model's input units.
+    radius : float
+        r, the cross-polytope's radius, in input units.
+    n_directions : int
+        P, directions per point (2P vertices).
+    seed : int
+    batch_size : int
+        Points per forward pass (each brings 2P vertices).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per nonlinearity layer, in model order, with ``layer``, ``neurons``
+        (units of the layer), ``lc`` (mean number of neurons whose piece changes
+        within the polytope) and ``lc_norm`` (``lc / neurons``); a last row with
+        layer ``""`` holds the sums.
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if n_directions < 1:
+        raise ValueError(f"n_directions must be >= 1, got {n_directions}")
+    names = nonlinear_layers(model)
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    shape = points.shape[1:]
+    dim = int(points[0].numel())
+    totals: dict[str, torch.Tensor] = {}
+    neurons: dict[str, int] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for a in range(0, len(points), batch_size):
+            x = points[a : a + batch_size].flatten(1).float()
+            b = len(x)
+            frames = random_frames(b, dim, n_directions, seed=seed, offset=a) * radius  # (b, dim, P)
+            offsets = torch.cat([frames, -frames], dim=2).transpose(1, 2)  # (b, 2P, dim)
+            vertices = (x[:, None, :] + offsets).reshape(b * 2 * n_directions, *shape)
+            sink: dict[str, torch.Tensor] = {}
+            with _recording(model, names, sink):
+                model(vertices.to(device))
+            for name in names:
+                pieces = sink[name].view(b, 2 * n_directions, -1)
+                changed = (pieces != pieces[:, :1]).any(dim=1).sum(dim=1)  # (b,) neurons that change piece
+                totals[name] = totals.get(name, torch.zeros((), dtype=torch.float64)) + changed.double().sum().cpu()
+                neurons[name] = pieces.shape[2]
+    finally:
+        model.train(was_training)
+    n = len(points)
+    rows = [{"layer": name, "neurons": neurons[name], "lc": float(totals[name]) / n, "lc_norm": float(totals[name]) / n / neurons[name]} for name in names]
+    total_neurons = sum(neurons.values())
+    total_lc = sum(r["lc"] for r in rows)
+    rows.append({"layer": "", "neurons": total_neurons, "lc": total_lc, "lc_norm": total_lc / total_neurons})
+    return pd.DataFrame(rows)
+
+
+def bounding_box_points(data: torch.Tensor, n_points: int, *, seed: int = 0) -> torch.Tensor:
+    """Points drawn uniformly from the coordinate-wise bounding box of ``data`` (Humayun et al.'s random points)."""
+    lo = data.amin(0)
+    hi = data.amax(0)
+    g = torch.Generator().manual_seed(seed)
+    return lo + (hi - lo) * torch.rand((n_points, *data.shape[1:]), generator=g)
