@@ -1,0 +1,307 @@
+"""Exact linear regions of a piecewise-linear network on a 2-D plane through input space.
+
+The plane is ``x(u, v) = origin + u e1 + v e2`` (e1, e2 orthonormal, so pictures are
+not distorted), through three given points or a point and two directions. On it the
+network is piecewise affine. Starting from a rectangular window, layer after layer,
+every current region (a convex polygon on which all earlier layers are affine) is
+cut by the lines where a neuron of the next layer changes sign. On a region the
+layer's pre-activations are affine in (u, v), so three non-collinear points of the
+region determine them exactly; the model runs in float64 for this. The decision
+boundary is found the same way from the logits: in each final region, the
+segments where two classes tie at the top.
+
+Supported: networks whose nonlinearities are ``nn.ReLU`` or ``nn.LeakyReLU``
+modules (any architecture, skip connections included). Max-pooling cuts regions
+along lines between pairs of pooled inputs and is refused here.
+
+Convex polygons are clipped by half-planes by hand (Sutherland-Hodgman with one
+plane): each cut needs the exact sign bookkeeping of the two sides, which is a
+few lines of numpy and much cheaper than building a geometry-library object per
+cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .local_complexity import nonlinear_layers
+
+_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The linear regions of a network on a plane.
+
+    Attributes
+    ----------
+    origin : numpy.ndarray of shape (input_dim,)
+    basis : numpy.ndarray of shape (2, input_dim)
+        Orthonormal e1, e2.
+    window : tuple of float
+        ``(u_min, u_max, v_min, v_max)``.
+    layers : list of str
+        The nonlinearity modules, in order.
+    regions_per_layer : list of list of numpy.ndarray
+        After each layer, the regions so far: convex polygons, arrays (m, 2) of
+        (u, v) vertices counter-clockwise. The last entry is the network's partition.
+    patterns : list of numpy.ndarray of bool
+        For each final region, the activation pattern (all neurons of all layers,
+        concatenated in order) at its interior.
+    decision_boundary : list of numpy.ndarray of shape (2, 2)
+        Segments (two (u, v) end points) where the predicted class changes.
+    points : numpy.ndarray of shape (k, 2)
+        (u, v) of the points that defined the plane.
+    """
+
+    origin: np.ndarray
+    basis: np.ndarray
+    window: tuple[float, float, float, float]
+    layers: list[str]
+    regions_per_layer: list[list[np.ndarray]]
+    patterns: list[np.ndarray]
+    decision_boundary: list[np.ndarray]
+    points: np.ndarray
+
+    @property
+    def regions(self) -> list[np.ndarray]:
+        return self.regions_per_layer[-1]
+
+    def to_input(self, uv: np.ndarray) -> np.ndarray:
+        """Input-space points of plane coordinates ``uv`` (k, 2)."""
+        return self.origin + np.asarray(uv) @ self.basis
+
+    def plot(self, ax=None, *, layer: int = -1, points: np.ndarray | None = None, labels: Sequence[int] | None = None, title: str | None = None):  # noqa: ANN001, ANN201
+        """Draw the regions (after ``layer``), the decision boundary and the points; returns the axes."""
+        import matplotlib.pyplot as plt
+        from matplotlib.collections import LineCollection, PolyCollection
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 5))
+        regions = self.regions_per_layer[layer]
+        rng = np.random.default_rng(0)
+        colours = plt.cm.Pastel1(rng.integers(0, 9, len(regions)))
+        ax.add_collection(PolyCollection(regions, facecolors=colours, edgecolors="0.35", linewidths=0.3))
+        if self.decision_boundary:
+            ax.add_collection(LineCollection(self.decision_boundary, colors="crimson", linewidths=2, label="decision boundary"))
+        pts = self.points if points is None else np.asarray(points)
+        colour = {"c": "k"} if labels is None else {"c": labels, "cmap": "tab10", "vmin": 0, "vmax": 9}
+        ax.scatter(pts[:, 0], pts[:, 1], s=40, zorder=3, edgecolors="white", label="data points", **colour)
+        u0, u1, v0, v1 = self.window
+        ax.set_xlim(u0, u1)
+        ax.set_ylim(v0, v1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("u (input units along e1)")
+        ax.set_ylabel("v (input units along e2)")
+        ax.set_title(title or f"{len(regions)} linear regions")
+        return ax
+
+
+def clip(polygon: np.ndarray, line: np.ndarray, sign: float = 1.0) -> np.ndarray:
+    """The part of a convex polygon where ``sign * (a u + b v + c) >= 0``, ``line = (a, b, c)``."""
+    s = sign * (polygon @ line[:2] + line[2])
+    out = []
+    m = len(polygon)
+    for i in range(m):
+        p, q, sp, sq = polygon[i], polygon[(i + 1) % m], s[i], s[(i + 1) % m]
+        if sp >= 0:
+            out.append(p)
+        if (sp > 0 > sq) or (sp < 0 < sq):
+            out.append(p + (sp / (sp - sq)) * (q - p))
+    return np.array(out) if len(out) >= 3 and _area(np.array(out)) > 0 else np.empty((0, 2))
+
+
+def _area(polygon: np.ndarray) -> float:
+    u, v = polygon[:, 0], polygon[:, 1]
+    return 0.5 * float(np.dot(u, np.roll(v, -1)) - np.dot(v, np.roll(u, -1)))
+
+
+def _interior(polygon: np.ndarray) -> np.ndarray:
+    """Three non-collinear points inside a convex polygon: its vertex mean and two points towards vertices."""
+    c = polygon.mean(0)
+    far = np.argsort(-np.linalg.norm(polygon - c, axis=1))[:2]
+    return np.stack([c, c + 0.5 * (polygon[far[0]] - c), c + 0.5 * (polygon[far[1]] - c)])
+
+
+def _affine(uv: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Coefficients (n, 3) of affine functions from their values (3, n) at three points uv (3, 2)."""
+    design = np.column_stack([uv, np.ones(3)])
+    return np.linalg.solve(design, values).T
+
+
+@contextlib.contextmanager
+def _pre_activations(model: nn.Module, names: Sequence[str], sink: dict[str, torch.Tensor]) -> Iterator[None]:
+    handles = [
+        model.get_submodule(name).register_forward_pre_hook(lambda _m, inputs, name=name: sink.__setitem__(name, inputs[0].flatten(1)))
+        for name in names
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def partition2d(
+    model: nn.Module,
+    points: torch.Tensor | None = None,
+    *,
+    origin: torch.Tensor | None = None,
+    directions: torch.Tensor | None = None,
+    window: tuple[float, float, float, float] | None = None,
+    margin: float = 0.5,
+    max_regions: int = 200_000,
+) -> Partition:
+    """Exact partition of a plane through input space into the network's linear regions.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ReLU / LeakyReLU network; evaluated in eval mode, as a float64 copy.
+    points : torch.Tensor of shape (3, ...), optional
+        Three inputs the plane passes through (for instance three data points).
+    origin, directions : torch.Tensor, optional
+        Instead of ``points``: a point and two directions (shape (2, ...)).
+    window : (u_min, u_max, v_min, v_max), optional
+        Plane coordinates of the rectangle to partition. Default: the box around the
+        three points, widened by ``margin`` of its size on each side.
+    max_regions : int
+        Stop with an error past this many regions.
+
+    Returns
+    -------
+    Partition
+    """
+    names = nonlinear_layers(model)
+    pooling = [n for n in names if not isinstance(model.get_submodule(n), (nn.ReLU, nn.LeakyReLU))]
+    if pooling:
+        raise ValueError(f"partition2d supports ReLU and LeakyReLU networks; max-pooling modules are not supported: {', '.join(pooling)}")
+    if points is not None:
+        flat = points.flatten(1).double()
+        if len(flat) != 3:
+            raise ValueError(f"give exactly three points for the plane, got {len(flat)}")
+        o = flat[0]
+        d = flat[1:] - o
+    elif origin is not None and directions is not None:
+        o = origin.flatten().double()
+        d = directions.flatten(1).double()
+        if len(d) != 2:
+            raise ValueError(f"give exactly two directions, got {len(d)}")
+    else:
+        raise ValueError("give three points, or an origin and two directions")
+    q, r = torch.linalg.qr(d.T)  # orthonormal basis of the plane
+    if abs(float(r[1, 1])) < 1e-12 * max(1.0, abs(float(r[0, 0]))):
+        raise ValueError("the points or directions do not span a plane (they are collinear)")
+    basis = q.T.numpy()
+    origin_np = o.numpy()
+    shape = (points if points is not None else origin.unsqueeze(0))[0].shape
+    defining = np.vstack([[0.0, 0.0], (d @ q).numpy()]) if points is not None else np.zeros((1, 2))
+    if window is None:
+        lo, hi = defining.min(0), defining.max(0)
+        size = np.maximum(hi - lo, 1e-6)
+        lo, hi = lo - margin * size, hi + margin * size
+        window = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
+    u0, u1, v0, v1 = window
+    if not (u1 > u0 and v1 > v0):
+        raise ValueError(f"window must have u_min < u_max and v_min < v_max, got {window}")
+
+    net = copy.deepcopy(model).double().eval()
+    ref = next(model.parameters(), None)
+    device = ref.device if ref is not None else torch.device("cpu")
+    plane = torch.from_numpy(basis).to(device)
+    start = torch.from_numpy(origin_np).to(device)
+
+    def run(uv: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        x = (start + torch.from_numpy(uv).to(device) @ plane).view(len(uv), *shape)
+        sink: dict[str, torch.Tensor] = {}
+        with _pre_activations(net, names, sink):
+            out = net(x)
+        return {k: v.cpu() for k, v in sink.items()}, out.flatten(1).cpu()
+
+    regions = [np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)]
+    per_layer = []
+    for name in names:
+        interior = np.concatenate([_interior(p) for p in regions])
+        pre, _ = run(interior)
+        z = pre[name].numpy().reshape(len(regions), 3, -1)
+        cut = []
+        for polygon, values in zip(regions, z):
+            lines = _affine(_interior(polygon), values)
+            pieces = [polygon]
+            s = polygon @ lines[:, :2].T + lines[:, 2]  # (vertices, neurons)
+            scale = _TOL * (1 + np.abs(lines).sum(1) * np.abs(polygon).max())
+            crossing = np.flatnonzero((s.max(0) > scale) & (s.min(0) < -scale))
+            for j in crossing:
+                pieces = [part for p in pieces for part in (clip(p, lines[j], 1.0), clip(p, lines[j], -1.0)) if len(part)]
+            cut.extend(pieces)
+            if len(cut) > max_regions:
+                raise ValueError(f"more than max_regions={max_regions} regions; use a smaller window")
+        regions = cut
+        per_layer.append(regions)
+
+    centres = np.stack([p.mean(0) for p in regions])
+    pre, _ = run(centres)
+    patterns = list(torch.cat([pre[n] > 0 for n in names], dim=1).numpy())
+    boundary = _decision_boundary(regions, run)
+    return Partition(origin_np, basis, window, names, per_layer, patterns, boundary, defining)
+
+
+def _decision_boundary(regions: list[np.ndarray], run) -> list[np.ndarray]:  # noqa: ANN001
+    """Segments where the top class changes, region by region (logits are affine on each)."""
+    interior = np.concatenate([_interior(p) for p in regions])
+    _, logits = run(interior)
+    logits = logits.numpy().reshape(len(regions), 3, -1)
+    segments = []
+    for polygon, values in zip(regions, logits):
+        f = _affine(_interior(polygon), values)  # (classes, 3)
+        if len(f) == 1:  # one output: the boundary is where it crosses 0
+            pairs = [(f[0], [])]
+        else:
+            pairs = [(f[i] - f[j], [f[i] - f[k] for k in range(len(f)) if k not in (i, j)]) for i in range(len(f)) for j in range(i + 1, len(f))]
+        for line, others in pairs:
+            seg = _segment(polygon, line, others)
+            if seg is not None:
+                segments.append(seg)
+    return segments
+
+
+def _segment(polygon: np.ndarray, line: np.ndarray, half_planes: list[np.ndarray]) -> np.ndarray | None:
+    """The part of the line ``a u + b v + c = 0`` inside the polygon and where every half-plane >= 0."""
+    a, b, c = line
+    norm = np.hypot(a, b)
+    if norm == 0:
+        return None
+    p0 = -c * np.array([a, b]) / norm**2  # a point of the line
+    direction = np.array([-b, a]) / norm
+    lo, hi = -np.inf, np.inf
+    m = len(polygon)
+    constraints = []
+    for i in range(m):  # inside the convex (counter-clockwise) polygon: left of every edge
+        p, q = polygon[i], polygon[(i + 1) % m]
+        e = q - p
+        normal = np.array([-e[1], e[0]])
+        constraints.append((normal, -normal @ p))
+    constraints += [(h[:2], h[2]) for h in half_planes]
+    for normal, offset in constraints:  # normal . (p0 + t d) + offset >= 0
+        slope = normal @ direction
+        value = normal @ p0 + offset
+        if abs(slope) < 1e-15:
+            if value < 0:
+                return None
+            continue
+        t = -value / slope
+        if slope > 0:
+            lo = max(lo, t)
+        else:
+            hi = min(hi, t)
+    if not hi > lo:
+        return None
+    return np.stack([p0 + lo * direction, p0 + hi * direction])

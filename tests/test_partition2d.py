@@ -1,0 +1,119 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from layerscope.models import build_model
+from layerscope.probes.partition2d import clip, partition2d
+
+
+def test_clip_half_plane():
+    square = np.array([[0.0, 0], [1, 0], [1, 1], [0, 1]])
+    left = clip(square, np.array([1.0, 0, -0.25]), -1.0)  # u <= 0.25
+    assert len(left) == 4 and left[:, 0].max() == pytest.approx(0.25)
+    assert len(clip(square, np.array([1.0, 0, -2.0]), 1.0)) == 0  # u >= 2: nothing
+
+
+def general_position_net(n, seed=0):
+    """One hidden ReLU layer on R^2 whose n lines all cross inside [-1, 1]^2, no three through a point."""
+    rng = np.random.default_rng(seed)
+    angles = np.sort(rng.uniform(0, np.pi, n))
+    normals = np.column_stack([np.cos(angles), np.sin(angles)])
+    offsets = rng.uniform(-0.3, 0.3, n)
+    net = nn.Sequential(nn.Linear(2, n), nn.ReLU(), nn.Linear(n, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.from_numpy(normals))
+        net[0].bias.copy_(torch.from_numpy(offsets))
+    # all pairwise intersections, to size the window
+    crossings = [np.linalg.solve(normals[[i, j]], -offsets[[i, j]]) for i, j in itertools.combinations(range(n), 2)]
+    return net, np.abs(crossings).max() if crossings else 1.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 12])
+def test_one_hidden_layer_region_count(n):
+    net, extent = general_position_net(n, seed=n)
+    w = float(extent) * 1.5 + 1
+    part = partition2d(net, origin=torch.zeros(2), directions=torch.eye(2), window=(-w, w, -w, w))
+    assert len(part.regions) == 1 + n + n * (n - 1) // 2
+    total = sum(abs(0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1))) for p in part.regions)
+    assert total == pytest.approx((2 * w) ** 2)  # the regions tile the window
+
+
+def patterns_on(net, part, uv):
+    sink = {}
+    handles = [m.register_forward_pre_hook(lambda _m, i, k=k: sink.__setitem__(k, i[0].flatten(1) > 0)) for k, m in
+               ((name, net.get_submodule(name)) for name in part.layers)]
+    with torch.no_grad():
+        net(torch.from_numpy(part.to_input(uv)).float())
+    for h in handles:
+        h.remove()
+    return torch.cat([sink[name] for name in part.layers], dim=1).numpy()
+
+
+def test_deep_net_regions_agree_with_activation_patterns():
+    torch.manual_seed(3)
+    net = build_model("mlp", in_features=5, width=12, depth=3, num_classes=3).eval()
+    pts = torch.randn(3, 5)
+    part = partition2d(net, pts)
+    assert len(part.regions) > 20
+    rng = np.random.default_rng(0)
+    # every region's pattern is the one at random interior points (convex combinations of its vertices)
+    for polygon, pattern in zip(part.regions, part.patterns):
+        weights = rng.dirichlet(np.ones(len(polygon)), size=3)
+        inner = weights @ polygon
+        assert (patterns_on(net, part, inner) == pattern).all()
+    # a fine grid of the window finds no activation pattern that the partition lacks
+    u0, u1, v0, v1 = part.window
+    grid = np.stack(np.meshgrid(np.linspace(u0, u1, 300), np.linspace(v0, v1, 300)), -1).reshape(-1, 2)
+    grid_patterns = {p.tobytes() for p in patterns_on(net, part, grid)}
+    exact = {p.tobytes() for p in part.patterns}
+    assert grid_patterns <= exact
+    # layer by layer the partition only refines
+    counts = [len(r) for r in part.regions_per_layer]
+    assert counts == sorted(counts)
+
+
+def test_decision_boundary_separates_predicted_classes():
+    torch.manual_seed(4)
+    net = build_model("mlp", in_features=4, width=16, depth=2, num_classes=3).eval()
+    part = partition2d(net, torch.randn(3, 4))
+    assert part.decision_boundary
+    with torch.no_grad():
+        for seg in part.decision_boundary[:50]:
+            mid = seg.mean(0)
+            logits = net(torch.from_numpy(part.to_input(mid[None])).float())[0]
+            top2 = logits.topk(2).values
+            assert float(top2[0] - top2[1]) < 1e-3  # two classes tie at the top on the boundary
+
+
+def test_works_through_skip_connections_and_refuses_pooling():
+    torch.manual_seed(5)
+    resnet = build_model("resnet", in_channels=1, width=1, blocks=(1,), batch_norm=False, preact=True).eval()
+    pts = torch.randn(3, 1, 4, 4)
+    part = partition2d(resnet, pts)
+    assert len(part.regions) > 50
+    u0, u1, v0, v1 = part.window  # the exact partition misses no pattern of a grid, through the skips too
+    grid = np.stack(np.meshgrid(np.linspace(u0, u1, 200), np.linspace(v0, v1, 200)), -1).reshape(-1, 2)
+    sink = {}
+    hooks = [resnet.get_submodule(n).register_forward_pre_hook(lambda _m, i, n=n: sink.__setitem__(n, i[0].flatten(1) > 0)) for n in part.layers]
+    with torch.no_grad():
+        resnet(torch.from_numpy(part.to_input(grid)).float().view(-1, 1, 4, 4))
+    for h in hooks:
+        h.remove()
+    grid_patterns = {p.tobytes() for p in torch.cat([sink[n] for n in part.layers], 1).numpy()}
+    assert grid_patterns <= {p.tobytes() for p in part.patterns}
+    cnn = build_model("ansuini_cnn", width=0.1)
+    with pytest.raises(ValueError, match="max-pooling modules are not supported: pool1, pool2"):
+        partition2d(cnn, torch.randn(3, 1, 28, 28))
+    with pytest.raises(ValueError, match="collinear"):
+        partition2d(build_model("mlp", in_features=3), torch.tensor([[0.0, 0, 0], [1, 1, 1], [2, 2, 2]]))
+
+
+def test_plot(tmp_path):
+    net, _ = general_position_net(4)
+    part = partition2d(net, origin=torch.zeros(2), directions=torch.eye(2), window=(-3, 3, -3, 3))
+    ax = part.plot()
+    ax.figure.savefig(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 5000
