@@ -85,7 +85,7 @@ def small_config(name="small", **train):
             "model": {"name": "mlp", "params": {"width": 32, "depth": 2}},
             "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 2, **train},
             "schedule": {"kind": "every", "every": 7},
-            "probes": {"estimators": ["twonn", "pc_id"]},
+            "probes": {"measures": ["twonn", "pc_id"]},
         }
     )
 
@@ -172,7 +172,7 @@ def test_checkpoint_schedules():
         ({"train": {"lr": -0.1}}, "train.lr: Input should be greater than 0"),
         ({"data": {"name": "svhn"}}, "data.name: unknown data set 'svhn'"),
         ({"data": {"label_noise": 1.5}}, "data.label_noise"),
-        ({"probes": {"estimators": ["twonn", "danco"]}}, "probes.estimators: unknown estimator 'danco'"),
+        ({"probes": {"measures": ["twonn", "danco"]}}, "probes.measures: unknown measure 'danco'"),
         ({"schedule": {"kind": "every"}}, "schedule: schedule.every is required"),
         ({"trian": {}}, "trian: Extra inputs are not permitted"),
         ({"device": "gpu0"}, "device: device must be"),
@@ -232,3 +232,46 @@ def test_model_init_scale():
     for a, b in zip(scaled.parameters(), plain.parameters()):
         torch.testing.assert_close(a, 4 * b)
     assert build_model("mlp", in_features=64).fc0.in_features == 64
+
+
+def test_every_probe_in_one_run_store_report_and_partition_cli(tmp_path):
+    cfg = parse_config(
+        {
+            "name": "all",
+            "data": {"name": "digits", "probe_size": 200},
+            "model": {"name": "mlp", "params": {"width": 24, "depth": 2}},
+            "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 2},
+            "schedule": {"kind": "log", "num": 4},
+            "probes": {
+                "measures": ["twonn", "alpha", "lc", "csr", "pgd", "partition"],
+                "lc": {"n_points": 40, "n_directions": 5},
+                "csr": {"n_points": 50},
+                "pgd": {"n_points": 50, "eps": 0.2},
+                "save_weights": True,
+            },
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_dir = execute(cfg, tmp_path / "all")
+    r = load(run_dir)
+    steps = sorted(r.step.unique())
+    model_level = r[r.layer == ""]
+    for metric, splits in {"lc": {"train", "test", "random"}, "csr": {"test"}, "robust_acc": {"test"}, "linear_regions": {"plane"}}.items():
+        rows = model_level[model_level.metric == metric]
+        assert set(rows.split) == splits and sorted(rows.step.unique()) == steps
+    per_layer = r[(r.metric == "lc_norm") & (r.layer != "")]
+    assert set(per_layer.layer) == {"relu0", "relu1"}
+    assert (r[r.metric == "robust_acc"].value <= r[(r.metric == "test_acc")].value.max() + 1e-9).all()
+    assert len(list((run_dir / "partition").glob("step-*.png"))) == len(steps)
+    assert len(list((run_dir / "weights").glob("step-*.pt"))) == len(steps)
+    from layerscope.report import make_report
+
+    text = make_report(run_dir).read_text()
+    for name in ("local_complexity.png", "csr_robustness.png", "alpha_vs_robustness.png", "partition/step-"):
+        assert name in text
+    result = CliRunner().invoke(app, ["partition", str(run_dir), "--step", str(steps[-1]), "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    result = CliRunner().invoke(app, ["partition", str(run_dir), "--step", "12345"])
+    assert result.exit_code == 2 and "no weights saved at step 12345" in result.output

@@ -171,6 +171,60 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="A run folder.")
 
 
 @app.command()
+def partition(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder whose weights were saved (probes.save_weights = true).")],
+    step: Annotated[int | None, typer.Option(help="Checkpoint step (default: the last saved).")] = None,
+    points: Annotated[list[int] | None, typer.Option("--point", "-p", help="Three test-set indices for the plane (default: first three of different classes).")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default RUN/partition-STEP.png).")] = None,
+) -> None:
+    """Draw the exact linear regions of a saved checkpoint on a plane through three test inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .config import parse_config
+    from .probes.partition2d import partition2d
+    from .runner import prepare_data, prepare_model
+    from .store import RunStore, load_weights
+
+    try:
+        store = RunStore(run_dir)
+        cfg = parse_config(store.read_run()["config"], str(run_dir))
+        saved = sorted((run_dir / "weights").glob("step-*.pt"))
+        if not saved:
+            _fail(f"{run_dir} has no saved weights; run it with probes.save_weights = true")
+        steps = {int(p.stem.split("-")[1]): p for p in saved}
+        chosen = max(steps) if step is None else step
+        if chosen not in steps:
+            _fail(f"no weights saved at step {chosen}; saved steps: {', '.join(map(str, sorted(steps)))}")
+        data = prepare_data(cfg)
+        model = prepare_model(cfg, data)
+        model.load_state_dict(load_weights(steps[chosen]))
+        if points:
+            if len(points) != 3:
+                _fail(f"give exactly three --point indices, got {len(points)}")
+            idx = list(points)
+        else:
+            seen: dict[int, int] = {}
+            for i, label in enumerate(data.y_test.tolist()):
+                seen.setdefault(label, i)
+                if len(seen) == 3:
+                    break
+            idx = list(seen.values())
+        part = partition2d(model, data.x_test[torch.tensor(idx)])
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    fig, ax = plt.subplots(figsize=(6, 6))
+    part.plot(ax, labels=data.y_test[torch.tensor(idx)].tolist(), title=f"{cfg.name}, step {chosen}: {len(part.regions)} linear regions")
+    fig.tight_layout()
+    target = out or run_dir / f"partition-{chosen}.png"
+    fig.savefig(target, dpi=120)
+    console.print(f"{len(part.regions)} regions; picture: {target}")
+
+
+@app.command()
 def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = Path("runs")) -> None:
     """List the runs in a folder."""
     from .store import RunStore, load_runs

@@ -18,7 +18,9 @@ A minimal TOML config::
     epochs = 6
 
     [probes]
-    estimators = ["twonn", "pc_id", "participation_ratio", "alpha"]
+    measures = ["twonn", "pc_id", "participation_ratio", "alpha", "lc", "pgd"]
+    [probes.lc]
+    radius = 0.5
 """
 
 from __future__ import annotations
@@ -93,21 +95,70 @@ class ScheduleConfig(_Strict):
         return self
 
 
+#: Probes beyond the per-layer estimators, by name.
+MODEL_PROBES = ("lc", "csr", "pgd", "partition")
+
+
+class LCConfig(_Strict):
+    """Local complexity (Humayun et al.): cross-polytopes of ``n_directions`` random directions, radius in input units."""
+
+    radius: float = Field(0.5, gt=0)
+    n_directions: int = Field(20, ge=1)
+    n_points: int = Field(256, ge=1, description="points per split")
+    splits: list[Literal["train", "test", "random"]] = ["train", "test", "random"]
+
+
+class CSRConfig(_Strict):
+    """Critical sample ratio (Arpit et al., parameters of Tan et al.), in input units."""
+
+    radius: float = Field(0.3 / 255, ge=0)
+    step: float = Field(0.25 / 255, ge=0)
+    noise: float = Field(0.2 / 255, ge=0)
+    steps: int = Field(10, ge=1)
+    n_points: int = Field(500, ge=1)
+    splits: list[Literal["train", "test"]] = ["test"]
+
+
+class PGDConfig(_Strict):
+    """Robust accuracy under an L-infinity attack of radius eps (input units)."""
+
+    eps: float = Field(0.1, ge=0)
+    steps: int = Field(10, ge=1)
+    attack: Literal["pgd", "fgsm"] = "pgd"
+    n_points: int = Field(500, ge=1)
+    splits: list[Literal["train", "test"]] = ["test"]
+
+
+class PartitionConfig(_Strict):
+    """Pictures of the linear regions on the plane through three test inputs (indices; default: the first three of different classes)."""
+
+    points: list[int] | None = Field(None, min_length=3, max_length=3)
+
+
 class ProbeConfig(_Strict):
-    estimators: list[str] = ["twonn", "pc_id", "participation_ratio", "alpha"]
+    measures: list[str] = ["twonn", "pc_id", "participation_ratio", "alpha"]
     estimator_params: dict[str, dict[str, Any]] = {}
     layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
     memory_budget_mb: int = Field(1024, gt=0)
     batch_size: int = Field(256, gt=0)
     save_weights: bool = False
+    lc: LCConfig = LCConfig()
+    csr: CSRConfig = CSRConfig()
+    pgd: PGDConfig = PGDConfig()
+    partition: PartitionConfig = PartitionConfig()
 
-    @field_validator("estimators")
+    @field_validator("measures")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         for name in v:
-            if name not in ESTIMATORS:
-                raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+            if name not in ESTIMATORS and name not in MODEL_PROBES:
+                raise ValueError(f"unknown measure {name!r}; choose from {', '.join([*ESTIMATORS, *MODEL_PROBES])}")
         return v
+
+    @property
+    def estimators(self) -> list[str]:
+        """The per-layer estimators among the measures."""
+        return [m for m in self.measures if m in ESTIMATORS]
 
 
 class RunConfig(_Strict):

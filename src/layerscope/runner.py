@@ -55,6 +55,45 @@ def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
     return model
 
 
+def model_probes(cfg: RunConfig, data: Dataset, store: RunStore) -> list:
+    """The probes beyond the per-layer estimators that ``cfg.probes.measures`` asks for."""
+    from .probes.attacks import RobustnessProbe
+    from .probes.csr import CSRProbe
+    from .probes.local_complexity import LocalComplexityProbe, bounding_box_points
+    from .probes.partition2d import PartitionProbe
+
+    p = cfg.probes
+    splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
+
+    def fixed(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = splits[split]
+        idx = probe_indices(len(x), n, seed=cfg.seed + 1)
+        return x[idx], y[idx]
+
+    probes: list = []
+    if "lc" in p.measures:
+        sets = {s: (bounding_box_points(data.x_train, p.lc.n_points, seed=cfg.seed) if s == "random" else fixed(s, p.lc.n_points)[0]) for s in p.lc.splits}
+        probes.append(LocalComplexityProbe(sets, radius=p.lc.radius, n_directions=p.lc.n_directions, seed=cfg.seed, device=cfg.device))
+    if "csr" in p.measures:
+        sets = {s: fixed(s, p.csr.n_points)[0] for s in p.csr.splits}
+        probes.append(CSRProbe(sets, radius=p.csr.radius, step=p.csr.step, noise=p.csr.noise, steps=p.csr.steps, seed=cfg.seed, device=cfg.device))
+    if "pgd" in p.measures:
+        sets = {s: fixed(s, p.pgd.n_points) for s in p.pgd.splits}
+        probes.append(RobustnessProbe(sets, eps=p.pgd.eps, attack=p.pgd.attack, steps=p.pgd.steps, lower=data.lower, upper=data.upper, seed=cfg.seed, device=cfg.device))
+    if "partition" in p.measures:
+        if p.partition.points is not None:
+            idx = torch.tensor(p.partition.points)
+        else:  # the first three test inputs of different classes
+            seen: dict[int, int] = {}
+            for i, label in enumerate(data.y_test.tolist()):
+                seen.setdefault(label, i)
+                if len(seen) == 3:
+                    break
+            idx = torch.tensor(list(seen.values()))
+        probes.append(PartitionProbe(data.x_test[idx], store.run_dir / "partition", labels=data.y_test[idx].tolist()))
+    return probes
+
+
 def _git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
@@ -145,6 +184,7 @@ def _run(
         batch_size=cfg.probes.batch_size,
         device=cfg.device,
         save_weights=cfg.probes.save_weights,
+        model_probes=model_probes(cfg, data, store),
     )
     info: dict[str, Any] = {
         "run_id": run_id,

@@ -13,7 +13,7 @@ from any training loop::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -43,6 +43,10 @@ class Tracker:
     device : str, optional
     save_weights : bool
         Also save the model's weights at each checkpoint.
+    model_probes : sequence of callables
+        Further probes, each called as ``probe(model, step)`` and returning rows
+        ``{split, layer, metric, value, error}`` (local complexity, CSR, robustness,
+        partitions: see :mod:`layerscope.probes`).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Tracker:
         batch_size: int = 256,
         device: str | torch.device | None = None,
         save_weights: bool = False,
+        model_probes: Sequence[Callable[[nn.Module, int], list[dict]]] = (),
     ) -> None:
         self.store = store
         self.probe_sets = dict(probe_sets)
@@ -69,6 +74,7 @@ class Tracker:
         self.batch_size = batch_size
         self.device = device
         self.save_weights = save_weights
+        self.model_probes = list(model_probes)
         self._skipped: set[tuple[str, str]] = set()
         self._input_rows: dict[str, pd.DataFrame] = {}  # the inputs' geometry does not change: once per split
 
@@ -104,6 +110,14 @@ class Tracker:
                 device=self.device,
             )
             frames.append(pd.concat([self._input_rows[split], geometry], ignore_index=True).assign(split=split))
+        if self.model_probes:
+            was_training = model.training
+            model.eval()
+            try:
+                for probe in self.model_probes:
+                    frames.append(pd.DataFrame(probe(model, int(step)), columns=["split", "layer", "metric", "value", "error"]))
+            finally:
+                model.train(was_training)
         if metrics:
             frames.append(
                 pd.DataFrame(

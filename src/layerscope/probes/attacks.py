@@ -137,3 +137,28 @@ def robust_accuracy(
     finally:
         model.train(was_training)
     return correct / len(x)
+
+
+class RobustnessProbe:
+    """Robust accuracy at a checkpoint on fixed labelled inputs, as store rows (metric ``robust_acc``, layer ``""``)."""
+
+    def __init__(
+        self,
+        labelled_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        *,
+        eps: float,
+        attack: str = "pgd",
+        steps: int = 10,
+        lower: torch.Tensor | None = None,
+        upper: torch.Tensor | None = None,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
+        self.labelled_sets = labelled_sets
+        self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device}
+
+    def __call__(self, model: nn.Module, step: int) -> list[dict]:
+        return [
+            {"split": split, "layer": "", "metric": "robust_acc", "value": robust_accuracy(model, x, y, **self.params), "error": None}
+            for split, (x, y) in self.labelled_sets.items()
+        ]

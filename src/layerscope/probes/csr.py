@@ -79,3 +79,17 @@ def critical_sample_ratio(
     finally:
         model.train(was_training)
     return flipped_total / len(x)
+
+
+class CSRProbe:
+    """CSR at a checkpoint on fixed inputs, as store rows (metric ``csr``, layer ``""``)."""
+
+    def __init__(self, point_sets: dict[str, torch.Tensor], *, radius: float, step: float, noise: float, steps: int = 10, seed: int = 0, device: str | None = None) -> None:
+        self.point_sets = point_sets
+        self.params = {"radius": radius, "step": step, "noise": noise, "steps": steps, "seed": seed, "device": device}
+
+    def __call__(self, model: nn.Module, step: int) -> list[dict]:
+        return [
+            {"split": split, "layer": "", "metric": "csr", "value": critical_sample_ratio(model, x, **self.params), "error": None}
+            for split, x in self.point_sets.items()
+        ]

@@ -178,3 +178,19 @@ def bounding_box_points(data: torch.Tensor, n_points: int, *, seed: int = 0) -> 
     hi = data.amax(0)
     g = torch.Generator().manual_seed(seed)
     return lo + (hi - lo) * torch.rand((n_points, *data.shape[1:]), generator=g)
+
+
+class LocalComplexityProbe:
+    """LC at a checkpoint on fixed point sets, as store rows (metrics ``lc``, ``lc_norm``; layer ``""`` is the sum)."""
+
+    def __init__(self, point_sets: dict[str, torch.Tensor], *, radius: float, n_directions: int = 20, seed: int = 0, device: str | None = None) -> None:
+        self.point_sets, self.radius, self.n_directions, self.seed, self.device = point_sets, radius, n_directions, seed, device
+
+    def __call__(self, model: nn.Module, step: int) -> list[dict]:
+        rows = []
+        for split, points in self.point_sets.items():
+            table = local_complexity(model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device)
+            for r in table.itertuples():
+                rows.append({"split": split, "layer": r.layer, "metric": "lc", "value": r.lc, "error": None})
+                rows.append({"split": split, "layer": r.layer, "metric": "lc_norm", "value": r.lc_norm, "error": None})
+        return rows

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -305,3 +306,25 @@ def _segment(polygon: np.ndarray, line: np.ndarray, half_planes: list[np.ndarray
     if not hi > lo:
         return None
     return np.stack([p0 + lo * direction, p0 + hi * direction])
+
+
+class PartitionProbe:
+    """At each checkpoint: the partition of a fixed plane, drawn to ``folder/step-N.png``; store rows
+    with the number of regions (metric ``linear_regions``, layer ``""``, split ``"plane"``)."""
+
+    def __init__(self, points: torch.Tensor, folder: str | Path, *, labels: Sequence[int] | None = None, max_regions: int = 200_000) -> None:
+        self.points, self.folder, self.labels, self.max_regions = points, Path(folder), labels, max_regions
+        self.window: tuple[float, float, float, float] | None = None  # fixed at the first checkpoint
+
+    def __call__(self, model: nn.Module, step: int) -> list[dict]:
+        import matplotlib.pyplot as plt
+
+        part = partition2d(model, self.points, window=self.window, max_regions=self.max_regions)
+        self.window = part.window
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        part.plot(ax, labels=self.labels, title=f"step {step}: {len(part.regions)} regions")
+        fig.tight_layout()
+        fig.savefig(self.folder / f"step-{step:09d}.png", dpi=100)
+        plt.close(fig)
+        return [{"split": "plane", "layer": "", "metric": "linear_regions", "value": float(len(part.regions)), "error": None}]

@@ -121,6 +121,69 @@ def figure_accuracy(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def figure_local_complexity(results: pd.DataFrame) -> plt.Figure:
+    """LC summed over layers per split, and each layer's normalised LC, over training."""
+    lc = results[results.metric == "lc"]
+    fig, (ax_total, ax_layers) = plt.subplots(1, 2, figsize=(11, 4))
+    for split in sorted(lc.split.unique()):
+        rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
+        ax_total.plot(rows.step, rows.value, marker="o", ms=3, label=f"{split} points")
+    ax_total.set_ylabel("LC (neurons whose piece changes, summed over layers)")
+    ax_total.set_title("local complexity over training")
+    norm = results[(results.metric == "lc_norm") & (results.layer != "")]
+    split = "test" if "test" in set(norm.split) else sorted(norm.split.unique())[0]
+    for layer in list(dict.fromkeys(norm[norm.split == split].layer)):
+        rows = norm[(norm.split == split) & (norm.layer == layer)].sort_values("step")
+        ax_layers.plot(rows.step, rows.value, marker="o", ms=3, label=layer)
+    ax_layers.set_ylabel("LC per neuron of the layer")
+    ax_layers.set_title(f"per layer, {split} points")
+    for ax in (ax_total, ax_layers):
+        _step_axis(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_model_metrics(results: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> plt.Figure:
+    """Model-level metrics (CSR, robust accuracy, ...) over training, one panel each."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = results[(results.metric == metric) & (results.layer == "")]
+        for split in sorted(rows.split.unique()):
+            r = rows[rows.split == split].sort_values("step")
+            ax.plot(r.step, r.value, ls=_SPLIT_STYLE.get(split, "-"), marker="o", ms=3, label=f"{split} inputs")
+        _step_axis(ax)
+        ax.set_ylabel(labels.get(metric, metric))
+        ax.set_title(f"{labels.get(metric, metric)} over training")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_alpha_vs_robustness(results: pd.DataFrame) -> plt.Figure:
+    """alpha of the last hidden layer against robust accuracy, one point per checkpoint."""
+    layers = [layer for layer in layer_order(results) if layer not in ("input", "output")]
+    alpha = results[(results.metric == "alpha") & results.layer.isin(layers)]
+    layer = [layer for layer in layers if layer in set(alpha.layer)][-1]
+    split = "test" if "test" in set(alpha.split) else sorted(alpha.split.unique())[0]
+    a = alpha[(alpha.layer == layer) & (alpha.split == split)].set_index("step").value
+    robust = results[(results.metric == "robust_acc") & (results.layer == "")]
+    r = robust[robust.split == (split if split in set(robust.split) else robust.split.iloc[0])].set_index("step").value
+    steps = a.index.intersection(r.index)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    points = ax.scatter(a[steps], r[steps], c=np.log10(np.asarray(steps) + 1), cmap="viridis", s=40)
+    ax.annotate("end", (a[steps[-1]], r[steps[-1]]), textcoords="offset points", xytext=(5, 5))
+    fig.colorbar(points, ax=ax, label="log10(step + 1)")
+    ax.set_xlabel(f"alpha of {layer} ({split} inputs)")
+    ax.set_ylabel("robust accuracy")
+    ax.set_title("spectrum exponent against robustness")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def _final_table(results: pd.DataFrame) -> str:
     last = results[results.step == results.step.max()]
     geometry = last[last.layer != ""]
@@ -149,11 +212,24 @@ def make_report(run_dir: str | Path) -> Path:
         figures.append(("alpha_over_training.png", "Power-law exponent of the spectrum over training", figure_over_training(results, "alpha", "alpha (spectrum power law)")))
     if metrics & {"train_acc", "test_acc"}:
         figures.append(("accuracy.png", "Accuracy and loss", figure_accuracy(results)))
+    if "lc" in metrics:
+        figures.append(("local_complexity.png", "Local complexity (density of linear-region boundaries near the points)", figure_local_complexity(results)))
+    model_metrics = [m for m in ("csr", "robust_acc") if m in metrics]
+    if model_metrics:
+        labels = {"csr": "critical sample ratio", "robust_acc": "robust accuracy"}
+        figures.append(("csr_robustness.png", "Critical sample ratio and robust accuracy", figure_model_metrics(results, model_metrics, labels)))
+    if {"alpha", "robust_acc"} <= metrics:
+        figures.append(("alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", figure_alpha_vs_robustness(results)))
     body = []
     for filename, title, fig in figures:
         fig.savefig(out / filename, dpi=120)
         plt.close(fig)
         body.append(f"<h2>{html.escape(title)}</h2>\n<img src='{filename}' alt='{html.escape(title)}'>")
+    pictures = sorted((out / "partition").glob("step-*.png"))
+    if pictures:
+        chosen = [pictures[i] for i in sorted({round(i) for i in np.linspace(0, len(pictures) - 1, min(6, len(pictures)))})]
+        tiles = "".join(f"<img src='partition/{p.name}' style='width:32%'>" for p in chosen)
+        body.append(f"<h2>Linear regions on a plane through three test inputs, over training</h2>\n<div>{tiles}</div>")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>layerscope: {html.escape(str(info['run_id']))}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}} img{{max-width:100%}}
