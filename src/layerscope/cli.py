@@ -171,6 +171,41 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="A run folder.")
 
 
 @app.command()
+def reproduce(
+    name: Annotated[str, typer.Argument(help="ansuini2019, tan2024 or humayun2024.")],
+    size: Annotated[str, typer.Option(help="quick (minutes on a laptop CPU, offline data) or full (the paper's setup).")] = "quick",
+    out: Annotated[Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN).")] = Path("runs"),
+) -> None:
+    """Reproduce a paper's experiment: its runs, its findings checked, a summary figure.
+
+    Re-running continues where it stopped: finished runs are kept, interrupted ones resumed.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .experiments.reproduce import reproduce as run_experiment
+
+    warnings.showwarning = _show_warning
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def on_run(run: str, i: int, n: int) -> None:
+                bar.update(task, description=f"run {i + 1}/{n}: {run}", completed=0)
+
+            def progress(step: int, total: int) -> None:
+                bar.update(task, completed=step, total=total)
+
+            folder = run_experiment(name, size, out, on_run=on_run, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted.[/] Run the same command again to go on: layerscope reproduce {name} --size {size} --out {out}")
+        raise typer.Exit(130) from None
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    console.print((folder / "findings.md").read_text())
+    console.print(f"summary figure: {folder / 'summary.png'}; run reports: {folder}/*/report.html")
+
+
+@app.command()
 def partition(
     run_dir: Annotated[Path, typer.Argument(help="A run folder whose weights were saved (probes.save_weights = true).")],
     step: Annotated[int | None, typer.Option(help="Checkpoint step (default: the last saved).")] = None,

@@ -91,7 +91,7 @@ class Tracker:
         rows (layer ``""``) with the split taken from the name's prefix.
         """
         frames = []
-        for split, inputs in self.probe_sets.items():
+        for split, inputs in (self.probe_sets.items() if self.estimators else ()):
             if split not in self._input_rows:
                 self._input_rows[split] = pd.DataFrame(
                     estimate_layer(INPUT, inputs.flatten(1).float(), self.estimators, self.estimator_params, self._skip),

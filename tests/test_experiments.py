@@ -1,0 +1,93 @@
+import json
+import warnings
+
+import pytest
+
+from layerscope.config import parse_config
+from layerscope.experiments import papers
+from layerscope.experiments.papers import EXPERIMENTS, Experiment, Finding
+from layerscope.experiments.reproduce import reproduce
+from layerscope.store import RunStore
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+@pytest.mark.parametrize("size", ["quick", "full"])
+def test_every_preset_config_validates(name, size):
+    configs = EXPERIMENTS[name].configs(size)
+    assert len(configs) >= 2
+    assert len({c.name for c in configs}) == len(configs)
+
+
+def test_full_sizes_follow_the_papers():
+    tan = {c.name: c for c in EXPERIMENTS["tan2024"].configs("full")}
+    assert len([n for n in tan if "noise" not in n]) == 6  # the six optimizer regimes
+    assert tan["adam-large"].train.lr == 1e-3 and tan["adam-large"].train.batch_size == 32
+    assert all(c.train.epochs == 200 and c.train.weight_decay == 1e-4 and c.data.name == "cifar10" for c in tan.values())
+    hum = EXPERIMENTS["humayun2024"].configs("full")
+    assert {c.model.init_scale for c in hum} == {1.0, 4.0}
+    assert all(c.train.loss == "mse" and c.train.optimizer == "adamw" and c.train.weight_decay == 0.01 and c.data.n_train == 1000 for c in hum)
+
+
+def tiny_configs(size):
+    base = {"data": {"name": "digits", "probe_size": 100}, "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
+            "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 64, "epochs": 1}, "schedule": {"kind": "log", "num": 3},
+            "probes": {"measures": ["twonn"]}}
+    return [parse_config({**base, "name": "a"}), parse_config({**base, "name": "b", "seed": 1})]
+
+
+def tiny_findings(folder):
+    return [Finding("two runs exist", str(sorted(p.name for p in folder.iterdir() if p.is_dir())), True)]
+
+
+def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from layerscope.experiments import reproduce as rep
+
+    monkeypatch.setitem(papers.EXPERIMENTS, "tiny", Experiment("tiny", "A tiny test paper", tiny_configs, tiny_findings))
+    monkeypatch.setitem(rep.SUMMARIES, "tiny", lambda folder: plt.figure())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = reproduce("tiny", "quick", tmp_path)
+        findings = json.loads((folder / "findings.json").read_text())
+        assert findings == [{"claim": "two runs exist", "measured": "['a', 'b']", "holds": True}]
+        assert "| two runs exist | ['a', 'b'] | holds |" in (folder / "findings.md").read_text()
+        assert (folder / "summary.png").exists() and (folder / "a" / "report.html").exists()
+        # a second call keeps finished runs (no FileExistsError) and resumes interrupted ones
+        store = RunStore(folder / "b")
+        store.write_run({**store.read_run(), "status": "interrupted"})
+        reproduce("tiny", "quick", tmp_path)
+        assert store.read_run()["status"] == "finished"
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        reproduce("nope")
+    with pytest.raises(ValueError, match="size must be 'quick' or 'full'"):
+        reproduce("tiny", "huge", tmp_path)
+
+
+@pytest.mark.slow
+def test_ansuini2019_quick(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = reproduce("ansuini2019", "quick", tmp_path)
+    from layerscope.store import load
+
+    r = load(folder / "width-1.0")
+    r = r[r.split == "train"]
+    last = r.step.max()
+    layers = ["input", "pool1", "pool2", "relu3", "output"]
+    trained = [float(r[(r.metric == "twonn") & (r.layer == layer) & (r.step == last)].value.iloc[0]) for layer in layers]
+    untrained = [float(r[(r.metric == "twonn") & (r.layer == layer) & (r.step == 0)].value.iloc[0]) for layer in layers]
+    assert trained[3] < untrained[3]  # the last hidden layer: trained below untrained
+    assert max(range(len(layers)), key=trained.__getitem__) != len(layers) - 1  # the maximum is not at the last layer
+
+
+@pytest.mark.slow
+def test_humayun2024_quick_grokking_inside_final_lc_descent(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = reproduce("humayun2024", "quick", tmp_path)
+    findings = {f["claim"]: f for f in json.loads((folder / "findings.json").read_text())}
+    grok = next(f for c, f in findings.items() if c.startswith("With a large initial scale"))
+    inside = next(f for c, f in findings.items() if c.startswith("Delayed generalization"))
+    assert grok["holds"], grok["measured"]
+    assert inside["holds"], inside["measured"]
