@@ -133,6 +133,7 @@ class PartitionConfig(_Strict):
     """Pictures of the linear regions on the plane through three test inputs (indices; default: the first three of different classes)."""
 
     points: list[int] | None = Field(None, min_length=3, max_length=3)
+    pictures: int | None = Field(4, ge=2, description="checkpoints drawn, spread in log step (None: every checkpoint); each can take minutes for wide nets")
 
 
 class ProbeConfig(_Strict):

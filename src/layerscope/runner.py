@@ -22,7 +22,7 @@ from .models import build_model
 from .probes.capture import resolve_layers
 from .store import RunStore
 from .tracker import Tracker
-from .train import TrainSettings, scale_parameters, train
+from .train import TrainSettings, checkpoint_steps, scale_parameters, train
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
@@ -90,7 +90,13 @@ def model_probes(cfg: RunConfig, data: Dataset, store: RunStore) -> list:
                 if len(seen) == 3:
                     break
             idx = torch.tensor(list(seen.values()))
-        probes.append(PartitionProbe(data.x_test[idx], store.run_dir / "partition", labels=data.y_test[idx].tolist()))
+        drawn = None
+        if p.partition.pictures is not None:
+            per_epoch = math.ceil(len(data.x_train) / cfg.train.batch_size)
+            total = cfg.train.steps or (cfg.train.epochs or 1) * per_epoch
+            every = checkpoint_steps(total, cfg.schedule.kind, num=cfg.schedule.num, every=cfg.schedule.every, steps_per_epoch=per_epoch)
+            drawn = [every[round(i)] for i in np.linspace(0, len(every) - 1, min(p.partition.pictures, len(every)))]
+        probes.append(PartitionProbe(data.x_test[idx], store.run_dir / "partition", labels=data.y_test[idx].tolist(), steps=drawn))
     return probes
 
 

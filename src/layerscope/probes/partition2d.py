@@ -312,13 +312,24 @@ class PartitionProbe:
     """At each checkpoint: the partition of a fixed plane, drawn to ``folder/step-N.png``; store rows
     with the number of regions (metric ``linear_regions``, layer ``""``, split ``"plane"``)."""
 
-    def __init__(self, points: torch.Tensor, folder: str | Path, *, labels: Sequence[int] | None = None, max_regions: int = 200_000) -> None:
+    def __init__(
+        self,
+        points: torch.Tensor,
+        folder: str | Path,
+        *,
+        labels: Sequence[int] | None = None,
+        steps: Sequence[int] | None = None,
+        max_regions: int = 200_000,
+    ) -> None:
         self.points, self.folder, self.labels, self.max_regions = points, Path(folder), labels, max_regions
-        self.window: tuple[float, float, float, float] | None = None  # fixed at the first checkpoint
+        self.steps = None if steps is None else set(steps)  # checkpoints to draw (None: all)
+        self.window: tuple[float, float, float, float] | None = None  # fixed at the first drawing
 
     def __call__(self, model: nn.Module, step: int) -> list[dict]:
         import matplotlib.pyplot as plt
 
+        if self.steps is not None and step not in self.steps:
+            return []
         part = partition2d(model, self.points, window=self.window, max_regions=self.max_regions)
         self.window = part.window
         self.folder.mkdir(parents=True, exist_ok=True)
