@@ -220,6 +220,7 @@ def partition(
     import torch
 
     from .config import parse_config
+    from .data.datasets import first_of_each_class
     from .probes.partition2d import partition2d
     from .runner import prepare_data, prepare_model
     from .store import RunStore, load_weights
@@ -242,12 +243,7 @@ def partition(
                 _fail(f"give exactly three --point indices, got {len(points)}")
             idx = list(points)
         else:
-            seen: dict[int, int] = {}
-            for i, label in enumerate(data.y_test.tolist()):
-                seen.setdefault(label, i)
-                if len(seen) == 3:
-                    break
-            idx = list(seen.values())
+            idx = first_of_each_class(data.y_test)
         part = partition2d(model, data.x_test[torch.tensor(idx)])
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))

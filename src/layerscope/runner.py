@@ -17,7 +17,7 @@ from torch import nn
 
 from . import __version__
 from .config import ConfigError, RunConfig, parse_config
-from .data.datasets import Dataset, load_dataset, probe_indices, train_subset, with_label_noise
+from .data.datasets import Dataset, first_of_each_class, load_dataset, probe_indices, train_subset, with_label_noise
 from .models import build_model
 from .probes.capture import resolve_layers
 from .store import RunStore
@@ -83,13 +83,8 @@ def model_probes(cfg: RunConfig, data: Dataset, store: RunStore) -> list:
     if "partition" in p.measures:
         if p.partition.points is not None:
             idx = torch.tensor(p.partition.points)
-        else:  # the first three test inputs of different classes
-            seen: dict[int, int] = {}
-            for i, label in enumerate(data.y_test.tolist()):
-                seen.setdefault(label, i)
-                if len(seen) == 3:
-                    break
-            idx = torch.tensor(list(seen.values()))
+        else:
+            idx = torch.tensor(first_of_each_class(data.y_test))
         drawn = None
         if p.partition.pictures is not None:
             per_epoch = math.ceil(len(data.x_train) / cfg.train.batch_size)

@@ -300,3 +300,15 @@ def probe_indices(n_available: int, n_probe: int, *, seed: int = 0) -> torch.Ten
     """A fixed, seeded choice of ``min(n_probe, n_available)`` example indices, ascending."""
     n_probe = min(n_probe, n_available)
     return torch.randperm(n_available, generator=torch.Generator().manual_seed(seed))[:n_probe].sort().values
+
+
+def first_of_each_class(labels: torch.Tensor, n_classes: int = 3) -> list[int]:
+    """Indices of the first examples of the first ``n_classes`` distinct labels, in order of appearance."""
+    seen: dict[int, int] = {}
+    for i, label in enumerate(labels.tolist()):
+        seen.setdefault(label, i)
+        if len(seen) == n_classes:
+            break
+    if len(seen) < n_classes:
+        raise ValueError(f"the labels hold only {len(seen)} classes, {n_classes} wanted")
+    return list(seen.values())

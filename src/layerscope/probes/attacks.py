@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .capture import model_device
+
 
 def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel bounds broadcast to ``x`` (channels on dimension 1)."""
@@ -119,9 +121,7 @@ def robust_accuracy(
     """
     if attack not in ("pgd", "fgsm"):
         raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model, device)
     was_training = model.training
     model.eval()
     correct = 0

@@ -25,6 +25,14 @@ import torch
 from torch import nn
 
 
+def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else where the model's parameters are (the CPU for a model without any)."""
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 #: Selector for the model's own output (the logits of a classifier).
 OUTPUT = "output"
 
@@ -171,10 +179,7 @@ def capture(
     names = resolve_layers(model, layers)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = model_device(model, device)
     n = len(inputs)
     shapes = layer_shapes(model, names, inputs[: min(2, n)], device)
     groups: list[list[LayerShape]] = []

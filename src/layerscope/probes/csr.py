@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .capture import model_device
+
 
 def critical_sample_ratio(
     model: nn.Module,
@@ -48,9 +50,7 @@ def critical_sample_ratio(
         raise ValueError(f"radius must be >= 0, got {radius}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model, device)
     was_training = model.training
     model.eval()
     flipped_total = 0

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .capture import model_device
+
 PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
 SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
 
@@ -138,9 +140,7 @@ def local_complexity(
     if n_directions < 1:
         raise ValueError(f"n_directions must be >= 1, got {n_directions}")
     names = nonlinear_layers(model)
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model, device)
     shape = points.shape[1:]
     dim = int(points[0].numel())
     totals: dict[str, torch.Tensor] = {}

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .capture import model_device
 from .local_complexity import nonlinear_layers
 
 _TOL = 1e-9
@@ -215,8 +216,7 @@ def partition2d(
         raise ValueError(f"window must have u_min < u_max and v_min < v_max, got {window}")
 
     net = copy.deepcopy(model).double().eval()
-    ref = next(model.parameters(), None)
-    device = ref.device if ref is not None else torch.device("cpu")
+    device = model_device(model)
     plane = torch.from_numpy(basis).to(device)
     start = torch.from_numpy(origin_np).to(device)
 
