@@ -91,3 +91,12 @@ def test_humayun2024_quick_grokking_inside_final_lc_descent(tmp_path):
     inside = next(f for c, f in findings.items() if c.startswith("Delayed generalization"))
     assert grok["holds"], grok["measured"]
     assert inside["holds"], inside["measured"]
+
+
+def test_cli_reproduce_errors_clearly():
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "smith2020"])
+    assert result.exit_code == 2 and "unknown experiment 'smith2020'; choose from ansuini2019, tan2024, humayun2024" in result.output
