@@ -53,6 +53,7 @@ def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
         assert findings == [{"claim": "two runs exist", "measured": "['a', 'b']", "holds": True}]
         assert "| two runs exist | ['a', 'b'] | holds |" in (folder / "findings.md").read_text()
         assert (folder / "summary.png").exists() and (folder / "a" / "report.html").exists()
+        assert "two runs exist" in (folder / "report.html").read_text() and "a/report.html" in (folder / "report.html").read_text()
         # a second call keeps finished runs (no FileExistsError) and resumes interrupted ones
         store = RunStore(folder / "b")
         store.write_run({**store.read_run(), "status": "interrupted"})

@@ -28,6 +28,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_preset_store_is_complete(quick_run):
     results = load(quick_run)
+    results = results[~results.metric.str.startswith("phase_")]  # derived rows, written by the report
     assert list(results.columns) == COLUMNS
     steps = sorted(results.step.unique())
     assert steps[0] == 0 and len(steps) == 10
@@ -68,7 +69,14 @@ def test_report_is_written(quick_run):
     for name in ("profile.png", "twonn_over_training.png", "pcid_vs_twonn.png", "alpha_over_training.png", "accuracy.png"):
         assert (quick_run / name).stat().st_size > 10_000
         assert name in text
-    assert "relu3" in text and "Config" in text
+    assert "relu3" in text and "Config" in text and "Detected phases" in text
+    phases = load(quick_run)
+    phases = phases[phases.metric.str.startswith("phase_")]
+    assert set(phases.metric) <= {"phase_expansion", "phase_compression"}
+    assert ((phases.value >= 0) & (phases.value <= 1)).all()
+    make_report(quick_run)  # a second report replaces the derived rows, never duplicates them
+    again = load(quick_run)
+    assert len(again[again.metric.str.startswith("phase_")]) == len(phases)
 
 
 def test_results_read_from_duckdb(quick_run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,7 +32,8 @@ def reproduce(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE``; finished runs are kept,
-    interrupted ones resumed. Writes ``findings.md``, ``findings.json`` and ``summary.png`` there."""
+    interrupted ones resumed. Writes ``findings.md``, ``findings.json``, ``summary.png`` and
+    ``report.html`` there."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if size not in SIZES:
@@ -54,6 +56,7 @@ def reproduce(
     fig = SUMMARIES[name](folder)
     fig.savefig(folder / "summary.png", dpi=120)
     plt.close(fig)
+    write_page(folder, experiment.paper, findings, [c.name for c in configs], f"layerscope reproduce {name} --size {size}")
     return folder
 
 
@@ -63,6 +66,27 @@ def write_findings(folder: Path, paper: str, findings: list[Finding], command: s
     lines += [f"| {f.claim} | {f.measured} | {verdict[f.holds]} |" for f in findings]
     (folder / "findings.md").write_text("\n".join(lines) + "\n")
     (folder / "findings.json").write_text(json.dumps([asdict(f) for f in findings], indent=2))
+
+
+def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str], command: str) -> Path:
+    """``report.html``: the summary figure, the findings with verdicts, links to every run's report."""
+    verdict = {True: "holds", False: "does not hold", None: "not measurable"}
+    rows = "".join(
+        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td class='{verdict[f.holds].replace(' ', '-')}'>{verdict[f.holds]}</td></tr>"
+        for f in findings
+    )
+    links = " ".join(f"<a href='{html.escape(r)}/report.html'>{html.escape(r)}</a>" for r in runs)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(paper)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}} img{{max-width:100%}}
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}} .holds{{color:#1a7f37}} .does-not-hold{{color:#b42318}}</style></head>
+<body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>
+<img src="summary.png" alt="summary figure"><h2>Findings</h2>
+<table><tr><th>finding</th><th>measured on this run</th><th>verdict</th></tr>{rows}</table>
+<h2>Runs</h2><p>{links}</p></body></html>
+"""
+    path = folder / "report.html"
+    path.write_text(page)
+    return path
 
 
 def _runs(folder: Path) -> dict[str, object]:

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..store import RunStore  # noqa: E402
+from .phases import phase_rows  # noqa: E402
 
 _SPLIT_STYLE = {"train": "-", "test": "--"}
 
@@ -59,8 +60,9 @@ def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> plt.Figure:
     return fig
 
 
-def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None) -> plt.Figure:
-    """Each layer's value of ``metric`` over training, log steps, train and test inputs."""
+def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None, phases: pd.DataFrame | None = None) -> plt.Figure:
+    """Each layer's value of ``metric`` over training, log steps, train and test inputs; detected
+    turning points (confidence > 0.9) marked with a cross."""
     layers = layer_order(results)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colours = dict(zip(layers, plt.cm.tab10(np.arange(len(layers)) % 10)))
@@ -69,9 +71,16 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
         for layer in [layer for layer in layers if layer in value.columns]:
             ax.errorbar(value.index, value[layer], yerr=error.reindex(columns=[layer])[layer].fillna(0), ls=_SPLIT_STYLE.get(split, "-"),
                         color=colours[layer], marker="o", ms=3, capsize=2, label=f"{layer} ({split})")
+    if phases is not None and len(phases):
+        turns = phases[(phases.epoch > 0) & (phases.layer != "")]
+        for row in turns.itertuples():
+            curve = results[(results.metric == metric) & (results.layer == row.layer) & (results.split == row.split) & (results.step == row.step)]
+            confident = phases[(phases.layer == row.layer) & (phases.split == row.split)].value.min() > 0.9
+            if len(curve) and confident:
+                ax.plot(row.step, curve.value.iloc[0], "kx", ms=9, mew=2)
     _step_axis(ax)
     ax.set_ylabel(ylabel or metric)
-    ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs)", fontsize=10)
+    ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
@@ -121,10 +130,14 @@ def figure_accuracy(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def figure_local_complexity(results: pd.DataFrame) -> plt.Figure:
-    """LC summed over layers per split, and each layer's normalised LC, over training."""
+def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> plt.Figure:
+    """LC summed over layers per split, and each layer's normalised LC, over training; phase changes dotted."""
     lc = results[results.metric == "lc"]
     fig, (ax_total, ax_layers) = plt.subplots(1, 2, figsize=(11, 4))
+    if phases is not None:
+        changes = phases[(phases.layer == "") & (phases.split == "train") & (phases.epoch > 0)]
+        for step in changes.step:
+            ax_total.axvline(step, color="0.4", ls=":", lw=1)
     for split in sorted(lc.split.unique()):
         rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
         ax_total.plot(rows.step, rows.value, marker="o", ms=3, label=f"{split} points")
@@ -184,6 +197,14 @@ def figure_alpha_vs_robustness(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _phase_table(phases: pd.DataFrame) -> str:
+    if phases.empty:
+        return "<p>No curve had enough checkpoints, or a fit of the papers' patterns.</p>"
+    table = phases.assign(curve=lambda f: f.metric.str.removeprefix("phase_"))[["split", "layer", "curve", "step", "value"]]
+    table = table.rename(columns={"curve": "phase", "step": "starts at step", "value": "confidence"})
+    return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="results")
+
+
 def _final_table(results: pd.DataFrame) -> str:
     last = results[results.step == results.step.max()]
     geometry = last[last.layer != ""]
@@ -201,11 +222,14 @@ def make_report(run_dir: str | Path) -> Path:
     if results.empty:
         raise ValueError(f"{run_dir} has no results yet: nothing to report")
     out = Path(run_dir)
+    results = results[~results.metric.str.startswith("phase_")]
+    phases = phase_rows(results)
+    store.write_derived("phases", phases)
     figures: list[tuple[str, str, plt.Figure]] = []
     metrics = set(results.metric)
     if "twonn" in metrics:
         figures.append(("profile.png", "Intrinsic dimension across layers at each checkpoint", figure_profile(results, "twonn")))
-        figures.append(("twonn_over_training.png", "Intrinsic dimension of each layer over training", figure_over_training(results, "twonn", "TwoNN intrinsic dimension")))
+        figures.append(("twonn_over_training.png", "Intrinsic dimension of each layer over training", figure_over_training(results, "twonn", "TwoNN intrinsic dimension", phases)))
     if {"twonn", "pc_id"} <= metrics:
         figures.append(("pcid_vs_twonn.png", "PC-ID next to TwoNN", figure_pcid_vs_twonn(results)))
     if "alpha" in metrics:
@@ -213,7 +237,7 @@ def make_report(run_dir: str | Path) -> Path:
     if metrics & {"train_acc", "test_acc"}:
         figures.append(("accuracy.png", "Accuracy and loss", figure_accuracy(results)))
     if "lc" in metrics:
-        figures.append(("local_complexity.png", "Local complexity (density of linear-region boundaries near the points)", figure_local_complexity(results)))
+        figures.append(("local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)", figure_local_complexity(results, phases)))
     model_metrics = [m for m in ("csr", "robust_acc") if m in metrics]
     if model_metrics:
         labels = {"csr": "critical sample ratio", "robust_acc": "robust accuracy"}
@@ -239,6 +263,8 @@ pre{{background:#f6f6f6;padding:1em;font-size:0.8em;overflow-x:auto}}</style></h
 <p>Status: {html.escape(str(info['status']))}; started {html.escape(str(info['start_time']))}, ended {html.escape(str(info['end_time']))};
 {len(sorted(results.step.unique()))} checkpoints, {len(results)} rows.</p>
 {''.join(body)}
+<h2>Detected phases</h2>
+{_phase_table(phases)}
 <h2>Values at the last checkpoint (step {int(results.step.max())})</h2>
 {_final_table(results)}
 <h2>Config</h2><pre>{html.escape(json.dumps(info['config'], indent=2))}</pre>

@@ -109,3 +109,33 @@ def detect_phases(steps: Sequence[int], values: Sequence[float], pattern: Sequen
         confidence = 0.5 * (1 + math.erf(signs[i] * slope / se / math.sqrt(2)))
         phases.append(Phase(name, int(steps[bounds[i]]), int(steps[bounds[i + 1]]), slope, confidence))
     return phases
+
+
+def phase_rows(results: "pd.DataFrame") -> "pd.DataFrame":
+    """Detected phases of a run's curves, as results-table rows.
+
+    TwoNN of every (split, layer) is fitted with :data:`ID_PATTERN`; the summed local
+    complexity (layer ``""``) of every split with :data:`LC_PATTERN`. Each phase is one
+    row: ``metric = "phase_<name>"`` (``phase_expansion``, ``phase_descent``, ...),
+    ``step`` its first step, ``value`` its confidence, ``error`` empty; the curve it
+    belongs to is in ``split`` and ``layer``, and ``epoch`` holds the source metric's
+    position in the pattern (0, 1, 2). Curves too short for their pattern, or with no
+    fit of the right signs, give no rows.
+    """
+    import pandas as pd
+
+    rows = []
+    run_id = results.run_id.iloc[0] if len(results) else ""
+    curves = [("twonn", ID_PATTERN, results[(results.metric == "twonn") & (results.layer != "")]),
+              ("lc", LC_PATTERN, results[(results.metric == "lc") & (results.layer == "")])]
+    for _, pattern, frame in curves:
+        for (split, layer), curve in frame.groupby(["split", "layer"], sort=False):
+            curve = curve.sort_values("step")
+            try:
+                phases = detect_phases(curve.step.to_numpy(), curve.value.to_numpy(), pattern)
+            except ValueError:
+                continue
+            for i, phase in enumerate(phases):
+                rows.append({"run_id": run_id, "step": phase.start_step, "epoch": float(i), "split": split, "layer": layer,
+                             "metric": f"phase_{phase.name}", "value": phase.confidence, "error": float("nan")})
+    return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "split", "layer", "metric", "value", "error"])

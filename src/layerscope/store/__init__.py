@@ -22,6 +22,12 @@ metric                      meaning
 ``n_features``              width of the layer (features per input)
 ``train_acc``, ``test_acc``  accuracy on the training / test set
 ``train_loss``, ``test_loss``  loss on the training / test set
+``lc``, ``lc_norm``         local complexity per layer (layer ``""``: summed)
+``csr``                     critical sample ratio
+``robust_acc``              accuracy under the PGD or FGSM attack
+``linear_regions``          regions of the exact partition of the probe plane
+``phase_<name>``            a detected phase (``results/phases.parquet``): step = its
+                            first step, value = confidence, epoch = its index
 ==========================  =====================================================
 
 Each checkpoint's rows are written to a temporary file and renamed into place, so
@@ -73,8 +79,13 @@ class RunStore:
             return []
         return sorted(int(p.stem.split("-")[1]) for p in self.results_dir.glob("step-*.parquet"))
 
+    def write_derived(self, name: str, rows: pd.DataFrame) -> None:
+        """Rows computed from the checkpoints (e.g. detected phases), in ``results/NAME.parquet``; replaced on each call."""
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_parquet(rows[COLUMNS], self.results_dir / f"{name}.parquet")
+
     def results(self) -> pd.DataFrame:
-        files = sorted(self.results_dir.glob("step-*.parquet"))
+        files = sorted(self.results_dir.glob("*.parquet"))
         if not files:
             return pd.DataFrame(columns=COLUMNS)
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
