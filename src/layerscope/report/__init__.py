@@ -141,7 +141,7 @@ def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None =
     for split in sorted(lc.split.unique()):
         rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
         ax_total.plot(rows.step, rows.value, marker="o", ms=3, label=f"{split} points")
-    ax_total.set_ylabel("LC (neurons whose piece changes, summed over layers)")
+    ax_total.set_ylabel("LC, summed over layers (neurons)")
     ax_total.set_title("local complexity over training")
     norm = results[(results.metric == "lc_norm") & (results.layer != "")]
     split = "test" if "test" in set(norm.split) else sorted(norm.split.unique())[0]
