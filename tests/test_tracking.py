@@ -283,3 +283,14 @@ def test_every_probe_in_one_run_store_report_and_partition_cli(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 10_000
     result = CliRunner().invoke(app, ["partition", str(run_dir), "--step", "12345"])
     assert result.exit_code == 2 and "no weights saved at step 12345" in result.output
+
+
+def test_readme_config_example_is_valid(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(block)
+    cfg = load_config(path)
+    assert cfg.model.name == "ansuini_cnn" and cfg.probes.layers == ["pool1", "pool2", "relu3", "output"]
