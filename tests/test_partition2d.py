@@ -117,3 +117,17 @@ def test_plot(tmp_path):
     ax = part.plot()
     ax.figure.savefig(tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 5000
+
+
+def test_probe_skips_a_picture_with_too_many_regions(tmp_path):
+    from layerscope.probes.partition2d import PartitionProbe
+
+    net, _ = general_position_net(6)
+    probe = PartitionProbe(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), tmp_path, max_regions=3, steps=[0, 10])
+    with pytest.warns(UserWarning, match="no partition picture at step 0: more than max_regions=3"):
+        assert probe(net, 0) == []
+    assert probe(net, 5) == []  # not a drawing step
+    big = PartitionProbe(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), tmp_path, steps=[10])
+    rows = big(net, 10)
+    assert rows[0]["metric"] == "linear_regions" and rows[0]["value"] > 1
+    assert (tmp_path / "step-000000010.png").exists()

@@ -205,8 +205,7 @@ def _humayun_configs(size: str) -> list[RunConfig]:
             "model": {"name": "mlp", "params": {"width": 200, "depth": 4}, "init_scale": scale},
             "train": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "batch_size": 200, "steps": steps, "loss": "mse", "epochs": None},
             "schedule": {"kind": "log", "num": 30},
-            # quick: no partition pictures (about 2.5 minutes each for this net on 2 CPU cores)
-            "probes": {"measures": ["lc", "pgd"] if size == "quick" else ["lc", "pgd", "partition"], "layers": [],
+            "probes": {"measures": ["lc", "pgd", "partition"], "layers": [], "partition": {"pictures": 4},
                        "lc": {"radius": 1.0, "n_directions": 25, "n_points": points}, "pgd": {"n_points": 500, "eps": 0.3}},
         }))
     return configs

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from dataclasses import dataclass
@@ -91,7 +92,8 @@ class Partition:
         regions = self.regions_per_layer[layer]
         rng = np.random.default_rng(0)
         colours = plt.cm.Pastel1(rng.integers(0, 9, len(regions)))
-        ax.add_collection(PolyCollection(regions, facecolors=colours, edgecolors="0.35", linewidths=0.3))
+        width = 0.3 if len(regions) < 5000 else 0.1  # dense partitions: thinner edges
+        ax.add_collection(PolyCollection(regions, facecolors=colours, edgecolors="0.35", linewidths=width))
         if self.decision_boundary:
             ax.add_collection(LineCollection(self.decision_boundary, colors="crimson", linewidths=2, label="decision boundary"))
         pts = self.points if points is None else np.asarray(points)
@@ -341,7 +343,11 @@ class PartitionProbe:
 
         if self.steps is not None and step not in self.steps:
             return []
-        part = partition2d(model, self.points, window=self.window, max_regions=self.max_regions)
+        try:
+            part = partition2d(model, self.points, window=self.window, max_regions=self.max_regions)
+        except ValueError as err:  # too many regions: no picture at this step, but the run goes on
+            warnings.warn(f"no partition picture at step {step}: {err}", stacklevel=2)
+            return []
         self.window = part.window
         self.folder.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
