@@ -29,7 +29,16 @@ def main() -> None:
         folder = runs / f"{name}-quick"
         shutil.copy(folder / "summary.png", HERE / "figures" / f"{name}-quick.png")
         findings = (folder / "findings.md").read_text().split("\n", 2)[2]  # drop the title line
-        page += [f"## {name}", "", f"![{name} quick run](figures/{name}-quick.png)", "", findings.strip(), "", text.strip(), ""]
+        page += [f"## {name}", "", f"![{name} quick run](figures/{name}-quick.png)", "", findings.strip(), ""]
+        for run in sorted(p for p in folder.iterdir() if (p / "partition").is_dir()):
+            pictures = sorted((run / "partition").glob("step-*.png"))
+            shown = []
+            for label, picture in (("first", pictures[0]), ("last", pictures[-1])):
+                target = f"{name}-{run.name}-partition-{label}.png"
+                shutil.copy(picture, HERE / "figures" / target)
+                shown.append(f"![{run.name} {picture.stem}](figures/{target})")
+            page += [f"Linear regions of `{run.name}` on the plane through three test digits, at initialisation and at the end:", "", " ".join(shown), ""]
+        page += [text.strip(), ""]
     (HERE / "results.md").write_text("\n".join(page) + "\n")
     print(f"wrote {HERE / 'results.md'}")
 
