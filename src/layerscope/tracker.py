@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .probes.capture import eval_mode
 from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, measure_geometry
 from .store import COLUMNS, RunStore
 
@@ -111,13 +112,9 @@ class Tracker:
             )
             frames.append(pd.concat([self._input_rows[split], geometry], ignore_index=True).assign(split=split))
         if self.model_probes:
-            was_training = model.training
-            model.eval()
-            try:
+            with eval_mode(model):
                 for probe in self.model_probes:
                     frames.append(pd.DataFrame(probe(model, int(step)), columns=["split", "layer", "metric", "value", "error"]))
-            finally:
-                model.train(was_training)
         if metrics:
             frames.append(
                 pd.DataFrame(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import model_device
+from .capture import eval_mode, model_device
 
 
 def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,10 +122,8 @@ def robust_accuracy(
     if attack not in ("pgd", "fgsm"):
         raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
     device = model_device(model, device)
-    was_training = model.training
-    model.eval()
     correct = 0
-    try:
+    with eval_mode(model):
         for a in range(0, len(x), batch_size):
             xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
             if attack == "pgd":
@@ -134,8 +132,6 @@ def robust_accuracy(
                 adv = fgsm(model, xb, yb, eps=eps, lower=lower, upper=upper)
             with torch.no_grad():
                 correct += int((model(adv).argmax(1) == yb).sum())
-    finally:
-        model.train(was_training)
     return correct / len(x)
 
 

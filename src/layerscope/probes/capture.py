@@ -25,6 +25,17 @@ import torch
 from torch import nn
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode for a measurement, its own mode restored afterwards (also on error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else where the model's parameters are (the CPU for a model without any)."""
     if device is not None:

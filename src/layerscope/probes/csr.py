@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .capture import model_device
+from .capture import eval_mode, model_device
 
 
 def critical_sample_ratio(
@@ -51,10 +51,8 @@ def critical_sample_ratio(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     device = model_device(model, device)
-    was_training = model.training
-    model.eval()
     flipped_total = 0
-    try:
+    with eval_mode(model):
         for a in range(0, len(x), batch_size):
             x0 = x[a : a + batch_size].to(device)
             g = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + a)
@@ -76,8 +74,6 @@ def critical_sample_ratio(
                 if bool(flipped.all()):
                     break
             flipped_total += int(flipped.sum())
-    finally:
-        model.train(was_training)
     return flipped_total / len(x)
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..estimators import ESTIMATORS, covariance_spectrum
-from .capture import OUTPUT, capture
+from .capture import OUTPUT, capture, eval_mode
 
 #: Estimators run by default on every layer.
 DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
@@ -116,11 +116,7 @@ def measure_geometry(
     rows: list[dict] = []
     if include_input:
         rows += estimate_layer(INPUT, inputs.flatten(1).float(), estimators, estimator_params, on_skip)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device):
             rows += estimate_layer(name, acts, estimators, estimator_params, on_skip)
-    finally:
-        model.train(was_training)
     return pd.DataFrame(rows, columns=["layer", "metric", "value", "error"])

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import model_device
+from .capture import eval_mode, model_device
 
 PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
 SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
@@ -145,9 +145,7 @@ def local_complexity(
     dim = int(points[0].numel())
     totals: dict[str, torch.Tensor] = {}
     neurons: dict[str, int] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for a in range(0, len(points), batch_size):
             x = points[a : a + batch_size].flatten(1).float()
             b = len(x)
@@ -162,8 +160,6 @@ def local_complexity(
                 changed = (pieces != pieces[:, :1]).any(dim=1).sum(dim=1)  # (b,) neurons that change piece
                 totals[name] = totals.get(name, torch.zeros((), dtype=torch.float64)) + changed.double().sum().cpu()
                 neurons[name] = pieces.shape[2]
-    finally:
-        model.train(was_training)
     n = len(points)
     rows = [{"layer": name, "neurons": neurons[name], "lc": float(totals[name]) / n, "lc_norm": float(totals[name]) / n / neurons[name]} for name in names]
     total_neurons = sum(neurons.values())
