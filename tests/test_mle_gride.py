@@ -85,6 +85,7 @@ def test_gride_sees_noise_at_small_scale_only():
     assert table.dimension.iloc[-1] == pytest.approx(2, rel=0.1)
 
 
+@pytest.mark.peers
 def test_gride_agrees_with_dadapy():
     dadapy = pytest.importorskip("dadapy")
     X = hypersphere(2000, 4, 9, seed=7)

@@ -32,6 +32,7 @@ def test_known_limits_at_high_dimension():
     assert 7.5 < est < 9.5
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("seed", [0, 1])
 def test_equals_dadapy_and_skdim(seed):
     dadapy = pytest.importorskip("dadapy")
@@ -46,6 +47,7 @@ def test_equals_dadapy_and_skdim(seed):
     assert ours == pytest.approx(theirs_skdim, rel=1e-3)
 
 
+@pytest.mark.peers
 def test_precision_case_equals_float64_dadapy():
     # The failure case: 10,000 points on a 2-D subspace of R^1000, and the same shifted far away.
     dadapy = pytest.importorskip("dadapy")

@@ -110,6 +110,7 @@ def run(
     from .experiments import preset as get_preset
     from .runner import execute
     from .runner import resume as resume_run
+    from .store import RunLockedError
 
     try:
         if resume is not None:
@@ -122,13 +123,7 @@ def run(
             cfg = load_config(config) if config else get_preset(preset)
             if device:
                 cfg = parse_config({**cfg.model_dump(mode="json"), "device": device}, "config")
-            run_dir = out / cfg.name
-            if overwrite and (run_dir / "run.parquet").exists():
-                import shutil
-
-                shutil.rmtree(run_dir)
-            if (run_dir / "run.parquet").exists():
-                _fail(f"{run_dir} holds a run already: resume it with --resume {run_dir}, or choose another --out or name")
+            run_dir = out / cfg.name  # the name is a plain folder name (checked by the config)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         _fail(str(err))
     warnings.showwarning = _show_warning
@@ -146,11 +141,11 @@ def run(
             if cfg is None:
                 resume_run(run_dir, progress=progress, status=status)
             else:
-                execute(cfg, run_dir, progress=progress, status=status)
+                execute(cfg, run_dir, overwrite=overwrite, progress=progress, status=status)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}")
         raise typer.Exit(130) from None
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RunLockedError) as err:
         _fail(str(err))
     console.print(f"results: {run_dir / 'results'}  (layerscope.store.load('{run_dir}'))")
     if report:
@@ -267,9 +262,17 @@ def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = 
     for column in ("run", "status", "checkpoints", "last step", "started", "ended"):
         view.add_column(column)
     for _, r in table.iterrows():
-        steps = RunStore(folder / r["run_id"]).completed_steps() if (folder / r["run_id"]).exists() else RunStore(folder).completed_steps()
-        view.add_row(str(r["run_id"]), str(r["status"]), str(len(steps)), str(steps[-1]) if steps else "-", str(r["start_time"])[:19], str(r["end_time"])[:19])
+        steps = RunStore(r["folder"]).completed_steps()
+        if r["status"] == "unreadable":
+            view.add_row(str(r["run_id"]), "[red]unreadable[/]", str(len(steps)), str(steps[-1]) if steps else "-", "-", "-")
+            continue
+        ended = r.get("end_time")
+        view.add_row(str(r["run_id"]), str(r["status"]), str(len(steps)), str(steps[-1]) if steps else "-", str(r["start_time"])[:19], "-" if ended is None or ended != ended else str(ended)[:19])
     console.print(view)
+    for _, r in table[table.status == "unreadable"].iterrows():
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {r['error']}", highlight=False)
+    for _, r in table[table.status == "failed"].iterrows() if "error" in table else ():
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]{r['run_id']} failed:[/] {r['error']}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,8 +184,12 @@ class RunConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", v):
-            raise ValueError(f"name must use letters, digits, '.', '_' or '-' only (it names a folder), got {v!r}")
+        # The name becomes a folder under --out: a plain name, never '.', '..' or hidden.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
+            raise ValueError(
+                "name must start with a letter or digit and use letters, digits, '.', '_' or '-' only, "
+                f"at most 128 characters (it names a folder), got {v!r}"
+            )
         return v
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import inspect
 import math
 import platform
+import signal
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from .config import ConfigError, RunConfig, parse_config
 from .data.datasets import Dataset, first_of_each_class, load_dataset, probe_indices, train_subset, with_label_noise
 from .models import build_model
 from .probes.capture import resolve_layers
-from .store import RunStore
+from .store import CorruptRunError, RunStore
 from .tracker import Tracker
 from .train import TrainSettings, checkpoint_steps, scale_parameters, train
 
@@ -119,26 +122,55 @@ def execute(
     cfg: RunConfig,
     run_dir: str | Path,
     *,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     status: Callable[[str], None] | None = None,
 ) -> Path:
-    """Run ``cfg`` into ``run_dir`` (a new folder).
+    """Run ``cfg`` into ``run_dir``, holding the folder's lock for the run's life.
 
     ``progress(step, total)`` is called after every training step and ``status(text)``
     when the run switches between training and probing.
 
+    A folder whose earlier run failed or was interrupted before its first
+    checkpoint is started afresh; ``overwrite`` deletes any earlier run there
+    first (only ever a layerscope run: a folder without ``run.parquet`` is never
+    deleted).
+
     Raises
     ------
     FileExistsError
-        ``run_dir`` holds a run already (resume it with :func:`resume`).
+        ``run_dir`` holds a run already (resume it with :func:`resume`), or is a
+        folder with other files in it.
+    RunLockedError
+        Another process is writing a run into ``run_dir``.
     ConfigError
         A config value that only shows as wrong against the data or the model
         (an unknown layer, bad model parameters).
     """
     run_dir = Path(run_dir)
-    if (run_dir / "run.parquet").exists():
-        raise FileExistsError(f"{run_dir} holds a run already: resume it with --resume, or choose another --out or name")
-    return _run(cfg, RunStore(run_dir), None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status)
+    if run_dir.is_symlink():
+        raise FileExistsError(f"{run_dir} is a symbolic link; give a run folder that is a plain folder")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir} is a file, not a run folder")
+    store = RunStore(run_dir)
+    with store.lock():
+        if store.is_run():
+            if overwrite or _failed_at_start(store):
+                store.clear()
+            else:
+                raise FileExistsError(f"{run_dir} holds a run already: resume it with --resume {run_dir}, or start it again with --overwrite")
+        elif any(entry.name != ".lock" for entry in run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir} exists and is not a layerscope run: choose another --out or name (nothing was deleted)")
+        return _run(cfg, store, None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status)
+
+
+def _failed_at_start(store: RunStore) -> bool:
+    """A run that ended (failed or interrupted) before its first checkpoint: nothing in it to keep."""
+    try:
+        ended = store.read_run().get("status") in ("failed", "interrupted")
+    except CorruptRunError:
+        return False
+    return ended and not store.completed_steps()
 
 
 def resume(
@@ -149,11 +181,32 @@ def resume(
 ) -> Path:
     """Go on with the run in ``run_dir`` from its last finished checkpoint, with its stored config."""
     store = RunStore(run_dir)
-    if not (store.run_dir / "run.parquet").exists():
+    if not store.is_run():
         raise FileNotFoundError(f"nothing to resume in {run_dir} (no run.parquet)")
-    info = store.read_run()
-    cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
-    return _run(cfg, store, store.load_state(), info["start_time"], progress, status)
+    with store.lock():
+        info = store.read_run()
+        cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
+        return _run(cfg, store, store.load_state(), info["start_time"], progress, status)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run stops after keeping its finished checkpoints."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(
@@ -164,6 +217,47 @@ def _run(
     progress: Callable[[int, int], None] | None,
     status: Callable[[str], None] | None,
 ) -> Path:
+    """Train and probe, keeping ``run.parquet``'s status true: running, then finished, failed (with the error) or interrupted."""
+    info: dict[str, Any] = {
+        "run_id": cfg.name,
+        "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "versions": {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "git_revision": _git_revision(),
+        "start_time": start_time,
+        "end_time": None,
+        "status": "running",
+        "error": None,
+    }
+    store.create()
+    store.write_run(info)
+
+    def ended(state: str, error: str | None = None) -> None:
+        try:
+            store.write_run({**info, "status": state, "error": error, "end_time": dt.datetime.now(dt.timezone.utc).isoformat()})
+        except OSError:  # a full disk must not hide the error that ended the run
+            pass
+
+    try:
+        with _sigterm_as_interrupt():
+            _train(cfg, store, state, progress, status)
+    except KeyboardInterrupt:
+        ended("interrupted")
+        raise
+    except BaseException as err:
+        ended("failed", f"{type(err).__name__}: {err}")
+        raise
+    ended("finished")
+    return store.run_dir
+
+
+def _train(
+    cfg: RunConfig,
+    store: RunStore,
+    state: dict[str, Any] | None,
+    progress: Callable[[int, int], None] | None,
+    status: Callable[[str], None] | None,
+) -> None:
     data = prepare_data(cfg)
     model = prepare_model(cfg, data)
     if cfg.probes.layers is not None:
@@ -173,11 +267,10 @@ def _run(
             raise ConfigError(f"probes.layers: {err}") from None
     splits = {"train": data.x_train, "test": data.x_test}
     probe_sets = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
-    run_id = cfg.name
     tracker = Tracker(
         store,
         probe_sets,
-        run_id=run_id,
+        run_id=cfg.name,
         layers=cfg.probes.layers,
         estimators=cfg.probes.estimators,
         estimator_params=cfg.probes.estimator_params,
@@ -187,18 +280,6 @@ def _run(
         save_weights=cfg.probes.save_weights,
         model_probes=model_probes(cfg, data, store),
     )
-    info: dict[str, Any] = {
-        "run_id": run_id,
-        "config": cfg.model_dump(mode="json"),
-        "seed": cfg.seed,
-        "versions": {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-        "git_revision": _git_revision(),
-        "start_time": start_time,
-        "end_time": None,
-        "status": "running",
-    }
-    store.create()
-    store.write_run(info)
     settings = TrainSettings(
         optimizer=cfg.train.optimizer,
         lr=cfg.train.lr,
@@ -214,22 +295,16 @@ def _run(
         eval_size=cfg.train.eval_size,
         seed=cfg.seed,
     )
-    try:
-        train(
-            model,
-            data.x_train,
-            data.y_train,
-            data.x_test,
-            data.y_test,
-            settings,
-            callbacks=[tracker if status is None else _Announced(tracker, status)],
-            device=cfg.device,
-            resume=state,
-            on_state=store.save_state,
-            progress=progress,
-        )
-    except KeyboardInterrupt:
-        store.write_run({**info, "status": "interrupted"})
-        raise
-    store.write_run({**info, "status": "finished", "end_time": dt.datetime.now(dt.timezone.utc).isoformat()})
-    return store.run_dir
+    train(
+        model,
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        settings,
+        callbacks=[tracker if status is None else _Announced(tracker, status)],
+        device=cfg.device,
+        resume=state,
+        on_state=store.save_state,
+        progress=progress,
+    )

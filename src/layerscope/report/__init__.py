@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..store import RunStore  # noqa: E402
-from .phases import phase_rows  # noqa: E402
+from .phases import PHASES_SCHEMA, phase_rows  # noqa: E402
 
 _SPLIT_STYLE = {"train": "-", "test": "--"}
 
@@ -72,12 +72,13 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
             ax.errorbar(value.index, value[layer], yerr=error.reindex(columns=[layer])[layer].fillna(0), ls=_SPLIT_STYLE.get(split, "-"),
                         color=colours[layer], marker="o", ms=3, capsize=2, label=f"{layer} ({split})")
     if phases is not None and len(phases):
-        turns = phases[(phases.epoch > 0) & (phases.layer != "")]
+        mine = phases[phases.curve == metric]
+        turns = mine[(mine.position > 0) & (mine.layer != "")]
         for row in turns.itertuples():
-            curve = results[(results.metric == metric) & (results.layer == row.layer) & (results.split == row.split) & (results.step == row.step)]
-            confident = phases[(phases.layer == row.layer) & (phases.split == row.split)].value.min() > 0.9
+            curve = results[(results.metric == metric) & (results.layer == row.layer) & (results.split == row.split) & (results.step == row.start_step)]
+            confident = mine[(mine.layer == row.layer) & (mine.split == row.split)].confidence.min() > 0.9
             if len(curve) and confident:
-                ax.plot(row.step, curve.value.iloc[0], "kx", ms=9, mew=2)
+                ax.plot(row.start_step, curve.value.iloc[0], "kx", ms=9, mew=2)
     _step_axis(ax)
     ax.set_ylabel(ylabel or metric)
     ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9)
@@ -135,8 +136,8 @@ def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None =
     lc = results[results.metric == "lc"]
     fig, (ax_total, ax_layers) = plt.subplots(1, 2, figsize=(11, 4))
     if phases is not None:
-        changes = phases[(phases.layer == "") & (phases.split == "train") & (phases.epoch > 0)]
-        for step in changes.step:
+        changes = phases[(phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)]
+        for step in changes.start_step:
             ax_total.axvline(step, color="0.4", ls=":", lw=1)
     for split in sorted(lc.split.unique()):
         rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
@@ -200,8 +201,8 @@ def figure_alpha_vs_robustness(results: pd.DataFrame) -> plt.Figure:
 def _phase_table(phases: pd.DataFrame) -> str:
     if phases.empty:
         return "<p>No curve had enough checkpoints, or a fit of the papers' patterns.</p>"
-    table = phases.assign(curve=lambda f: f.metric.str.removeprefix("phase_"))[["split", "layer", "curve", "step", "value"]]
-    table = table.rename(columns={"curve": "phase", "step": "starts at step", "value": "confidence"})
+    table = phases[["split", "layer", "curve", "phase", "start_step", "end_step", "confidence"]]
+    table = table.rename(columns={"start_step": "from step", "end_step": "to step"})
     return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="results")
 
 
@@ -222,9 +223,8 @@ def make_report(run_dir: str | Path) -> Path:
     if results.empty:
         raise ValueError(f"{run_dir} has no results yet: nothing to report")
     out = Path(run_dir)
-    results = results[~results.metric.str.startswith("phase_")]
     phases = phase_rows(results)
-    store.write_derived("phases", phases)
+    store.write_derived("phases", phases, PHASES_SCHEMA)
     figures: list[tuple[str, str, plt.Figure]] = []
     metrics = set(results.metric)
     if "twonn" in metrics:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 ID_PATTERN = ("expansion", "compression")
 LC_PATTERN = ("descent", "ascent", "descent")
@@ -111,24 +113,37 @@ def detect_phases(steps: Sequence[int], values: Sequence[float], pattern: Sequen
     return phases
 
 
-def phase_rows(results: "pd.DataFrame") -> "pd.DataFrame":
-    """Detected phases of a run's curves, as results-table rows.
+#: Columns of the detected-phases table (``RUN/derived/phases.parquet``): one row per
+#: phase of one curve. ``curve`` is the source metric, ``position`` the phase's index
+#: in its pattern (0, 1, 2), ``confidence`` that of the phase's slope sign.
+PHASES_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("split", pa.string()),
+        ("layer", pa.string()),
+        ("curve", pa.string()),
+        ("phase", pa.string()),
+        ("position", pa.int64()),
+        ("start_step", pa.int64()),
+        ("end_step", pa.int64()),
+        ("slope", pa.float64()),
+        ("confidence", pa.float64()),
+    ]
+)
+
+
+def phase_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Detected phases of a run's curves, one row per phase (columns of :data:`PHASES_SCHEMA`).
 
     TwoNN of every (split, layer) is fitted with :data:`ID_PATTERN`; the summed local
-    complexity (layer ``""``) of every split with :data:`LC_PATTERN`. Each phase is one
-    row: ``metric = "phase_<name>"`` (``phase_expansion``, ``phase_descent``, ...),
-    ``step`` its first step, ``value`` its confidence, ``error`` empty; the curve it
-    belongs to is in ``split`` and ``layer``, and ``epoch`` holds the source metric's
-    position in the pattern (0, 1, 2). Curves too short for their pattern, or with no
-    fit of the right signs, give no rows.
+    complexity (layer ``""``) of every split with :data:`LC_PATTERN`. Curves too short
+    for their pattern, or with no fit of the right signs, give no rows.
     """
-    import pandas as pd
-
     rows = []
-    run_id = results.run_id.iloc[0] if len(results) else ""
+    run_id = str(results.run_id.iloc[0]) if len(results) else ""
     curves = [("twonn", ID_PATTERN, results[(results.metric == "twonn") & (results.layer != "")]),
               ("lc", LC_PATTERN, results[(results.metric == "lc") & (results.layer == "")])]
-    for _, pattern, frame in curves:
+    for metric, pattern, frame in curves:
         for (split, layer), curve in frame.groupby(["split", "layer"], sort=False):
             curve = curve.sort_values("step")
             try:
@@ -136,6 +151,7 @@ def phase_rows(results: "pd.DataFrame") -> "pd.DataFrame":
             except ValueError:
                 continue
             for i, phase in enumerate(phases):
-                rows.append({"run_id": run_id, "step": phase.start_step, "epoch": float(i), "split": split, "layer": layer,
-                             "metric": f"phase_{phase.name}", "value": phase.confidence, "error": float("nan")})
-    return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "split", "layer", "metric", "value", "error"])
+                rows.append({"run_id": run_id, "split": split, "layer": layer, "curve": metric, "phase": phase.name, "position": i,
+                             "start_step": phase.start_step, "end_step": phase.end_step, "slope": phase.slope, "confidence": phase.confidence})
+    table = pa.Table.from_pylist(rows, schema=PHASES_SCHEMA) if rows else PHASES_SCHEMA.empty_table()
+    return table.to_pandas()

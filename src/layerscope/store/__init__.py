@@ -6,6 +6,8 @@ Layout of a run folder::
     RUN/results/step-000000120.parquet  the rows measured at step 120 (one file per checkpoint)
     RUN/state.pt                      model, optimizer and RNG state of the last checkpoint (for --resume)
     RUN/weights/step-000000120.pt     model weights at checkpoints (optional)
+    RUN/derived/phases.parquet        tables computed from the results (detected phases), own columns
+    RUN/.lock                         held by the process that writes the run (pid and host inside)
 
 The results table has the columns :data:`COLUMNS`; one row per (step, split,
 layer, metric). Model-level metrics (accuracy, loss) have ``layer == ""``. Metric
@@ -26,33 +28,160 @@ metric                      meaning
 ``csr``                     critical sample ratio
 ``robust_acc``              accuracy under the PGD or FGSM attack
 ``linear_regions``          regions of the exact partition of the probe plane
-``phase_<name>``            a detected phase (``results/phases.parquet``): step = its
-                            first step, value = confidence, epoch = its index
 ==========================  =====================================================
 
-Each checkpoint's rows are written to a temporary file and renamed into place, so
-a killed run keeps every finished checkpoint and never a half-written one. Read
+Each checkpoint's rows are written to a temporary file, flushed to disk and
+renamed into place (:func:`atomic_write`), so a killed run (or a power cut) keeps
+every finished checkpoint and never a half-written one. One process at a time
+writes a run: it holds the folder's lock (:class:`RunLock`) for the run's life. Read
 the table with :func:`load` (pandas) or straight from DuckDB or polars:
 ``SELECT * FROM read_parquet('RUN/results/*.parquet')``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import socket
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
-COLUMNS = ["run_id", "step", "epoch", "split", "layer", "metric", "value", "error"]
+#: The results table's columns, in order, and their types. Every checkpoint file is
+#: written with this schema and read back to it, so that no file (or pandas version)
+#: can change a column's type.
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("epoch", pa.float64()),
+        ("split", pa.string()),
+        ("layer", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("error", pa.float64()),
+    ]
+)
+COLUMNS = SCHEMA.names
+
+#: Derived tables (computed from the checkpoints, e.g. detected phases) live in
+#: ``RUN/derived/NAME.parquet``, each with its own schema, never among the measurements.
+DERIVED = "derived"
 
 
-def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+class CorruptRunError(ValueError):
+    """A file of a run folder that cannot be read (truncated, tampered with, not layerscope's)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the run folder."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through ``write(tmp)`` so that it is whole or absent, even after a power cut.
+
+    The temporary file is flushed to disk (``fsync``) before it is renamed into
+    place, and the folder after the rename, so the new name never points at
+    unwritten data. A failed write (full disk) leaves the old file and no temporary.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _read_table(path: Path, schema: pa.Schema | None = None) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+        if schema is not None:
+            table = table.select(schema.names).cast(schema)
+    except (OSError, pa.ArrowException, KeyError, ValueError) as err:
+        raise CorruptRunError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    return table.to_pandas()
+
+
+def empty_results() -> pd.DataFrame:
+    """A results table with no rows and the right column types."""
+    return SCHEMA.empty_table().to_pandas()
+
+
+class RunLock:
+    """An exclusive lock on a run folder for one process's lifetime (``RUN/.lock``).
+
+    ``fcntl.flock`` on a lock file that holds the holder's pid and host: the
+    operating system drops the lock when its process dies however it dies, so a
+    stale lock is taken over without any clean-up. (On network file systems
+    without ``flock`` support the lock is advisory at best.)
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise RunLockedError(f"{self.path.parent} is in use by {holder}; wait for it to end, or choose another --out or name") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class RunStore:
@@ -61,9 +190,34 @@ class RunStore:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.results_dir = self.run_dir / "results"
+        self.derived_dir = self.run_dir / DERIVED
+
+    def is_run(self) -> bool:
+        """Whether this folder holds a layerscope run (its ``run.parquet``)."""
+        return (self.run_dir / "run.parquet").is_file()
+
+    def lock(self) -> RunLock:
+        """The folder's exclusive lock (a context manager); raises :class:`RunLockedError` if held."""
+        return RunLock(self.run_dir)
 
     def create(self) -> None:
         self.results_dir.mkdir(parents=True, exist_ok=True)
+
+    def clear(self) -> None:
+        """Delete everything in the run folder but its lock: call with the lock held.
+
+        Refuses a folder that is not a layerscope run, so that no mistake in a path
+        can delete a user's files.
+        """
+        if not self.is_run():
+            raise ValueError(f"{self.run_dir} is not a layerscope run (no run.parquet): not deleting it")
+        for entry in self.run_dir.iterdir():
+            if entry.name == ".lock":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     # results
     def write_checkpoint(self, step: int, rows: pd.DataFrame) -> None:
@@ -72,75 +226,126 @@ class RunStore:
         if missing:
             raise ValueError(f"results rows lack columns {missing}")
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_parquet(rows[COLUMNS], self.results_dir / f"step-{step:09d}.parquet")
+        _write_table(rows, self.results_dir / f"step-{step:09d}.parquet", SCHEMA)
 
-    def completed_steps(self) -> list[int]:
+    def checkpoint_files(self) -> list[Path]:
         if not self.results_dir.exists():
             return []
-        return sorted(int(p.stem.split("-")[1]) for p in self.results_dir.glob("step-*.parquet"))
+        return sorted(p for p in self.results_dir.glob("step-*.parquet") if p.stem.split("-")[1].isdigit())
 
-    def write_derived(self, name: str, rows: pd.DataFrame) -> None:
-        """Rows computed from the checkpoints (e.g. detected phases), in ``results/NAME.parquet``; replaced on each call."""
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_parquet(rows[COLUMNS], self.results_dir / f"{name}.parquet")
+    def completed_steps(self) -> list[int]:
+        return [int(p.stem.split("-")[1]) for p in self.checkpoint_files()]
+
+    def write_derived(self, name: str, rows: pd.DataFrame, schema: pa.Schema) -> None:
+        """A table computed from the checkpoints, in ``RUN/derived/NAME.parquet`` with its own schema; replaced on each call."""
+        self.derived_dir.mkdir(parents=True, exist_ok=True)
+        _write_table(rows, self.derived_dir / f"{name}.parquet", schema)
+
+    def read_derived(self, name: str, schema: pa.Schema) -> pd.DataFrame:
+        path = self.derived_dir / f"{name}.parquet"
+        return _read_table(path, schema) if path.exists() else schema.empty_table().to_pandas()
 
     def results(self) -> pd.DataFrame:
-        files = sorted(self.results_dir.glob("*.parquet"))
-        if not files:
-            return pd.DataFrame(columns=COLUMNS)
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        """Every measured row, one checkpoint file after another, with the column types of :data:`SCHEMA`.
+
+        A checkpoint file that cannot be read is left out with a warning naming it.
+        """
+        frames = []
+        for path in self.checkpoint_files():
+            try:
+                frames.append(_read_table(path, SCHEMA))
+            except CorruptRunError as err:
+                warnings.warn(f"{err}; left out (delete it, or re-run the run with --overwrite)", stacklevel=2)
+        if not frames:
+            return empty_results()
+        return pd.concat(frames, ignore_index=True).astype(empty_results().dtypes.to_dict())
 
     # run metadata
     def write_run(self, info: dict[str, Any]) -> None:
         row = {k: (json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v) for k, v in info.items()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_parquet(pd.DataFrame([row]), self.run_dir / "run.parquet")
+        frame = pd.DataFrame([row])
+        atomic_write(self.run_dir / "run.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
 
     def read_run(self) -> dict[str, Any]:
         path = self.run_dir / "run.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{self.run_dir} is not a layerscope run (no run.parquet)")
-        row = pd.read_parquet(path).iloc[0].to_dict()
+        frame = _read_table(path)
+        if len(frame) != 1 or "config" not in frame.columns:
+            raise CorruptRunError(f"{path} is not a layerscope run table (expected one row with a config)")
+        row = frame.iloc[0].to_dict()
         for key in ("config", "versions"):
             if isinstance(row.get(key), str):
-                row[key] = json.loads(row[key])
+                try:
+                    row[key] = json.loads(row[key])
+                except json.JSONDecodeError:
+                    raise CorruptRunError(f"{path}: its {key} is not valid JSON") from None
         return row
 
     # training state, for resuming
     def save_state(self, state: dict[str, Any]) -> None:
-        tmp = self.run_dir / "state.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "state.pt")
+        atomic_write(self.run_dir / "state.pt", lambda tmp: torch.save(state, tmp))
 
     def load_state(self) -> dict[str, Any] | None:
         path = self.run_dir / "state.pt"
-        return torch.load(path, weights_only=True) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
+            # Never follow torch's advice to retry with weights_only=False: a file that
+            # fails the safe loader may have been tampered with.
+            raise CorruptRunError(
+                f"{path} cannot be read as a layerscope training state ({type(err).__name__}); "
+                "it is truncated or not layerscope's. Start the run again with --overwrite"
+            ) from None
 
     def save_weights(self, step: int, model: torch.nn.Module) -> None:
         folder = self.run_dir / "weights"
         folder.mkdir(exist_ok=True)
-        tmp = folder / f"step-{step:09d}.pt.tmp"
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, folder / f"step-{step:09d}.pt")
+        state = model.state_dict()
+        atomic_write(folder / f"step-{step:09d}.pt", lambda tmp: torch.save(state, tmp))
+
+
+def find_runs(folder: str | Path) -> list[Path]:
+    """The run folders at ``folder`` (itself, if it is a run) or directly below it, sorted."""
+    folder = Path(folder)
+    if RunStore(folder).is_run():
+        return [folder]
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and RunStore(p).is_run())
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A saved state_dict, loaded without unpickling arbitrary objects (``weights_only=True``)."""
-    return torch.load(path, weights_only=True)
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CorruptRunError(f"{path} cannot be read as saved weights ({type(err).__name__}); it is truncated or not layerscope's") from None
 
 
 def load(path: str | Path) -> pd.DataFrame:
     """The results table of a run folder, or of every run below a folder, as one DataFrame."""
-    path = Path(path)
-    runs = [path] if (path / "run.parquet").exists() else sorted(p.parent for p in path.glob("*/run.parquet"))
+    runs = find_runs(path)
     if not runs:
         raise FileNotFoundError(f"no layerscope runs in {path} (no run.parquet there or in its subfolders)")
-    frames = [RunStore(r).results() for r in runs]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return pd.concat([RunStore(r).results() for r in runs], ignore_index=True)
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:
-    """The run table (one row per run) of a run folder or of every run below a folder."""
-    path = Path(path)
-    runs = [path] if (path / "run.parquet").exists() else sorted(p.parent for p in path.glob("*/run.parquet"))
-    return pd.DataFrame([RunStore(r).read_run() for r in runs])
+    """The run table (one row per run) of a run folder or of every run below a folder.
+
+    A run whose ``run.parquet`` cannot be read is listed with ``status = "unreadable"``
+    and the reason in ``error``.
+    """
+    rows = []
+    for run in find_runs(path):
+        try:
+            rows.append({**RunStore(run).read_run(), "folder": str(run)})
+        except CorruptRunError as err:
+            rows.append({"run_id": run.name, "status": "unreadable", "error": str(err), "folder": str(run)})
+    return pd.DataFrame(rows)
