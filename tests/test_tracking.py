@@ -11,6 +11,7 @@ from layerscope.config import ConfigError, load_config, parse_config
 from layerscope.experiments import preset
 from layerscope.models import build_model
 from layerscope.runner import execute, resume
+from layerscope.report.phases import PHASES_SCHEMA
 from layerscope.store import COLUMNS, RunStore, load, load_runs
 from layerscope.tracker import Tracker
 from layerscope.train import checkpoint_steps
@@ -28,7 +29,6 @@ def quick_run(tmp_path_factory):
 
 def test_quick_preset_store_is_complete(quick_run):
     results = load(quick_run)
-    results = results[~results.metric.str.startswith("phase_")]  # derived rows, written by the report
     assert list(results.columns) == COLUMNS
     steps = sorted(results.step.unique())
     assert steps[0] == 0 and len(steps) == 10
@@ -70,13 +70,14 @@ def test_report_is_written(quick_run):
         assert (quick_run / name).stat().st_size > 10_000
         assert name in text
     assert "relu3" in text and "Config" in text and "Detected phases" in text
-    phases = load(quick_run)
-    phases = phases[phases.metric.str.startswith("phase_")]
-    assert set(phases.metric) <= {"phase_expansion", "phase_compression"}
-    assert ((phases.value >= 0) & (phases.value <= 1)).all()
-    make_report(quick_run)  # a second report replaces the derived rows, never duplicates them
-    again = load(quick_run)
-    assert len(again[again.metric.str.startswith("phase_")]) == len(phases)
+    store = RunStore(quick_run)
+    phases = store.read_derived("phases", PHASES_SCHEMA)
+    assert len(phases) and set(phases.phase) <= {"expansion", "compression", "descent", "ascent"}
+    assert ((phases.confidence >= 0) & (phases.confidence <= 1)).all()
+    assert (phases.start_step < phases.end_step).all()
+    make_report(quick_run)  # a second report replaces the derived table, never duplicates it
+    assert len(store.read_derived("phases", PHASES_SCHEMA)) == len(phases)
+    assert list(load(quick_run).columns) == COLUMNS and not load(quick_run).metric.str.startswith("phase").any()
 
 
 def test_results_read_from_duckdb(quick_run):

@@ -108,7 +108,7 @@ def run(
 
     from .config import ConfigError, load_config, parse_config
     from .experiments import preset as get_preset
-    from .runner import execute
+    from .runner import Terminated, execute
     from .runner import resume as resume_run
     from .store import RunLockedError
 
@@ -142,9 +142,9 @@ def run(
                 resume_run(run_dir, progress=progress, status=status)
             else:
                 execute(cfg, run_dir, overwrite=overwrite, progress=progress, status=status)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         console.print(f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RunLockedError) as err:
         _fail(str(err))
     console.print(f"results: {run_dir / 'results'}  (layerscope.store.load('{run_dir}'))")

@@ -167,7 +167,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(settings.loss, model(xb), yb)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training diverged at step {step}: loss is {float(loss)}; lower the learning rate")
+            raise FloatingPointError(f"training diverged at step {step}: loss is {loss.item()}; lower the learning rate")
         loss.backward()
         optimizer.step()
         step += 1

@@ -1,0 +1,276 @@
+"""What survives what: run names, --overwrite, the run-folder lock, kills, crashes, corrupt files."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from layerscope.cli import app
+from layerscope.config import ConfigError, parse_config
+from layerscope.report import make_report
+from layerscope.report.phases import PHASES_SCHEMA
+from layerscope.runner import execute, resume
+from layerscope.store import SCHEMA, CorruptRunError, RunLockedError, RunStore, atomic_write, load, load_runs
+
+runner = CliRunner()
+
+
+def tiny(name="t", **train):
+    return parse_config(
+        {
+            "name": name,
+            "data": {"name": "digits", "probe_size": 100},
+            "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
+            "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 64, "epochs": 1, **train},
+            "schedule": {"kind": "log", "num": 3},
+            "probes": {"measures": ["twonn"]},
+        }
+    )
+
+
+def quietly(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- names and --overwrite
+
+
+@pytest.mark.parametrize("name", ["..", ".", "...", ".hidden", "a/b", "", "-x", "x" * 200])
+def test_run_name_is_a_plain_folder_name(name):
+    with pytest.raises(ConfigError, match="name: name must start with a letter or digit"):
+        parse_config({"name": name})
+
+
+def test_overwrite_deletes_only_a_run_under_out(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "precious.txt").write_text("keep me")
+    (out / "t").mkdir()
+    (out / "t" / "notes.txt").write_text("not a run")
+    # a folder of the run's name that is not a run: refused, nothing deleted, with or without --overwrite
+    for flag in ([], ["--overwrite"]):
+        path = tmp_path / "c.toml"
+        path.write_text('name = "t"\n[data]\nname = "digits"\nprobe_size = 100\n[model]\nname = "mlp"\n[train]\nepochs = 1\n[probes]\nmeasures = ["twonn"]\n')
+        result = runner.invoke(app, ["run", str(path), "--out", str(out), *flag, "--no-report"])
+        assert result.exit_code == 2 and "is not a layerscope run" in result.output, result.output
+        assert (out / "t" / "notes.txt").read_text() == "not a run"
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="not a layerscope run"):
+        RunStore(out / "t").clear()
+    # a symbolic link named like the run is never followed for deletion
+    (out / "u").symlink_to(tmp_path)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        execute(tiny("u"), out / "u", overwrite=True)
+    assert (tmp_path / "precious.txt").exists()
+
+
+def test_overwrite_replaces_a_run_and_keeps_its_siblings(tmp_path):
+    quietly(execute, tiny("a"), tmp_path / "a")
+    quietly(execute, tiny("b"), tmp_path / "b")
+    before = load(tmp_path / "b")
+    quietly(execute, tiny("a", epochs=2), tmp_path / "a", overwrite=True)
+    assert RunStore(tmp_path / "a").read_run()["config"]["train"]["epochs"] == 2
+    pd.testing.assert_frame_equal(load(tmp_path / "b"), before)
+
+
+# ---------------------------------------------------------------- the lock
+
+HOLD = """
+import sys, time
+from layerscope.store import RunStore
+lock = RunStore(sys.argv[1]).lock()
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def hold_lock(folder):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    proc = hold_lock(tmp_path / "r")
+    try:
+        with pytest.raises(RunLockedError, match=rf"in use by pid {proc.pid} on host"):
+            execute(tiny("r"), tmp_path / "r")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (tmp_path / "r" / ".lock").exists()  # the dead process's lock file is still there ...
+    quietly(execute, tiny("r"), tmp_path / "r")  # ... and taken over
+    assert RunStore(tmp_path / "r").read_run()["status"] == "finished"
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-m", "layerscope.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+
+
+def write_config(path, name="c", epochs=30):
+    path.write_text(
+        f'name = "{name}"\n[data]\nname = "digits"\nprobe_size = 150\n[model]\nname = "mlp"\nparams = {{width = 32, depth = 2}}\n'
+        f'[train]\noptimizer = "adam"\nlr = 0.003\nbatch_size = 64\nepochs = {epochs}\n'
+        '[schedule]\nkind = "every"\nevery = 25\n[probes]\nmeasures = ["twonn", "pc_id"]\n'
+    )
+    return path
+
+
+def test_two_runs_started_together_on_one_folder(tmp_path):
+    config = write_config(tmp_path / "c.toml", epochs=3)
+    procs = [cli("run", str(config), "--out", str(tmp_path / "out"), "--no-report") for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.stderr.read() + p.stdout.read()) for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    loser = next(text for code, text in outcomes if code == 2)
+    assert "is in use by pid" in loser or "holds a run already" in loser
+    store = RunStore(tmp_path / "out" / "c")
+    assert store.read_run()["status"] == "finished"
+    results = store.results()
+    assert sorted(results.step.unique()) == store.completed_steps() and not results.duplicated(["step", "split", "layer", "metric"]).any()
+
+
+# ---------------------------------------------------------------- kills
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    config = write_config(folder / "c.toml")
+    proc = cli("run", str(config), "--out", str(folder), "--no-report")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return config, load(folder / "c")
+
+
+@pytest.mark.parametrize("sig,status,code", [(signal.SIGTERM, "interrupted", 143), (signal.SIGINT, "interrupted", 130), (signal.SIGKILL, "running", -9)])
+def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, reference_run, sig, status, code):
+    config, reference = reference_run
+    proc = cli("run", str(config), "--out", str(tmp_path), "--no-report")
+    store = RunStore(tmp_path / "c")
+    deadline = time.time() + 120
+    while len(store.completed_steps()) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == code, proc.stderr.read()
+    kept = store.completed_steps()
+    assert 3 <= len(kept) < reference.step.nunique()
+    assert store.read_run()["status"] == status
+    assert not [p for p in (tmp_path / "c").rglob("*") if ".tmp" in p.name]
+    partial = store.results()  # every kept checkpoint is whole
+    assert sorted(partial.step.unique()) == kept
+    proc = cli("run", "--resume", str(tmp_path / "c"), "--no-report")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    resumed = load(tmp_path / "c")
+    key = ["step", "split", "layer", "metric"]
+    pd.testing.assert_frame_equal(resumed.sort_values(key).reset_index(drop=True), reference.sort_values(key).reset_index(drop=True))
+    assert store.read_run()["status"] == "finished"
+
+
+# ---------------------------------------------------------------- durable writes
+
+
+def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", os.path.basename(b))), real_replace(a, b))[1])
+    frame = pd.DataFrame({c: [] for c in SCHEMA.names})
+    RunStore(tmp_path / "r").write_checkpoint(5, frame)
+    name = "step-000000005.parquet"
+    assert events[0][0] == "fsync" and events[0][1].startswith(f".{name}.tmp")
+    assert events[1] == ("replace", name)
+    assert events[2] == ("fsync", "results")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"old")
+
+    def full_disk(tmp):
+        tmp.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, full_disk)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
+
+
+# ---------------------------------------------------------------- status after a crash
+
+
+def test_failed_run_is_marked_with_its_error_and_can_be_rerun(tmp_path):
+    bad = parse_config({**tiny("r").model_dump(mode="json"), "probes": {"measures": ["twonn"], "layers": ["relu9"]}})
+    with pytest.raises(ConfigError, match="relu9"):
+        execute(bad, tmp_path / "r")
+    info = RunStore(tmp_path / "r").read_run()
+    assert info["status"] == "failed" and "relu9" in info["error"]
+    quietly(execute, tiny("r"), tmp_path / "r")  # failed before its first checkpoint: nothing to keep, no --overwrite needed
+    assert RunStore(tmp_path / "r").read_run()["status"] == "finished"
+
+
+def test_diverged_run_is_marked_failed(tmp_path):
+    with pytest.raises(FloatingPointError, match="diverged"):
+        quietly(execute, tiny("d", optimizer="sgd", lr=1e8, epochs=3), tmp_path / "d")
+    info = RunStore(tmp_path / "d").read_run()
+    assert info["status"] == "failed" and "diverged" in info["error"]
+    result = runner.invoke(app, ["runs", str(tmp_path)])
+    assert result.exit_code == 0 and "failed" in result.output
+
+
+# ---------------------------------------------------------------- the results table keeps its types
+
+
+def test_report_without_phases_keeps_the_value_column_float(tmp_path):
+    # Too few checkpoints for any phase: an empty phases table. Reading the results
+    # back must still give float values (pandas 3 turned them into object before).
+    run = quietly(execute, tiny("p"), tmp_path / "p")
+    make_report(run)
+    phases = RunStore(run).read_derived("phases", PHASES_SCHEMA)
+    assert phases.empty and list(phases.columns) == PHASES_SCHEMA.names
+    results = load(run)
+    assert results.value.dtype == np.float64 and results.error.dtype == np.float64 and results.step.dtype == np.int64
+    assert np.isfinite(np.corrcoef(results.value, results.value)[0, 1])
+    # the SQL view of the measurements holds measurements only
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{run}/results/*.parquet')").fetchall()[0][0] == len(results)
+
+
+# ---------------------------------------------------------------- corrupt files
+
+
+def test_corrupt_files_give_one_line_errors(tmp_path):
+    quietly(execute, tiny("a"), tmp_path / "a")
+    quietly(execute, tiny("b"), tmp_path / "b")
+    # a truncated state.pt: a clear error, and never the advice to unpickle it unsafely
+    state = tmp_path / "a" / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "state.pt cannot be read" in result.output
+    assert "weights_only=False" not in result.output
+    # a truncated run.parquet: `runs` lists the readable runs and marks the broken one
+    table = tmp_path / "b" / "run.parquet"
+    table.write_bytes(table.read_bytes()[:50])
+    result = runner.invoke(app, ["runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "unreadable" in result.output and "finished" in result.output and "run.parquet cannot be read" in result.output
+    assert list(load_runs(tmp_path).status) == ["finished", "unreadable"]
+    with pytest.raises(CorruptRunError, match="run.parquet cannot be read"):
+        resume(tmp_path / "b")
+    # a corrupt checkpoint: the report is written from the others, with a warning naming the file
+    bad = RunStore(tmp_path / "a").checkpoint_files()[-1]
+    bad.write_bytes(b"PAR1 garbage")
+    with pytest.warns(UserWarning, match=f"{bad.name} cannot be read"):
+        page = make_report(tmp_path / "a")
+    assert page.exists()
