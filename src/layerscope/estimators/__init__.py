@@ -25,7 +25,7 @@ from .gride import GRIDE, gride, gride_scale
 from .mle import MLE, mle
 from .neighbors import DuplicatePointsWarning, Neighbors, nearest_neighbors
 from .spectrum import PCAID, ParticipationRatio, PowerLaw, covariance_spectrum, participation_ratio, pc_id, power_law
-from .twonn import TwoNN, twonn, twonn_scale
+from .twonn import TooFewPointsWarning, TwoNN, twonn, twonn_scale
 
 #: Estimators by name (the metric names of layerscope's results tables).
 ESTIMATORS: dict[str, type[Estimator]] = {
@@ -43,6 +43,7 @@ __all__ = [
     "Neighbors",
     "ParticipationRatio",
     "PowerLaw",
+    "TooFewPointsWarning",
     "TwoNN",
     "covariance_spectrum",
     "gride",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -27,27 +28,36 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
     Returns
     -------
     numpy.ndarray or torch.Tensor of shape (n_points, n_features)
-        Floating point; integer and boolean inputs are converted to float64.
+        Floating point; integer and boolean inputs are converted to float64, half
+        precision (float16, bfloat16) to float32.
 
     Raises
     ------
     ValueError
-        If the array is not 2-D, is empty, holds NaN or inf, has fewer than
-        `min_points` rows, or all its rows are identical.
+        If the array is not 2-D, is empty, is complex, holds NaN or inf, has fewer
+        than `min_points` rows, or all its rows are identical.
     """
     if isinstance(X, torch.Tensor):
         X = X.detach()
+        if X.is_complex():
+            raise ValueError(f"{what} is complex ({X.dtype}); the estimators take real data: pass X.real, X.abs() or both as features")
         if not X.is_floating_point():
             X = X.to(torch.float64)
+        elif X.dtype in (torch.float16, torch.bfloat16):
+            X = X.to(torch.float32)  # half precision has too few digits (and kernels) for distances and spectra
     else:
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{what} could not be read as a numeric array: {err}") from None
+        if np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"{what} is complex ({X.dtype}); the estimators take real data: pass X.real, np.abs(X) or both as features")
         if X.dtype == object or (not np.issubdtype(X.dtype, np.number) and X.dtype != bool):
             raise ValueError(f"{what} must be numeric, got dtype {X.dtype}")
         if not np.issubdtype(X.dtype, np.floating):
             X = X.astype(np.float64)
+        elif X.dtype == np.float16:
+            X = X.astype(np.float32)  # half precision has too few digits (and kernels) for distances and spectra
     if X.ndim != 2:
         raise ValueError(
             f"{what} must be a 2-D array of shape (n_points, n_features), got shape "
@@ -106,3 +116,29 @@ def as_tensor(X: np.ndarray | torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.as_tensor(X)
+
+
+def unit_factor(t: torch.Tensor) -> float:
+    """A power of two ``f`` with ``max|f t|`` in [0.5, 1).
+
+    The estimators are scale-invariant, but float32 arithmetic is not: squared
+    norms overflow above about 1e19 and underflow below about 1e-19. Multiplying
+    by a power of two is exact (no digit is lost), so data can be brought to unit
+    scale before any float32 arithmetic and the results scaled back.
+    """
+    peak = max(float(t.max()), -float(t.min()))  # no |t| temporary
+    if peak == 0:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(peak)[1])
+
+
+def default_duplicate_tol(dtype: torch.dtype | np.dtype) -> float:
+    """Distance (relative to the data's scale) below which two points of this precision count as copies.
+
+    A float32 activation carries about 7 digits: points that differ by a few units
+    in the last place of the data's scale are the same point measured twice, not a
+    neighbour. 64 machine epsilons, and at least 1e-9 (no measurement resolves
+    finer): 7.6e-6 for float32, 1e-9 for float64.
+    """
+    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else float(np.finfo(dtype).eps)
+    return max(64 * eps, 1e-9)

@@ -60,7 +60,7 @@ class GRIDE(Estimator):
     ----------
     n1, n2 : int, default 1, 2
         Neighbour ranks, ``1 <= n1 < n2``. (1, 2) is the TwoNN likelihood.
-    duplicate_tol : float, default 1e-9
+    duplicate_tol : float, optional
         See :class:`~layerscope.estimators.TwoNN`.
     device : str, optional
         Where the neighbour search runs.
@@ -81,7 +81,7 @@ class GRIDE(Estimator):
 
     name = "gride"
 
-    def __init__(self, n1: int = 1, n2: int = 2, duplicate_tol: float = 1e-9, device: str | None = None) -> None:
+    def __init__(self, n1: int = 1, n2: int = 2, duplicate_tol: float | None = None, device: str | None = None) -> None:
         self.n1 = n1
         self.n2 = n2
         self.duplicate_tol = duplicate_tol
@@ -105,7 +105,7 @@ def gride(X: Array, **params: object) -> Estimate:
     return GRIDE(**params).fit(X).estimate_
 
 
-def gride_scale(X: Array, max_rank: int = 64, *, duplicate_tol: float = 1e-9, device: str | None = None) -> pd.DataFrame:
+def gride_scale(X: Array, max_rank: int = 64, *, duplicate_tol: float | None = None, device: str | None = None) -> pd.DataFrame:
     """GRIDE at ranks (1, 2), (2, 4), ... up to ``n2 = max_rank``: the ID across scales.
 
     One neighbour search of ``max_rank`` neighbours serves every scale.

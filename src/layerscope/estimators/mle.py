@@ -52,7 +52,7 @@ class MLE(Estimator):
     k1, k2 : int, default 10, 20
         Range of neighbourhood sizes averaged over (Levina and Bickel's choice; Tan
         et al. use 20..55).
-    duplicate_tol : float, default 1e-9
+    duplicate_tol : float, optional
         See :class:`~layerscope.estimators.TwoNN`.
     device : str, optional
         Where the neighbour search runs.
@@ -66,7 +66,7 @@ class MLE(Estimator):
 
     name = "mle"
 
-    def __init__(self, k1: int = 10, k2: int = 20, duplicate_tol: float = 1e-9, device: str | None = None) -> None:
+    def __init__(self, k1: int = 10, k2: int = 20, duplicate_tol: float | None = None, device: str | None = None) -> None:
         self.k1 = k1
         self.k2 = k2
         self.duplicate_tol = duplicate_tol

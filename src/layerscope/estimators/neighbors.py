@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validation import Array, as_tensor, check_int, check_points
+from ._validation import Array, as_tensor, check_int, check_points, default_duplicate_tol, unit_factor
 
 # Memory for one block of the distance matrix (bytes); blocks are sized to it.
 _BLOCK_BYTES = 128 * 2**20
@@ -137,7 +137,34 @@ def _search(
     precision: str = "float32",
     margin: int = 8,
 ) -> Neighbors:
-    """:func:`nearest_neighbors` on a tensor that has been checked already."""
+    """:func:`nearest_neighbors` on a tensor that has been checked already.
+
+    Data far from unit scale are first multiplied by a power of two (exact), so
+    that no float32 square overflows or underflows; distances are scaled back.
+    """
+    factor = unit_factor(source)
+    if 2.0**-16 <= factor <= 2.0**16:
+        factor = 1.0  # near unit scale already: no copy needed
+    else:
+        source = source * factor
+    nb = _search_unit(source, k, device=device, backend=backend, precision=precision, margin=margin)
+    if factor == 1.0:
+        return nb
+    distances = nb.distances / factor
+    if not np.all(np.isfinite(distances)):
+        raise ValueError("the distances between these points exceed float64's range (about 1e308); rescale the data")
+    return Neighbors(distances, nb.indices, nb.n_fallback, nb.scale / factor)
+
+
+def _search_unit(
+    source: torch.Tensor,
+    k: int,
+    *,
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    precision: str = "float32",
+    margin: int = 8,
+) -> Neighbors:
     n = source.shape[0]
     dev = torch.device(device) if device is not None else source.device
     if backend == "faiss" and dev.type != "cpu":
@@ -313,7 +340,7 @@ class DuplicatePointsWarning(UserWarning):
 
 
 def neighbors_without_duplicates(
-    X: Array, k: int, *, duplicate_tol: float = 1e-9, **search: object
+    X: Array, k: int, *, duplicate_tol: float | None = None, **search: object
 ) -> tuple[Neighbors, np.ndarray, int]:
     """Drop duplicate points, then find the k nearest neighbours of the rest.
 
@@ -327,8 +354,11 @@ def neighbors_without_duplicates(
     ----------
     X : array-like or torch.Tensor of shape (n_points, n_features)
     k : int
-    duplicate_tol : float
-        Relative tolerance; 0 drops exact copies only.
+    duplicate_tol : float, optional
+        Relative tolerance; 0 drops exact copies only. Default: from the input's
+        precision (:func:`~layerscope.estimators._validation.default_duplicate_tol`:
+        7.6e-6 for float32, 1e-9 for float64), since a format cannot resolve
+        distances below a few units in the last place of the data's scale.
     **search
         Passed to :func:`nearest_neighbors`.
 
@@ -346,12 +376,14 @@ def neighbors_without_duplicates(
 
 
 def distinct_neighbors(
-    t: torch.Tensor, k: int, *, duplicate_tol: float = 1e-9, **search: object
+    t: torch.Tensor, k: int, *, duplicate_tol: float | None = None, **search: object
 ) -> tuple[Neighbors, np.ndarray, int]:
     """:func:`neighbors_without_duplicates` on a tensor already checked by ``check_points``.
 
     The estimators call this after validating their input once.
     """
+    if duplicate_tol is None:
+        duplicate_tol = default_duplicate_tol(t.dtype)
     if not duplicate_tol >= 0:
         raise ValueError(f"duplicate_tol must be >= 0, got {duplicate_tol!r}")
     n = t.shape[0]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ._base import Estimate, Estimator
 from ._fits import weighted_line
-from ._validation import Array, as_tensor, check_fraction, check_int, check_points
+from ._validation import Array, as_tensor, check_fraction, check_int, check_points, unit_factor
+
+
+_ROUNDOFF = 16  # machine epsilons (of the largest eigenvalue) below which an eigenvalue is noise
 
 
 def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndarray, int]:
@@ -23,7 +28,9 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
     Returns
     -------
     eigenvalues : numpy.ndarray of shape (min(n_points, n_features),), float64
-        Clipped at 0 (round-off can make the smallest slightly negative).
+        Eigenvalues below the arithmetic's round-off (16 machine epsilons of the
+        largest: 1.9e-6 of it for float32 input, 3.6e-15 for float64) are set to
+        0: they are noise (or slightly negative).
     n_constant : int
         Features with zero variance.
 
@@ -31,17 +38,23 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
     -----
     The spectrum is that of the smaller of the two Gram matrices, computed at the
     input's precision (float32 activations: float32, with full-precision products,
-    about twice as fast; float64 input: float64). For float32 input, eigenvalues
-    below about 1e-6 of the largest are not reliable.
+    about twice as fast; float64 input: float64). The data are brought to unit
+    scale by a power of two first (exact), so the spectrum is the same at any
+    scale float64 can represent.
     """
     X = check_points(X, min_points=2)
     t = as_tensor(X)
     n = t.shape[0]
     t = t - t.mean(0)
+    # Unit scale by a power of two (exact, in place on the centred copy), so that no
+    # float32 square over- or underflows; the eigenvalues are scaled back in float64.
+    factor = unit_factor(t)
+    t *= factor
     std = torch.linalg.vector_norm(t, dim=0) / np.sqrt(n - 1)
     constant = std == 0
     if standardize:
         t = t[:, ~constant] / std[~constant]
+        factor = 1.0  # a correlation spectrum does not depend on the scale
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
@@ -50,7 +63,14 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
     finally:
         torch.set_float32_matmul_precision(old)
     eig = torch.linalg.eigvalsh(gram).to(torch.float64).flip(0) / (n - 1)
-    return eig.clamp_min(0).cpu().numpy(), int(constant.sum())
+    # Eigenvalues below the round-off of the arithmetic (about 1e-6 of the largest
+    # in float32) are noise, whose value depends on the data's scale: they are 0.
+    eig[eig < _ROUNDOFF * torch.finfo(gram.dtype).eps * eig[0]] = 0
+    with np.errstate(over="ignore"):  # an overflow is reported below
+        eig = np.ldexp(eig.cpu().numpy(), -2 * (math.frexp(factor)[1] - 1))  # / factor**2, exactly
+    if not np.all(np.isfinite(eig)):
+        raise ValueError("the data's variance exceeds float64's range (about 1e308); rescale the data")
+    return eig, int(constant.sum())
 
 
 def _check_spectrum(eigenvalues: Array) -> np.ndarray:

@@ -6,6 +6,8 @@ neighbour) is Pareto distributed with exponent d, the intrinsic dimension.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -13,7 +15,17 @@ import torch
 from ._base import Estimate, Estimator
 from ._fits import line_through_origin
 from ._validation import Array, as_tensor, check_fraction, check_int, check_points
-from .neighbors import distinct_neighbors
+from .neighbors import DuplicatePointsWarning, distinct_neighbors
+
+#: Fewest distinct points for a subsample error bar: with fewer, 90% subsets hardly
+#: differ from the whole set and their spread means nothing (the error is NaN, with
+#: a :class:`TooFewPointsWarning`).
+MIN_POINTS_FOR_ERROR = 20
+
+
+class TooFewPointsWarning(UserWarning):
+    """Too few points for a meaningful error bar; the error is NaN."""
+
 
 # Neighbours kept per point when errors come from subsamples: a point keeps its own
 # first two neighbours in a 90% subset unless fewer than 2 of these 8 survive, which
@@ -73,9 +85,12 @@ class TwoNN(Estimator):
         standard error of the maximum-likelihood estimate, ``d / sqrt(N - 2)``, which
         understates the regression's error.
     subsample_fraction : float, default 0.9
-    duplicate_tol : float, default 1e-9
+    duplicate_tol : float, optional
         Points closer than this (relative to the data's scale) count as duplicates:
         they are dropped, counted in ``n_duplicates_`` and reported with a warning.
+        Default: from the input's precision, 64 machine epsilons and at least 1e-9
+        (7.6e-6 for float32, 1e-9 for float64): a format cannot tell points apart
+        below a few units in the last place of the data's scale.
     device : str, optional
         Where the neighbour search runs ("cpu", "cuda").
     random_state : int, default 0
@@ -85,8 +100,10 @@ class TwoNN(Estimator):
     ----------
     dimension_ : float
     dimension_err_ : float
-        Standard error; ``error_method_`` says how it was made.
-    error_method_ : {"subsample", "closed-form"}
+        Standard error; ``error_method_`` says how it was made. NaN (with a
+        :class:`TooFewPointsWarning`) for subsample errors on fewer than
+        :data:`MIN_POINTS_FOR_ERROR` distinct points.
+    error_method_ : {"subsample", "closed-form", "none"}
     fit_quality_ : float or None
         Pearson r of the regression (None for ``method="mle"``).
     n_duplicates_ : int
@@ -110,7 +127,7 @@ class TwoNN(Estimator):
         method: str = "regression",
         n_subsamples: int = 20,
         subsample_fraction: float = 0.9,
-        duplicate_tol: float = 1e-9,
+        duplicate_tol: float | None = None,
         device: str | None = None,
         random_state: int = 0,
     ) -> None:
@@ -136,7 +153,17 @@ class TwoNN(Estimator):
         nb, kept, self.n_duplicates_ = distinct_neighbors(points, k, duplicate_tol=self.duplicate_tol, device=self.device)
         self.mu_ = nb.distances[:, 1] / nb.distances[:, 0]
         self.dimension_, self.fit_quality_ = dimension_from_ratios(self.mu_, discard_fraction=discard, method=self.method)
-        if n_sub:
+        _warn_near_copies(self.mu_, self.dimension_)
+        if n_sub and len(self.mu_) < MIN_POINTS_FOR_ERROR:
+            warnings.warn(
+                f"TwoNN on {len(self.mu_)} points: too few for a subsample error bar (need {MIN_POINTS_FOR_ERROR}); "
+                "the error is NaN and the estimate itself is unreliable",
+                TooFewPointsWarning,
+                stacklevel=2,
+            )
+            self.dimension_err_ = float("nan")
+            self.error_method_ = "none"
+        elif n_sub:
             source = points[torch.from_numpy(kept).to(points.device)]
             rng = np.random.default_rng(self.random_state)
             dims = [
@@ -154,6 +181,28 @@ class TwoNN(Estimator):
             self.error_method_ = "closed-form"
         self.estimate_ = Estimate(self.name, self.dimension_, self.dimension_err_, self.fit_quality_, len(self.mu_))
         return self
+
+
+def _warn_near_copies(mu: np.ndarray, dimension: float) -> None:
+    """Warn when the largest ratios r2/r1 are far beyond what a Pareto law allows.
+
+    Under TwoNN's model ``P(mu > t) = t^-d``: the threshold ``t`` with an expected
+    0.01 exceedances among N points is ``(100 N)^(1/d)``. Near-copies that escaped
+    the duplicate tolerance (r1 tiny, so mu huge, in pairs) give several; three or
+    more happen by chance with probability below 2e-7.
+    """
+    if not dimension > 0:
+        return
+    threshold = (100 * len(mu)) ** (1 / dimension)
+    tail = int(np.sum(mu > threshold))
+    if tail >= 3:
+        warnings.warn(
+            f"{tail} of {len(mu)} points have r2/r1 above {threshold:.3g}, far more than TwoNN's Pareto law allows "
+            f"(0.01 expected at d = {dimension:.3g}): near-copies of points, closer than their neighbours but above "
+            "duplicate_tol, are likely; they bias the estimate down. Raise duplicate_tol or remove them",
+            DuplicatePointsWarning,
+            stacklevel=3,
+        )
 
 
 def _subset_ratios(
