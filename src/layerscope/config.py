@@ -140,7 +140,7 @@ class ProbeConfig(_Strict):
     measures: list[str] = ["twonn", "pc_id", "participation_ratio", "alpha"]
     estimator_params: dict[str, dict[str, Any]] = {}
     layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
-    memory_budget_mb: int = Field(1024, gt=0)
+    memory_budget_mb: int = Field(1024, gt=0, description="MiB for the activations held at once plus the estimators' working memory on one layer (see probes.capture.capture)")
     batch_size: int = Field(256, gt=0)
     save_weights: bool = False
     lc: LCConfig = LCConfig()

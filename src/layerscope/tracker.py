@@ -95,7 +95,7 @@ class Tracker:
         for split, inputs in (self.probe_sets.items() if self.estimators else ()):
             if split not in self._input_rows:
                 self._input_rows[split] = pd.DataFrame(
-                    estimate_layer(INPUT, inputs.flatten(1).float(), self.estimators, self.estimator_params, self._skip),
+                    estimate_layer(INPUT, inputs.flatten(1), self.estimators, self.estimator_params, self._skip),
                     columns=["layer", "metric", "value", "error"],
                 )
             geometry = measure_geometry(
@@ -114,7 +114,13 @@ class Tracker:
         if self.model_probes:
             with eval_mode(model):
                 for probe in self.model_probes:
-                    frames.append(pd.DataFrame(probe(model, int(step)), columns=["split", "layer", "metric", "value", "error"]))
+                    try:
+                        rows = probe(model, int(step))
+                    except Exception as err:  # noqa: BLE001 - a probe that fails (a diverged model's NaN outputs) is skipped, not the run
+                        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                        self._skip("", type(probe).__name__, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
+                        continue
+                    frames.append(pd.DataFrame(rows, columns=["split", "layer", "metric", "value", "error"]))
         if metrics:
             frames.append(
                 pd.DataFrame(

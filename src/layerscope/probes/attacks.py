@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import eval_mode, model_device
+from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
 
 def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,22 +68,24 @@ def pgd(
         raise ValueError(f"eps must be >= 0, got {eps}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    lo, hi = _bounds(x, lower, upper)
-    step_size = 2.5 * eps / steps if step_size is None else step_size
-    x_adv = x.clone()
-    if random_start and eps > 0:
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        x_adv = x_adv + (torch.rand(x.shape, generator=g) * 2 - 1).to(x.device, x.dtype) * eps
-    x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            x_adv = x_adv + step_size * grad.sign()
-            x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps)
-            x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
-    return x_adv.detach()
+    with gradients_on():
+        x, y = x.to(model_dtype(model)).clone(), y.clone()  # clones: tensors made in inference mode cannot enter autograd
+        lo, hi = _bounds(x, lower, upper)
+        step_size = 2.5 * eps / steps if step_size is None else step_size
+        x_adv = x.clone()
+        if random_start and eps > 0:
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            x_adv = x_adv + (torch.rand(x.shape, generator=g) * 2 - 1).to(x.device, x.dtype) * eps
+        x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            loss = F.cross_entropy(model(x_adv), y)
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            with torch.no_grad():
+                x_adv = x_adv + step_size * grad.sign()
+                x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps)
+                x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
+        return x_adv.detach()
 
 
 def fgsm(
@@ -117,7 +119,10 @@ def robust_accuracy(
     """Accuracy of ``model`` (in eval mode, restored afterwards) on adversarial versions of ``(x, y)``.
 
     ``attack`` is ``"pgd"`` (random start, ``steps`` steps) or ``"fgsm"``; the other
-    parameters are those of :func:`pgd`.
+    parameters are those of :func:`pgd`. Works inside ``torch.no_grad()`` and
+    ``torch.inference_mode()``; inputs are cast to the model's dtype. Raises
+    :class:`~layerscope.probes.capture.NonFiniteOutputError` for a model whose
+    outputs hold NaN or inf.
     """
     if attack not in ("pgd", "fgsm"):
         raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
@@ -125,7 +130,9 @@ def robust_accuracy(
     correct = 0
     with eval_mode(model):
         for a in range(0, len(x), batch_size):
-            xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
+            xb, yb = x[a : a + batch_size].to(device=device, dtype=model_dtype(model)), y[a : a + batch_size].to(device)
+            with torch.no_grad():
+                check_finite_outputs(model(xb), "robust accuracy")
             if attack == "pgd":
                 adv = pgd(model, xb, yb, eps=eps, steps=steps, step_size=step_size, lower=lower, upper=upper, seed=seed + a)
             else:

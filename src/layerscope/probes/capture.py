@@ -8,9 +8,12 @@ times in one forward pass (torchvision's ResNet reuses one ``relu`` per block) i
 recorded per call, as ``name#0``, ``name#1``, ...; nothing is overwritten.
 
 Memory: a first forward pass on one batch measures every output's size; the
-layers are then split into groups whose activations for all inputs fit in
-``memory_budget`` bytes, and the inputs run once per group. Hooks are removed when
-a pass ends, also when the model raises.
+layers are then split into groups whose activations for all inputs, plus the
+working memory the caller reserves for processing one layer, fit in
+``memory_budget`` bytes, and the inputs run once per group. Each layer's output is
+preallocated and filled batch by batch (a copy: in-place operations later in the
+model cannot change it). Hooks are removed when a pass ends, also when the model
+raises.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +45,32 @@ def model_device(model: nn.Module, device: str | torch.device | None = None) -> 
         return torch.device(device)
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating-point type of the model's parameters (float32 for a model without any): probes feed it inputs of this type."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+@contextlib.contextmanager
+def gradients_on() -> Iterator[None]:
+    """Autograd on for a probe that needs input gradients (CSR, PGD), also when the caller is inside
+    ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def check_finite_outputs(outputs: torch.Tensor, what: str) -> None:
+    """Refuse to measure a model whose outputs are not all finite (a diverged model): any number would be meaningless."""
+    if not bool(torch.isfinite(outputs).all()):
+        raise NonFiniteOutputError(f"the model's outputs hold NaN or inf (has it diverged?): {what} is undefined")
+
+
+class NonFiniteOutputError(ValueError):
+    """The model's outputs are NaN or inf, so a probe has nothing to measure."""
 
 
 #: Selector for the model's own output (the logits of a classifier).
@@ -86,17 +115,29 @@ def _module(model: nn.Module, name: str) -> nn.Module:
 
 @dataclass(frozen=True)
 class LayerShape:
-    """One recorded output: its name (``module`` or ``module#call``) and features per input."""
+    """One recorded output: its name (``module`` or ``module#call``), features per input and dtype."""
 
     name: str
     module: str
     call: int
     n_features: int
+    dtype: torch.dtype = torch.float32
+
+    def nbytes(self, n_inputs: int) -> int:
+        return n_inputs * self.n_features * self.dtype.itemsize
+
+
+def _stored_dtype(output: torch.Tensor) -> torch.dtype:
+    """Activations are kept in float32, or float64 for a float64 model (its precision is the point)."""
+    return torch.float64 if output.dtype == torch.float64 else torch.float32
+
+
+OnOutput = Callable[[str, int, torch.Tensor], None]
 
 
 @contextlib.contextmanager
-def _hooks(model: nn.Module, names: Sequence[str], sink: dict[tuple[str, int], list[torch.Tensor]]) -> Iterator[None]:
-    """Forward hooks that append each call's flattened output to ``sink[(name, call)]``.
+def _hooks(model: nn.Module, names: Sequence[str], on_output: OnOutput) -> Iterator[None]:
+    """Forward hooks that call ``on_output(name, call, output)`` for each call of each named module.
 
     Calls are counted from 0 within this context: use one context per forward pass.
     """
@@ -109,7 +150,7 @@ def _hooks(model: nn.Module, names: Sequence[str], sink: dict[tuple[str, int], l
                 raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another layer")
             call = calls.get(name, 0)
             calls[name] = call + 1
-            sink.setdefault((name, call), []).append(output.detach().flatten(1).float().cpu())
+            on_output(name, call, output)
 
         return hook
 
@@ -133,17 +174,21 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.T
 
 def layer_shapes(model: nn.Module, names: Sequence[str], example: torch.Tensor, device: torch.device) -> list[LayerShape]:
     """The outputs that ``names`` produce in one forward pass of ``example`` (a batch)."""
-    sink: dict[tuple[str, int], list[torch.Tensor]] = {}
-    with _hooks(model, names, sink), torch.no_grad():
+    seen: dict[tuple[str, int], tuple[int, torch.dtype]] = {}
+
+    def record(name: str, call: int, output: torch.Tensor) -> None:
+        seen[(name, call)] = (output[0].numel(), _stored_dtype(output))
+
+    with _hooks(model, names, record), torch.no_grad():
         _forward(model, example, device)
     shapes = []
     for name in names:
-        n_calls = sum(1 for (n, _) in sink if n == name)
+        n_calls = sum(1 for (n, _) in seen if n == name)
         if n_calls == 0:
             raise ValueError(f"layer {name!r} did not run in the forward pass; it cannot be captured")
         for call in range(n_calls):
             label = name if n_calls == 1 else f"{name}#{call}"
-            shapes.append(LayerShape(label, name, call, sink[(name, call)][0].shape[1]))
+            shapes.append(LayerShape(label, name, call, *seen[(name, call)]))
     return shapes
 
 
@@ -155,6 +200,7 @@ def capture(
     batch_size: int = 256,
     memory_budget: int = 2**30,
     device: str | torch.device | None = None,
+    working_memory: Callable[[int, int, int], int] | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(layer name, activations)`` for every chosen layer, in model order.
 
@@ -169,18 +215,28 @@ def capture(
         Module names, glob patterns or module type names (see :func:`resolve_layers`).
     batch_size : int
     memory_budget : int
-        Bytes of activations held at once (float32, on the CPU). Layers are captured
-        in as many passes over the inputs as this needs.
+        Bytes for the activations held at once plus ``working_memory`` of the
+        largest layer held. Each layer's output is preallocated once and filled
+        batch by batch (no pieces, no concatenation), so the activations take
+        exactly ``n_inputs x n_features x 4`` bytes (8 for a float64 model); layers
+        are captured in as many passes over the inputs as the budget needs. Not
+        counted: the model, its forward pass on one batch, and Python's overhead.
     device : str or torch.device, optional
         Where the model runs; default: where its parameters are.
+    working_memory : callable, optional
+        ``working_memory(n_inputs, n_features, itemsize)``: the bytes that the
+        caller needs to process one layer's activations (an estimator's copies and
+        buffers), reserved within the budget.
 
     Yields
     ------
     name : str
         Module path, with ``#call`` appended for modules that run more than once.
-    activations : torch.Tensor of shape (n_inputs, n_features), float32 on the CPU
-        Flattened outputs. Drop each one before asking for the next to stay
-        within the budget.
+    activations : torch.Tensor of shape (n_inputs, n_features), on the CPU
+        Flattened outputs, float32 (float64 for a float64 model), copied as the
+        module returned them (a later in-place operation, such as
+        ``ReLU(inplace=True)``, does not change them). Drop each one before asking
+        for the next to stay within the budget.
 
     Raises
     ------
@@ -193,31 +249,40 @@ def capture(
     device = model_device(model, device)
     n = len(inputs)
     shapes = layer_shapes(model, names, inputs[: min(2, n)], device)
+
+    def need(shape: LayerShape) -> int:
+        return working_memory(n, shape.n_features, shape.dtype.itemsize) if working_memory else 0
+
     groups: list[list[LayerShape]] = []
-    used = 0
+    used = reserve = 0
     for shape in shapes:
-        size = 4 * n * shape.n_features
-        if size > memory_budget:
+        size = shape.nbytes(n)
+        if size + need(shape) > memory_budget:
             raise ValueError(
-                f"layer {shape.name!r} alone needs {size / 2**20:.0f} MiB for {n} inputs, over the memory budget of "
+                f"layer {shape.name!r} needs {(size + need(shape)) / 2**20:.0f} MiB for {n} inputs "
+                f"({size / 2**20:.0f} MiB of activations, the rest for the estimators), over the memory budget of "
                 f"{memory_budget / 2**20:.0f} MiB; raise memory_budget or use fewer inputs"
             )
-        if not groups or used + size > memory_budget:
+        if not groups or used + size + max(reserve, need(shape)) > memory_budget:
             groups.append([])
-            used = 0
+            used = reserve = 0
         groups[-1].append(shape)
         used += size
+        reserve = max(reserve, need(shape))
     for group in groups:
         modules = list(dict.fromkeys(s.module for s in group))
-        sink: dict[tuple[str, int], list[torch.Tensor]] = {}
-        wanted = {(s.module, s.call) for s in group}
+        out = {(s.module, s.call): torch.empty((n, s.n_features), dtype=s.dtype) for s in group}
+        offset = 0
+
+        def store(name: str, call: int, output: torch.Tensor) -> None:
+            buffer = out.get((name, call))
+            if buffer is not None:  # copy_ converts and moves: nothing the model does later reaches it
+                buffer[offset : offset + len(output)].copy_(output.detach().flatten(1))
+
         with torch.no_grad():
             for batch in _batches(inputs, batch_size):
-                batch_sink: dict[tuple[str, int], list[torch.Tensor]] = {}
-                with _hooks(model, modules, batch_sink):
+                with _hooks(model, modules, store):  # one context per pass: calls counted from 0
                     _forward(model, batch, device)
-                for key, value in batch_sink.items():
-                    if key in wanted:
-                        sink.setdefault(key, []).extend(value)
+                offset += len(batch)
         for s in group:
-            yield s.name, torch.cat(sink.pop((s.module, s.call)))
+            yield s.name, out.pop((s.module, s.call))

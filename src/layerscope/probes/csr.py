@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .capture import eval_mode, model_device
+from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
 
 def critical_sample_ratio(
@@ -45,19 +45,31 @@ def critical_sample_ratio(
     Returns
     -------
     float in [0, 1]
+
+    Raises
+    ------
+    NonFiniteOutputError
+        The model's outputs on ``x`` hold NaN or inf.
+
+    Notes
+    -----
+    Works inside ``torch.no_grad()`` and ``torch.inference_mode()``: gradients are
+    turned on where the search needs them. Inputs are cast to the model's dtype.
     """
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    device = model_device(model, device)
+    device, dtype = model_device(model, device), model_dtype(model)
     flipped_total = 0
-    with eval_mode(model):
+    with eval_mode(model), gradients_on():
         for a in range(0, len(x), batch_size):
-            x0 = x[a : a + batch_size].to(device)
+            x0 = x[a : a + batch_size].to(device=device, dtype=dtype).clone()  # a clone: inputs made in inference mode cannot enter autograd
             g = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + a)
             with torch.no_grad():
-                cls = model(x0).argmax(1)
+                logits = model(x0)
+            check_finite_outputs(logits, "the critical sample ratio")
+            cls = logits.argmax(1)
             x_adv = x0.clone()
             flipped = torch.zeros(len(x0), dtype=torch.bool, device=device)
             rows = torch.arange(len(x0), device=device)
@@ -66,7 +78,7 @@ def critical_sample_ratio(
                 score = model(x_adv)[rows, cls].sum()
                 (grad,) = torch.autograd.grad(score, x_adv)
                 with torch.no_grad():
-                    update = step * grad.sign() + noise * torch.randn(x0.shape, generator=g).to(device)
+                    update = step * grad.sign() + noise * torch.randn(x0.shape, generator=g).to(device=device, dtype=dtype)
                     active = (~flipped).view(-1, *([1] * (x0.ndim - 1)))
                     x_adv = torch.where(active, x_adv - update, x_adv)
                     x_adv = torch.minimum(torch.maximum(x_adv, x0 - radius), x0 + radius)

@@ -52,11 +52,16 @@ def estimate_layer(
     """Rows ``{layer, metric, value, error}`` for one layer's activations, shape (n_inputs, n_features).
 
     An estimator that refuses the data (all activations identical, as for a dead
-    layer; a spectrum too short for the power-law fit) gives no row;
-    ``on_skip(layer, metric, reason)`` is called instead (default: a
-    :class:`ProbeWarning`).
+    layer; a spectrum too short for the power-law fit) or fails on it (a diverged
+    model's activations) gives no row; ``on_skip(layer, metric, reason)`` is
+    called instead (default: a :class:`ProbeWarning`). Activations that are not
+    all finite are skipped for every estimator.
     """
     rows = [{"layer": name, "metric": "n_features", "value": float(X.shape[1]), "error": None}]
+    if estimators and not bool(torch.isfinite(X).all()):
+        for metric in estimators:
+            on_skip(name, metric, "its activations hold NaN or inf (has the model diverged?)")
+        return rows
     spectra: dict[bool, np.ndarray] = {}  # one eigendecomposition per standardisation, shared
     for metric in estimators:
         try:
@@ -68,11 +73,30 @@ def estimate_layer(
                 result = est.fit_spectrum(spectra[standardize], n_points=len(X)).estimate_
             else:
                 result = est.fit(X).estimate_
-        except ValueError as err:
-            on_skip(name, metric, str(err))
+        except Exception as err:  # noqa: BLE001 - one layer's failure must not end a run (the reason is reported)
+            reason = str(err).splitlines()[0] if str(err) else ""
+            on_skip(name, metric, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
             continue
         rows.append({"layer": name, "metric": metric, "value": result.value, "error": result.error})
     return rows
+
+
+def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> int:
+    """Bytes the estimators need beyond one layer's (n, d) activations, at most.
+
+    Spectrum estimators: a centred copy, a standardised copy (PC-ID) and the Gram
+    matrix of the smaller side. Neighbour-based ones: a float32 centred copy, the
+    distance blocks of the candidate search (up to 1024 rows x n, twice for the
+    top-k temporaries) and the candidate lists.
+    """
+    spectral = any(hasattr(ESTIMATORS[e], "fit_spectrum") for e in estimators)
+    neighbours = any(not hasattr(ESTIMATORS[e], "fit_spectrum") for e in estimators)
+    need = 0
+    if spectral:
+        need = max(need, 2 * n * d * itemsize + min(n, d) ** 2 * itemsize)
+    if neighbours:
+        need = max(need, n * d * 4 + 2 * min(n, 1024) * n * 4 + n * 64 * 12)
+    return need
 
 
 def measure_geometry(
@@ -115,8 +139,9 @@ def measure_geometry(
     layers = default_layers(model) if layers is None else layers
     rows: list[dict] = []
     if include_input:
-        rows += estimate_layer(INPUT, inputs.flatten(1).float(), estimators, estimator_params, on_skip)
+        rows += estimate_layer(INPUT, inputs.flatten(1), estimators, estimator_params, on_skip)
     with eval_mode(model):
-        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device):
+        reserve = lambda n, d, itemsize: working_memory(estimators, n, d, itemsize)  # noqa: E731
+        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device, working_memory=reserve):
             rows += estimate_layer(name, acts, estimators, estimator_params, on_skip)
     return pd.DataFrame(rows, columns=["layer", "metric", "value", "error"])

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import eval_mode, model_device
+from .capture import check_finite_outputs, eval_mode, model_device, model_dtype
 
 PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
 SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
@@ -84,18 +84,18 @@ def _recording(model: nn.Module, names: list[str], sink: dict[str, torch.Tensor]
             h.remove()
 
 
-def random_frames(n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0) -> torch.Tensor:
-    """Orthonormal frames, one per point: (n_points, dim, n_directions), float32.
+def random_frames(n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Orthonormal frames, one per point: (n_points, dim, n_directions), of ``dtype``.
 
     Point ``offset + i`` always gets the same frame for the same seed, however the
     points are batched; the global RNG is not used.
     """
     if n_directions > dim:
         raise ValueError(f"{n_directions} orthonormal directions need at least as many input dimensions, got {dim}")
-    frames = torch.empty(n_points, dim, n_directions)
+    frames = torch.empty(n_points, dim, n_directions, dtype=dtype)
     for i in range(n_points):
         g = torch.Generator().manual_seed(seed * 1_000_003 + offset + i)
-        frames[i] = torch.randn(dim, n_directions, generator=g, dtype=torch.float64).float()
+        frames[i] = torch.randn(dim, n_directions, generator=g, dtype=torch.float64).to(dtype)
     q, _ = torch.linalg.qr(frames)
     return q
 
@@ -134,27 +134,33 @@ def local_complexity(
         (units of the layer), ``lc`` (mean number of neurons whose piece changes
         within the polytope) and ``lc_norm`` (``lc / neurons``); a last row with
         layer ``""`` holds the sums.
+
+    Raises
+    ------
+    NonFiniteOutputError
+        The model's outputs hold NaN or inf (its pieces would be meaningless).
     """
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     if n_directions < 1:
         raise ValueError(f"n_directions must be >= 1, got {n_directions}")
     names = nonlinear_layers(model)
-    device = model_device(model, device)
+    device, dtype = model_device(model, device), model_dtype(model)
     shape = points.shape[1:]
     dim = int(points[0].numel())
     totals: dict[str, torch.Tensor] = {}
     neurons: dict[str, int] = {}
     with eval_mode(model):
         for a in range(0, len(points), batch_size):
-            x = points[a : a + batch_size].flatten(1).float()
+            x = points[a : a + batch_size].flatten(1).to(dtype)
             b = len(x)
-            frames = random_frames(b, dim, n_directions, seed=seed, offset=a) * radius  # (b, dim, P)
+            frames = random_frames(b, dim, n_directions, seed=seed, offset=a, dtype=dtype) * radius  # (b, dim, P)
             offsets = torch.cat([frames, -frames], dim=2).transpose(1, 2)  # (b, 2P, dim)
             vertices = (x[:, None, :] + offsets).reshape(b * 2 * n_directions, *shape)
             sink: dict[str, torch.Tensor] = {}
             with _recording(model, names, sink):
-                model(vertices.to(device))
+                outputs = model(vertices.to(device))
+            check_finite_outputs(outputs, "local complexity")
             for name in names:
                 pieces = sink[name].view(b, 2 * n_directions, -1)
                 changed = (pieces != pieces[:, :1]).any(dim=1).sum(dim=1)  # (b,) neurons that change piece

@@ -11,7 +11,9 @@ boundary is found the same way from the logits: in each final region, the
 segments where two classes tie at the top.
 
 Supported: networks whose nonlinearities are ``nn.ReLU`` or ``nn.LeakyReLU``
-modules (any architecture, skip connections included). Max-pooling cuts regions
+modules (any architecture, skip connections included; a module called several
+times in one forward pass counts once per call, ``name#call``, in the order the
+calls run). Max-pooling cuts regions
 along lines between pairs of pooled inputs and is refused here.
 
 Convex polygons are clipped by half-planes by hand (Sutherland-Hodgman with one
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import model_device
+from .capture import NonFiniteOutputError, model_device
 from .local_complexity import nonlinear_layers
 
 _TOL = 1e-9
@@ -52,7 +54,7 @@ class Partition:
     window : tuple of float
         ``(u_min, u_max, v_min, v_max)``.
     layers : list of str
-        The nonlinearity modules, in order.
+        The nonlinearities in the order they run (``name#call`` for a module called more than once).
     regions_per_layer : list of list of numpy.ndarray
         After each layer, the regions so far: convex polygons, arrays (m, 2) of
         (u, v) vertices counter-clockwise. The last entry is the network's partition.
@@ -147,11 +149,20 @@ def _affine(uv: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _pre_activations(model: nn.Module, names: Sequence[str], sink: dict[str, torch.Tensor]) -> Iterator[None]:
-    handles = [
-        model.get_submodule(name).register_forward_pre_hook(lambda _m, inputs, name=name: sink.__setitem__(name, inputs[0].flatten(1)))
-        for name in names
-    ]
+def _pre_activations(model: nn.Module, names: Sequence[str], sink: dict[tuple[str, int], torch.Tensor]) -> Iterator[None]:
+    """Record each call's input of the named modules as ``sink[(name, call)]``, in the order the calls run.
+
+    A module that runs several times in one forward pass (one ReLU reused) is one
+    nonlinearity per call: each call cuts the plane with its own lines.
+    """
+    calls: dict[str, int] = {}
+
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], name: str) -> None:
+        call = calls.get(name, 0)
+        calls[name] = call + 1
+        sink[(name, call)] = inputs[0].flatten(1)
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(lambda m, inputs, name=name: hook(m, inputs, name)) for name in names]
     try:
         yield
     finally:
@@ -228,16 +239,22 @@ def partition2d(
     plane = torch.from_numpy(basis).to(device)
     start = torch.from_numpy(origin_np).to(device)
 
-    def run(uv: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def run(uv: np.ndarray) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor]:
         x = (start + torch.from_numpy(uv).to(device) @ plane).view(len(uv), *shape)
-        sink: dict[str, torch.Tensor] = {}
+        sink: dict[tuple[str, int], torch.Tensor] = {}
         with _pre_activations(net, names, sink):
             out = net(x)
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteOutputError("the model's outputs hold NaN or inf on the plane (has it diverged?): its partition is undefined")
         return {k: v.cpu() for k, v in sink.items()}, out.flatten(1).cpu()
 
+    # The nonlinearities in the order they run; a module called twice is two of them.
+    order = list(run(np.zeros((1, 2)))[0])
+    repeated = {name for name, call in order if call > 0}
+    labels = [f"{name}#{call}" if name in repeated else name for name, call in order]
     regions = [np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)]
     per_layer = []
-    for name in names:
+    for name in order:
         interior = np.stack([_interior(p) for p in regions])  # (regions, 3, 2)
         pre, _ = run(interior.reshape(-1, 2))
         lines_all = _affine(interior, pre[name].numpy().reshape(len(regions), 3, -1))
@@ -257,9 +274,9 @@ def partition2d(
 
     centres = np.stack([p.mean(0) for p in regions])
     pre, _ = run(centres)
-    patterns = list(torch.cat([pre[n] > 0 for n in names], dim=1).numpy())
+    patterns = list(torch.cat([pre[key] > 0 for key in order], dim=1).numpy())
     boundary = _decision_boundary(regions, run)
-    return Partition(origin_np, basis, window, names, per_layer, patterns, boundary, defining)
+    return Partition(origin_np, basis, window, labels, per_layer, patterns, boundary, defining)
 
 
 def _decision_boundary(regions: list[np.ndarray], run) -> list[np.ndarray]:  # noqa: ANN001
