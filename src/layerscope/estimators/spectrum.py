@@ -23,7 +23,8 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
     X : array-like of shape (n_points, n_features)
     standardize : bool
         Divide each feature by its standard deviation first (a correlation
-        spectrum). Constant features are then dropped: they carry no variance.
+        spectrum). Constant features carry no variance: they add only zero
+        eigenvalues.
 
     Returns
     -------
@@ -53,7 +54,9 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
     std = torch.linalg.vector_norm(t, dim=0) / np.sqrt(n - 1)
     constant = std == 0
     if standardize:
-        t = t[:, ~constant] / std[~constant]
+        # in place, no second copy: constant features are all 0 after centring and stay
+        # 0, adding only zero eigenvalues
+        t /= torch.where(constant, 1.0, std)
         factor = 1.0  # a correlation spectrum does not depend on the scale
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")

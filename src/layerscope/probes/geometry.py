@@ -84,8 +84,8 @@ def estimate_layer(
 def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> int:
     """Bytes the estimators need beyond one layer's (n, d) activations, at most.
 
-    Spectrum estimators: a centred copy, a standardised copy (PC-ID) and the Gram
-    matrix of the smaller side. Neighbour-based ones: a float32 centred copy, the
+    Spectrum estimators: a centred copy (standardised in place) and the Gram
+    matrix of the smaller side, twice (the eigensolver's workspace). Neighbour-based ones: a float32 centred copy, the
     distance blocks of the candidate search (up to 1024 rows x n, twice for the
     top-k temporaries) and the candidate lists.
     """
@@ -93,7 +93,7 @@ def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> 
     neighbours = any(not hasattr(ESTIMATORS[e], "fit_spectrum") for e in estimators)
     need = 0
     if spectral:
-        need = max(need, 2 * n * d * itemsize + min(n, d) ** 2 * itemsize)
+        need = max(need, n * d * itemsize + 2 * min(n, d) ** 2 * itemsize)
     if neighbours:
         need = max(need, n * d * 4 + 2 * min(n, 1024) * n * 4 + n * 64 * 12)
     return need
