@@ -236,6 +236,11 @@ def partition(
         if points:
             if len(points) != 3:
                 _fail(f"give exactly three --point indices, got {len(points)}")
+            outside = [i for i in points if not 0 <= i < len(data.y_test)]
+            if outside:
+                _fail(f"--point {outside[0]} is not an index of the test set (0 to {len(data.y_test) - 1})")
+            if len(set(points)) != 3:
+                _fail(f"give three different --point indices, got {', '.join(map(str, points))}")
             idx = list(points)
         else:
             idx = first_of_each_class(data.y_test)

@@ -199,6 +199,8 @@ class ConfigError(ValueError):
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a dict as a RunConfig, with errors that name the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid {source}: expected a table of settings (name = ..., [data], [model], ...), got {type(raw).__name__}")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
@@ -215,7 +217,12 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such config file: {path}")
-    text = path.read_text()
+    if not path.is_file():
+        raise ConfigError(f"{path} is a folder, not a config file (.toml, .yaml or .yml)")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read as text: {err}") from None
     if path.suffix == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib
@@ -230,7 +237,15 @@ def load_config(path: str | Path) -> RunConfig:
             import yaml
         except ImportError:
             raise ImportError("YAML configs need PyYAML: pip install pyyaml") from None
-        raw = yaml.safe_load(text) or {}
+        try:
+            raw = yaml.safe_load(text)  # safe: tags that would build Python objects are refused
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
     else:
         raise ConfigError(f"{path}: config files must be .toml, .yaml or .yml")
+    if not raw:
+        raise ConfigError(f"{path} is empty: a config needs at least a name, the data and the model (see the README)")
     return parse_config(raw, str(path))

@@ -21,6 +21,7 @@ from torch import nn
 from . import __version__
 from .config import ConfigError, RunConfig, parse_config
 from .data.datasets import Dataset, first_of_each_class, load_dataset, probe_indices, train_subset, with_label_noise
+from .estimators._validation import check_device
 from .models import build_model
 from .probes.capture import resolve_layers
 from .store import CorruptRunError, RunStore
@@ -51,7 +52,7 @@ def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
     torch.manual_seed(cfg.seed)
     try:
         model = build_model(cfg.model.name, **params)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise ConfigError(f"model.params: {err}") from None
     if cfg.model.init_scale != 1:
         scale_parameters(model, cfg.model.init_scale)
@@ -148,6 +149,7 @@ def execute(
         (an unknown layer, bad model parameters).
     """
     run_dir = Path(run_dir)
+    _check_device(cfg.device)
     if run_dir.is_symlink():
         raise FileExistsError(f"{run_dir} is a symbolic link; give a run folder that is a plain folder")
     if run_dir.exists() and not run_dir.is_dir():
@@ -162,6 +164,13 @@ def execute(
         elif any(entry.name != ".lock" for entry in run_dir.iterdir()):
             raise FileExistsError(f"{run_dir} exists and is not a layerscope run: choose another --out or name (nothing was deleted)")
         return _run(cfg, store, None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status)
+
+
+def _check_device(device: str) -> None:
+    try:
+        check_device(device)
+    except ValueError as err:
+        raise ConfigError(f"device: {err}") from None
 
 
 def _failed_at_start(store: RunStore) -> bool:
@@ -186,6 +195,7 @@ def resume(
     with store.lock():
         info = store.read_run()
         cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
+        _check_device(cfg.device)
         return _run(cfg, store, store.load_state(), info["start_time"], progress, status)
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validation import Array, as_tensor, check_int, check_points, default_duplicate_tol, unit_factor
+from ._validation import Array, as_tensor, check_device, check_int, check_points, default_duplicate_tol, unit_factor
 
 # Memory for one block of the distance matrix (bytes); blocks are sized to it.
 _BLOCK_BYTES = 128 * 2**20
@@ -166,7 +166,7 @@ def _search_unit(
     margin: int = 8,
 ) -> Neighbors:
     n = source.shape[0]
-    dev = torch.device(device) if device is not None else source.device
+    dev = check_device(device) if device is not None else source.device
     if backend == "faiss" and dev.type != "cpu":
         raise ValueError(f"backend='faiss' runs on the CPU; use backend='torch' for device={dev}")
     n_cand = min(k + margin, n - 1)

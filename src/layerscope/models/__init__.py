@@ -7,6 +7,9 @@ architectures of the three papers, with width and depth as parameters.
 from __future__ import annotations
 
 import inspect
+import typing
+
+import pydantic
 from collections.abc import Callable
 
 from torch import nn
@@ -32,11 +35,21 @@ def build_model(name: str, **params: object) -> nn.Module:
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
+    cls = MODELS[name]
     try:
-        inspect.signature(MODELS[name]).bind(**params)
+        inspect.signature(cls).bind(**params)
     except TypeError as err:
         raise ValueError(f"bad parameters for model {name!r}: {err}") from None
-    return MODELS[name](**params)
+    # Each value checked against the constructor's type hints (pydantic), so that
+    # width = "abc" is an error naming the parameter, not a TypeError deep inside.
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in params.items():
+        if key in hints:
+            try:
+                params[key] = pydantic.TypeAdapter(hints[key]).validate_python(value)
+            except pydantic.ValidationError as err:
+                raise ValueError(f"bad parameters for model {name!r}: {key}: {err.errors()[0]['msg']}, got {value!r}") from None
+    return cls(**params)
 
 
 __all__ = ["MLP", "MODELS", "VGG", "AnsuiniCNN", "ResNet", "build_model"]
