@@ -38,7 +38,7 @@ def test_mle_bad_parameters():
     X = hypersphere(100, 2, 3)
     with pytest.raises(ValueError, match="k2 must be an integer >= 10"):
         MLE(k1=10, k2=5).fit(X)
-    with pytest.raises(ValueError, match="has 100 points; this method needs at least 201"):
+    with pytest.raises(ValueError, match=r"has 100 points \(n_samples = 100\); this method needs at least 201"):
         MLE(k1=10, k2=200).fit(X)
 
 

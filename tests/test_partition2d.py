@@ -129,5 +129,5 @@ def test_probe_skips_a_picture_with_too_many_regions(tmp_path):
     assert probe(net, 5) == []  # not a drawing step
     big = PartitionProbe(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), tmp_path, steps=[10])
     rows = big(net, 10)
-    assert rows[0]["metric"] == "linear_regions" and rows[0]["value"] > 1
+    assert rows[0].metric == "linear_regions" and rows[0].value > 1
     assert (tmp_path / "step-000000010.png").exists()

@@ -84,7 +84,7 @@ def test_probes_refuse_a_model_with_nan_outputs():
 def test_tracker_skips_model_probes_on_nan_outputs(tmp_path):
     model, x, y = nan_model(), torch.randn(60, 4), torch.randint(0, 3, (60,))
     probes = [
-        CSRProbe({"test": x}, radius=0.1, step=0.01, noise=0.01),
+        CSRProbe({"test": x}, radius=0.1, step_size=0.01, noise=0.01),
         RobustnessProbe({"test": (x, y)}, eps=0.1),
         LocalComplexityProbe({"test": x}, radius=0.1, n_directions=3),
     ]

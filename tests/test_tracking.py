@@ -185,6 +185,11 @@ def test_checkpoint_schedules():
         ({"schedule": {"kind": "every"}}, "schedule: schedule.every is required"),
         ({"trian": {}}, "trian: Extra inputs are not permitted"),
         ({"device": "gpu0"}, "device: device must be"),
+        ({"probes": {"estimator_params": {"twonn": {"discard_fractoin": 0.2}}}}, "probes.estimator_params: twonn: TwoNN.__init__() got an unexpected keyword argument 'discard_fractoin'"),
+        ({"probes": {"estimator_params": {"twonn": {"discard_fraction": 2}}}}, "probes.estimator_params: twonn: discard_fraction must lie in (0, 1)"),
+        ({"probes": {"estimator_params": {"danco": {}}}}, "probes.estimator_params: unknown estimator 'danco'"),
+        ({"probes": {"lc": {"radius": 0}}}, "probes: lc.radius: Input should be greater than 0"),
+        ({"probes": {"lc": {"radios": 1}}}, "probes: lc.radios: Extra inputs are not permitted"),
     ],
 )
 def test_bad_config_names_the_field(patch, message):
@@ -277,7 +282,7 @@ def test_every_probe_in_one_run_store_report_and_partition_cli(tmp_path):
     from layerscope.report import make_report
 
     text = make_report(run_dir).read_text()
-    for name in ("local_complexity.png", "csr_robustness.png", "alpha_vs_robustness.png", "partition/step-"):
+    for name in ("local_complexity.png", "csr.png", "robust_acc.png", "alpha_vs_robustness.png", "partition/step-"):
         assert name in text
     result = CliRunner().invoke(app, ["partition", str(run_dir), "--step", str(steps[-1]), "--out", str(tmp_path / "p.png")])
     assert result.exit_code == 0, result.output
@@ -295,3 +300,66 @@ def test_readme_config_example_is_valid(tmp_path):
     path.write_text(block)
     cfg = load_config(path)
     assert cfg.model.name == "ansuini_cnn" and cfg.probes.layers == ["pool1", "pool2", "relu3", "output"]
+
+
+def test_a_new_probe_through_the_registry_alone(tmp_path, request):
+    """A toy probe (the mean output norm) registered here, and nowhere else: it is
+    configured, validated, measured, stored and drawn."""
+    from pydantic import Field
+
+    from layerscope import results
+    from layerscope.probes import registry
+    from layerscope.probes.base import ProbeSettings, ProbeSpec
+    from layerscope.report import make_report
+    from layerscope.results import FigureSpec, Metric, Row
+
+    # registered for this test only: taken out again at its end
+    figures, metrics = list(results.FIGURES), dict(results.METRICS)
+
+    def unregister():
+        registry.PROBES.pop("toy", None)
+        results.FIGURES[:] = figures
+        results.METRICS.clear()
+        results.METRICS.update(metrics)
+
+    request.addfinalizer(unregister)
+
+    class ToySettings(ProbeSettings):
+        scale: float = Field(1.0, gt=0)
+        n_points: int = 50
+
+    class Toy:
+        def __init__(self, x, scale):
+            self.x, self.scale = x, scale
+
+        def __call__(self, model, step):
+            with torch.no_grad():
+                norm = model(self.x).norm(dim=1)
+            return [Row("test", "", "toy_norm", self.scale * float(norm.mean()), float(norm.std() / len(norm) ** 0.5))]
+
+    registry.register_probe(
+        ProbeSpec(
+            name="toy",
+            settings=ToySettings,
+            build=lambda settings, run: Toy(run.inputs("test", settings.n_points)[0], settings.scale),
+            metrics=(Metric("toy_norm", "mean norm of the output, times scale", "standard error over points"),),
+            figures=(FigureSpec("over_training", "toy.png", "Toy norm over training", ("toy_norm",)),),
+        )
+    )
+    raw = small_config("toy").model_dump(mode="json")
+    raw["probes"] = {"measures": ["twonn", "toy"], "toy": {"scale": 2.0}}
+    with pytest.raises(ConfigError, match="probes: toy.scale: Input should be greater than 0"):
+        parse_config({**raw, "probes": {"measures": ["toy"], "toy": {"scale": -1}}})
+    with pytest.raises(ConfigError, match="unknown setting 'tyo'"):
+        parse_config({**raw, "probes": {"measures": ["toy"], "tyo": {"scale": 1}}})
+    cfg = parse_config(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_dir = execute(cfg, tmp_path / "toy")
+    r = load(run_dir)
+    toy = r[r.metric == "toy_norm"]
+    assert sorted(toy.step) == sorted(r.step.unique()) and (toy.value > 0).all() and (toy.error > 0).all()
+    assert RunStore(run_dir).read_run()["config"]["probes"]["toy"] == {"scale": 2.0, "n_points": 50}
+    text = make_report(run_dir).read_text()
+    assert "toy.png" in text and (run_dir / "toy.png").stat().st_size > 10_000
+    assert "`toy_norm` | mean norm of the output, times scale" in results.metric_table()

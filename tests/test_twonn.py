@@ -136,7 +136,7 @@ def test_torch_tensor_input():
         (np.full((50, 3), np.nan), {}, "contains NaN values in 50 of 50 rows"),
         (np.vstack([np.ones((3, 2)), [[np.inf, 0]]]), {}, "contains inf values in 1 of 4 rows .first at row 3."),
         (np.ones(10), {}, "must be a 2-D array"),
-        (np.zeros((2, 4)), {}, "has 2 points; this method needs at least 3"),
+        (np.zeros((2, 4)), {}, r"has 2 points \(n_samples = 2\); this method needs at least 3"),
         (np.ones((10, 3)), {}, "all 10 points of X are identical"),
         (np.random.default_rng(0).normal(size=(30, 2)), {"discard_fraction": 1.2}, r"discard_fraction must lie in \(0, 1\)"),
         (np.random.default_rng(0).normal(size=(30, 2)), {"discard_fraction": 0}, r"discard_fraction must lie in \(0, 1\)"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import warnings
 from pathlib import Path
@@ -12,13 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .estimators import ESTIMATORS, Estimate
+from .estimators import ESTIMATORS, Estimate, NeighborEstimator
 
 app = typer.Typer(help="Geometry of neural network representations.", no_args_is_help=True, add_completion=False)
 console = Console(soft_wrap=True)  # paths in messages stay whole
 
 #: Estimators whose value is an intrinsic dimension (all but the power-law exponent).
-ID_ESTIMATORS = [name for name in ESTIMATORS if name != "alpha"]
+ID_ESTIMATORS = [name for name, cls in ESTIMATORS.items() if cls.is_dimension]
 
 
 def _fail(message: str) -> None:
@@ -35,7 +34,7 @@ def _estimate_all(X: object, names: list[str], device: str | None) -> list[Estim
     results = []
     for name in names:
         cls = ESTIMATORS[name]
-        params = {"device": device} if device and "device" in inspect.signature(cls).parameters else {}
+        params = {"device": device} if device and issubclass(cls, NeighborEstimator) else {}
         results.append(cls(**params).fit(X).estimate_)
     return results
 

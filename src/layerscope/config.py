@@ -35,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .data.datasets import DATASETS
 from .estimators import ESTIMATORS
 from .models import MODELS
+from .probes.base import ProbeSettings
+from .probes.registry import PROBES
+from .train.schedule import ScheduleConfig, TrainConfig
 
 
 class _Strict(BaseModel):
@@ -71,95 +74,74 @@ class ModelConfig(_Strict):
         return v
 
 
-class TrainConfig(_Strict):
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(64, gt=0)
-    epochs: int | None = Field(1, gt=0)
-    steps: int | None = Field(None, gt=0, description="train this many steps (overrides epochs)")
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    eval_size: int = Field(5000, gt=0, description="examples per split for accuracy and loss")
-
-
-class ScheduleConfig(_Strict):
-    kind: Literal["log", "epoch", "every"] = "log"
-    num: int = Field(12, ge=2, description="checkpoints for kind='log'")
-    every: int | None = Field(None, gt=0, description="steps between checkpoints for kind='every'")
-
-    @model_validator(mode="after")
-    def _every_given(self) -> ScheduleConfig:
-        if self.kind == "every" and self.every is None:
-            raise ValueError("schedule.every is required when schedule.kind is 'every'")
-        return self
-
-
-#: Probes beyond the per-layer estimators, by name.
-MODEL_PROBES = ("lc", "csr", "pgd", "partition")
-
-
-class LCConfig(_Strict):
-    """Local complexity (Humayun et al.): cross-polytopes of ``n_directions`` random directions, radius in input units."""
-
-    radius: float = Field(0.5, gt=0)
-    n_directions: int = Field(20, ge=1)
-    n_points: int = Field(256, ge=1, description="points per split")
-    splits: list[Literal["train", "test", "random"]] = ["train", "test", "random"]
-
-
-class CSRConfig(_Strict):
-    """Critical sample ratio (Arpit et al., parameters of Tan et al.), in input units."""
-
-    radius: float = Field(0.3 / 255, ge=0)
-    step: float = Field(0.25 / 255, ge=0)
-    noise: float = Field(0.2 / 255, ge=0)
-    steps: int = Field(10, ge=1)
-    n_points: int = Field(500, ge=1)
-    splits: list[Literal["train", "test"]] = ["test"]
-
-
-class PGDConfig(_Strict):
-    """Robust accuracy under an L-infinity attack of radius eps (input units)."""
-
-    eps: float = Field(0.1, ge=0)
-    steps: int = Field(10, ge=1)
-    attack: Literal["pgd", "fgsm"] = "pgd"
-    n_points: int = Field(500, ge=1)
-    splits: list[Literal["train", "test"]] = ["test"]
-
-
-class PartitionConfig(_Strict):
-    """Pictures of the linear regions on the plane through three test inputs (indices; default: the first three of different classes)."""
-
-    points: list[int] | None = Field(None, min_length=3, max_length=3)
-    pictures: int | None = Field(4, ge=2, description="checkpoints drawn, spread in log step (None: every checkpoint); each can take minutes for wide nets")
-
-
 class ProbeConfig(_Strict):
+    """What to measure at each checkpoint.
+
+    ``measures`` names per-layer estimators (:data:`layerscope.estimators.ESTIMATORS`)
+    and model-level probes (:data:`layerscope.probes.registry.PROBES`); each probe's
+    settings go under its name (``[probes.lc]``, ``radius = 0.5``), validated by
+    the probe's own settings model.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     measures: list[str] = ["twonn", "pc_id", "participation_ratio", "alpha"]
     estimator_params: dict[str, dict[str, Any]] = {}
     layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
     memory_budget_mb: int = Field(1024, gt=0, description="MiB for the activations held at once plus the estimators' working memory on one layer (see probes.capture.capture)")
     batch_size: int = Field(256, gt=0)
     save_weights: bool = False
-    lc: LCConfig = LCConfig()
-    csr: CSRConfig = CSRConfig()
-    pgd: PGDConfig = PGDConfig()
-    partition: PartitionConfig = PartitionConfig()
 
     @field_validator("measures")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         for name in v:
-            if name not in ESTIMATORS and name not in MODEL_PROBES:
-                raise ValueError(f"unknown measure {name!r}; choose from {', '.join([*ESTIMATORS, *MODEL_PROBES])}")
+            if name not in ESTIMATORS and name not in PROBES:
+                raise ValueError(f"unknown measure {name!r}; choose from {', '.join([*ESTIMATORS, *PROBES])}")
         return v
+
+    @field_validator("estimator_params")
+    @classmethod
+    def _estimator_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, params in v.items():
+            if name not in ESTIMATORS:
+                raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+            try:
+                ESTIMATORS[name](**params).check_params()
+            except TypeError as err:
+                raise ValueError(f"{name}: {err}") from None
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _probe_settings(self) -> ProbeConfig:
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            if key not in PROBES:
+                raise ValueError(f"unknown setting {key!r}: neither a probes field nor a registered probe ({', '.join(PROBES)})")
+            if isinstance(value, PROBES[key].settings):
+                continue
+            try:
+                self.__pydantic_extra__[key] = PROBES[key].settings.model_validate(value)
+            except ValidationError as err:
+                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+                raise ValueError(f"{key}.{problems}") from None
+        return self
 
     @property
     def estimators(self) -> list[str]:
         """The per-layer estimators among the measures."""
         return [m for m in self.measures if m in ESTIMATORS]
+
+    @property
+    def model_probes(self) -> list[str]:
+        """The model-level probes among the measures."""
+        return [m for m in self.measures if m in PROBES]
+
+    def settings(self, probe: str) -> ProbeSettings:
+        """The validated settings of a registered probe (its defaults if the config gives none)."""
+        given = (self.__pydantic_extra__ or {}).get(probe)
+        return given if given is not None else PROBES[probe].settings()
 
 
 class RunConfig(_Strict):

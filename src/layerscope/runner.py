@@ -10,7 +10,7 @@ import platform
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,15 @@ from torch import nn
 
 from . import __version__
 from .config import ConfigError, RunConfig, parse_config
-from .data.datasets import Dataset, first_of_each_class, load_dataset, probe_indices, train_subset, with_label_noise
+from .data.datasets import Dataset, load_dataset, probe_indices, train_subset, with_label_noise
 from .estimators._validation import check_device
 from .models import build_model
+from .probes.base import Probe, ProbeContext
 from .probes.capture import resolve_layers
+from .probes.registry import PROBES
 from .store import CorruptRunError, RunStore
 from .tracker import Tracker
-from .train import TrainSettings, checkpoint_steps, scale_parameters, train
+from .train import TrainingPlan, scale_parameters, train, training_plan
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
@@ -59,44 +61,30 @@ def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
     return model
 
 
-def model_probes(cfg: RunConfig, data: Dataset, store: RunStore) -> list:
-    """The probes beyond the per-layer estimators that ``cfg.probes.measures`` asks for."""
-    from .probes.attacks import RobustnessProbe
-    from .probes.csr import CSRProbe
-    from .probes.local_complexity import LocalComplexityProbe, bounding_box_points
-    from .probes.partition2d import PartitionProbe
+def model_probes(cfg: RunConfig, data: Dataset, store: RunStore, plan: TrainingPlan) -> list[Probe]:
+    """The registered model-level probes that ``cfg.probes.measures`` asks for, built from the run."""
 
-    p = cfg.probes
-    splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
-
-    def fixed(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = splits[split]
+    def inputs(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
         idx = probe_indices(len(x), n, seed=cfg.seed + 1)
         return x[idx], y[idx]
 
-    probes: list = []
-    if "lc" in p.measures:
-        sets = {s: (bounding_box_points(data.x_train, p.lc.n_points, seed=cfg.seed) if s == "random" else fixed(s, p.lc.n_points)[0]) for s in p.lc.splits}
-        probes.append(LocalComplexityProbe(sets, radius=p.lc.radius, n_directions=p.lc.n_directions, seed=cfg.seed, device=cfg.device))
-    if "csr" in p.measures:
-        sets = {s: fixed(s, p.csr.n_points)[0] for s in p.csr.splits}
-        probes.append(CSRProbe(sets, radius=p.csr.radius, step=p.csr.step, noise=p.csr.noise, steps=p.csr.steps, seed=cfg.seed, device=cfg.device))
-    if "pgd" in p.measures:
-        sets = {s: fixed(s, p.pgd.n_points) for s in p.pgd.splits}
-        probes.append(RobustnessProbe(sets, eps=p.pgd.eps, attack=p.pgd.attack, steps=p.pgd.steps, lower=data.lower, upper=data.upper, seed=cfg.seed, device=cfg.device))
-    if "partition" in p.measures:
-        if p.partition.points is not None:
-            idx = torch.tensor(p.partition.points)
-        else:
-            idx = torch.tensor(first_of_each_class(data.y_test))
-        drawn = None
-        if p.partition.pictures is not None:
-            per_epoch = math.ceil(len(data.x_train) / cfg.train.batch_size)
-            total = cfg.train.steps or (cfg.train.epochs or 1) * per_epoch
-            every = checkpoint_steps(total, cfg.schedule.kind, num=cfg.schedule.num, every=cfg.schedule.every, steps_per_epoch=per_epoch)
-            drawn = [every[round(i)] for i in np.linspace(0, len(every) - 1, min(p.partition.pictures, len(every)))]
-        probes.append(PartitionProbe(data.x_test[idx], store.run_dir / "partition", labels=data.y_test[idx].tolist(), steps=drawn))
-    return probes
+    def test_examples(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.tensor(list(indices))
+        return data.x_test[idx], data.y_test[idx]
+
+    context = ProbeContext(
+        inputs=inputs,
+        bounds=(data.lower, data.upper),
+        train_inputs=data.x_train,
+        test_examples=test_examples,
+        test_labels=data.y_test,
+        seed=cfg.seed,
+        device=cfg.device,
+        run_dir=store.run_dir,
+        checkpoints=plan.checkpoints,
+    )
+    return [PROBES[name].build(cfg.probes.settings(name), context) for name in cfg.probes.model_probes]
 
 
 def _git_revision() -> str | None:
@@ -277,6 +265,7 @@ def _train(
             raise ConfigError(f"probes.layers: {err}") from None
     splits = {"train": data.x_train, "test": data.x_test}
     probe_sets = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
+    plan = training_plan(cfg.train, cfg.schedule, len(data.x_train))
     tracker = Tracker(
         store,
         probe_sets,
@@ -288,22 +277,7 @@ def _train(
         batch_size=cfg.probes.batch_size,
         device=cfg.device,
         save_weights=cfg.probes.save_weights,
-        model_probes=model_probes(cfg, data, store),
-    )
-    settings = TrainSettings(
-        optimizer=cfg.train.optimizer,
-        lr=cfg.train.lr,
-        momentum=cfg.train.momentum,
-        weight_decay=cfg.train.weight_decay,
-        batch_size=cfg.train.batch_size,
-        epochs=cfg.train.epochs,
-        steps=cfg.train.steps,
-        loss=cfg.train.loss,
-        schedule=cfg.schedule.kind,
-        num_checkpoints=cfg.schedule.num,
-        every=cfg.schedule.every,
-        eval_size=cfg.train.eval_size,
-        seed=cfg.seed,
+        model_probes=model_probes(cfg, data, store, plan),
     )
     train(
         model,
@@ -311,7 +285,9 @@ def _train(
         data.y_train,
         data.x_test,
         data.y_test,
-        settings,
+        cfg.train,
+        plan,
+        seed=cfg.seed,
         callbacks=[tracker if status is None else _Announced(tracker, status)],
         device=cfg.device,
         resume=state,

@@ -13,15 +13,17 @@ from any training loop::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 from .probes.capture import eval_mode
-from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, measure_geometry
-from .store import COLUMNS, RunStore
+from .probes.base import Probe
+from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, geometry_rows
+from .results import MODEL_LEVEL, Row, to_frame
+from .store import RunStore
 
 
 class Tracker:
@@ -44,10 +46,11 @@ class Tracker:
     device : str, optional
     save_weights : bool
         Also save the model's weights at each checkpoint.
-    model_probes : sequence of callables
-        Further probes, each called as ``probe(model, step)`` and returning rows
-        ``{split, layer, metric, value, error}`` (local complexity, CSR, robustness,
-        partitions: see :mod:`layerscope.probes`).
+    model_probes : sequence of Probe
+        Further probes, each called as ``probe(model, step)`` (in eval mode) and
+        returning :class:`~layerscope.results.Row` s (local complexity, CSR,
+        robustness, partitions: see :mod:`layerscope.probes.registry`). A probe
+        that raises is skipped at that checkpoint with a :class:`ProbeWarning`.
     """
 
     def __init__(
@@ -63,7 +66,7 @@ class Tracker:
         batch_size: int = 256,
         device: str | torch.device | None = None,
         save_weights: bool = False,
-        model_probes: Sequence[Callable[[nn.Module, int], list[dict]]] = (),
+        model_probes: Sequence[Probe] = (),
     ) -> None:
         self.store = store
         self.probe_sets = dict(probe_sets)
@@ -77,7 +80,7 @@ class Tracker:
         self.save_weights = save_weights
         self.model_probes = list(model_probes)
         self._skipped: set[tuple[str, str]] = set()
-        self._input_rows: dict[str, pd.DataFrame] = {}  # the inputs' geometry does not change: once per split
+        self._input_rows: dict[str, list[Row]] = {}
 
     def _skip(self, layer: str, metric: str, reason: str) -> None:
         """Warn once per (layer, metric) in a run, not at every checkpoint."""
@@ -89,20 +92,20 @@ class Tracker:
         """Measure every probe set and write the checkpoint's rows (all at once) to the store.
 
         ``metrics`` such as ``train_acc`` or ``test_loss`` are stored as model-level
-        rows (layer ``""``) with the split taken from the name's prefix.
+        rows (layer ``""``) with the split taken from the name's prefix; a metric
+        given as ``(value, error)`` keeps its error.
         """
-        frames = []
+        rows: list[Row] = []
         for split, inputs in (self.probe_sets.items() if self.estimators else ()):
-            if split not in self._input_rows:
-                self._input_rows[split] = pd.DataFrame(
-                    estimate_layer(INPUT, inputs.flatten(1), self.estimators, self.estimator_params, self._skip),
-                    columns=["layer", "metric", "value", "error"],
-                )
-            geometry = measure_geometry(
+            if split not in self._input_rows:  # the inputs' geometry does not change: once per split
+                self._input_rows[split] = estimate_layer(INPUT, inputs.flatten(1), self.estimators, self.estimator_params, self._skip, split=split)
+            rows += self._input_rows[split]
+            rows += geometry_rows(
                 model,
                 inputs,
                 self.layers,
                 self.estimators,
+                split=split,
                 estimator_params=self.estimator_params,
                 on_skip=self._skip,
                 include_input=False,
@@ -110,30 +113,22 @@ class Tracker:
                 memory_budget=self.memory_budget,
                 device=self.device,
             )
-            frames.append(pd.concat([self._input_rows[split], geometry], ignore_index=True).assign(split=split))
         if self.model_probes:
             with eval_mode(model):
                 for probe in self.model_probes:
                     try:
-                        rows = probe(model, int(step))
+                        rows += probe(model, int(step))
                     except Exception as err:  # noqa: BLE001 - a probe that fails (a diverged model's NaN outputs) is skipped, not the run
                         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                        self._skip("", type(probe).__name__, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
-                        continue
-                    frames.append(pd.DataFrame(rows, columns=["split", "layer", "metric", "value", "error"]))
-        if metrics:
-            frames.append(
-                pd.DataFrame(
-                    [{"split": name.split("_")[0], "layer": "", "metric": name, "value": float(v), "error": None} for name, v in metrics.items()]
-                )
-            )
-        rows = pd.concat(frames, ignore_index=True).assign(run_id=self.run_id, step=int(step), epoch=float("nan") if epoch is None else float(epoch))
-        rows["error"] = rows["error"].astype(float)
-        rows = rows[COLUMNS]
-        self.store.write_checkpoint(int(step), rows)
+                        self._skip(MODEL_LEVEL, type(probe).__name__, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
+        for name, v in (metrics or {}).items():
+            value, error = v if isinstance(v, tuple) else (v, None)
+            rows.append(Row(name.split("_")[0], MODEL_LEVEL, name, value, error))
+        frame = to_frame(rows, run_id=self.run_id, step=int(step), epoch=epoch)
+        self.store.write_checkpoint(int(step), frame)
         if self.save_weights:
             self.store.save_weights(int(step), model)
-        return rows
+        return frame
 
     def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None:
         """The training-loop callback: same as :meth:`measure`."""

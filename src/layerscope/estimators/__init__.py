@@ -20,7 +20,7 @@ Scale analyses: :func:`twonn_scale` (ID against sample size) and
 :func:`gride_scale` (ID against neighbourhood size).
 """
 
-from ._base import Estimate, Estimator
+from ._base import Estimate, Estimator, NeighborEstimator, SpectralEstimator
 from .gride import GRIDE, gride, gride_scale
 from .mle import MLE, mle
 from .neighbors import DuplicatePointsWarning, Neighbors, nearest_neighbors
@@ -36,12 +36,14 @@ __all__ = [
     "ESTIMATORS",
     "GRIDE",
     "MLE",
+    "NeighborEstimator",
     "PCAID",
     "DuplicatePointsWarning",
     "Estimate",
     "Estimator",
     "Neighbors",
     "ParticipationRatio",
+    "SpectralEstimator",
     "PowerLaw",
     "TooFewPointsWarning",
     "TwoNN",

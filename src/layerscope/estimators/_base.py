@@ -1,11 +1,27 @@
-"""What every estimator shares: the result record and the fit contract."""
+"""What every estimator shares: the result record, the fit contract, and the two families.
+
+Estimators are scikit-learn estimators (:class:`sklearn.base.BaseEstimator`:
+``get_params``, ``set_params``, ``clone``, ``repr``). Parameters are checked by
+:meth:`Estimator.check_params` (at the start of ``fit``, and by layerscope's config
+when it is loaded). Two families share their fit's opening:
+
+- :class:`NeighborEstimator` (TwoNN, MLE, GRIDE): an exact neighbour search after
+  dropping duplicates (``duplicate_tol``), on ``device``;
+- :class:`SpectralEstimator` (PC-ID, participation ratio, power law): the
+  covariance spectrum, then :meth:`~SpectralEstimator.fit_spectrum`, so that one
+  eigendecomposition can serve all three.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ._validation import Array
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+from ._validation import Array, as_tensor, check_device, check_points
 
 
 @dataclass(frozen=True)
@@ -37,20 +53,78 @@ class Estimate:
     n_points: int
 
 
-class Estimator:
+class Estimator(BaseEstimator):
     """Base of layerscope's estimators (scikit-learn's contract).
 
     Configure in ``__init__``, call :meth:`fit` on an array of shape
     (n_points, n_features); results land in attributes ending in ``_`` and, as one
     record, in :attr:`estimate_`.
+
+    Class attributes
+    ----------------
+    name : str
+        The metric name.
+    meaning, error_meaning : str
+        What the number and its error are (for the results table's metric registry).
+    is_dimension : bool
+        Whether the number is an intrinsic dimension (all but the power-law exponent).
     """
 
     name: ClassVar[str]
+    meaning: ClassVar[str]
+    error_meaning: ClassVar[str] = "none"
+    is_dimension: ClassVar[bool] = True
     estimate_: Estimate
+
+    def check_params(self) -> None:
+        """Raise a ValueError naming the first parameter out of its range (nothing to check here)."""
 
     def fit(self, X: Array, y: None = None) -> Estimator:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
-        return f"{type(self).__name__}({params})"
+
+class NeighborEstimator(Estimator):
+    """An estimator read off the nearest-neighbour distances (TwoNN, MLE, GRIDE).
+
+    Subclasses hold ``duplicate_tol`` and ``device`` parameters and call
+    :meth:`_neighbors` to open their fit.
+    """
+
+    duplicate_tol: float | None
+    device: str | None
+
+    def check_params(self) -> None:
+        if self.duplicate_tol is not None and not (isinstance(self.duplicate_tol, (int, float)) and self.duplicate_tol >= 0):
+            raise ValueError(f"duplicate_tol must be None or a number >= 0, got {self.duplicate_tol!r}")
+        check_device(self.device)
+
+    def _neighbors(self, X: Array, k: int, *, min_points: int) -> tuple[torch.Tensor, object, np.ndarray]:
+        """Checked points, their k nearest distinct neighbours and the kept rows; sets ``n_duplicates_``."""
+        from .neighbors import distinct_neighbors  # neighbors imports this module
+
+        points = as_tensor(check_points(X, min_points=min_points))
+        self.n_features_in_ = int(points.shape[1])
+        nb, kept, self.n_duplicates_ = distinct_neighbors(points, k, duplicate_tol=self.duplicate_tol, device=self.device)
+        return points, nb, kept
+
+
+class SpectralEstimator(Estimator):
+    """An estimator read off the covariance spectrum (PC-ID, participation ratio, power law)."""
+
+    @property
+    def standardized(self) -> bool:
+        """Whether it reads the spectrum of the standardised features (a correlation spectrum)."""
+        return False
+
+    def fit(self, X: Array, y: None = None) -> SpectralEstimator:
+        """Fit the covariance spectrum of ``X``, shape (n_points, n_features)."""
+        from .spectrum import covariance_spectrum  # spectrum imports this module
+
+        self.check_params()
+        X = check_points(X, min_points=2)
+        self.n_features_in_ = int(X.shape[1])
+        eig, self.n_constant_features_ = covariance_spectrum(X, standardize=self.standardized)
+        return self.fit_spectrum(eig, n_points=int(X.shape[0]))
+
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> SpectralEstimator:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import torch
 
 Array = Any  # numpy array, torch tensor, or anything np.asarray takes
@@ -37,10 +38,12 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
         If the array is not 2-D, is empty, is complex, holds NaN or inf, has fewer
         than `min_points` rows, or all its rows are identical.
     """
+    if scipy.sparse.issparse(X):
+        raise TypeError(f"{what} is a sparse matrix; sparse input is not supported (distances and spectra need dense rows): pass {what}.toarray()")
     if isinstance(X, torch.Tensor):
         X = X.detach()
         if X.is_complex():
-            raise ValueError(f"{what} is complex ({X.dtype}); the estimators take real data: pass X.real, X.abs() or both as features")
+            raise ValueError(f"{what} is complex ({X.dtype}): Complex data not supported; pass X.real, X.abs() or both as features")
         if not X.is_floating_point():
             X = X.to(torch.float64)
         elif X.dtype in (torch.float16, torch.bfloat16):
@@ -50,9 +53,14 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
             X = np.asarray(X)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{what} could not be read as a numeric array: {err}") from None
+        if X.dtype == object:  # numbers held as objects convert; anything else is an error
+            try:
+                X = X.astype(np.float64)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"{what} must be numeric: {err}") from None
         if np.issubdtype(X.dtype, np.complexfloating):
-            raise ValueError(f"{what} is complex ({X.dtype}); the estimators take real data: pass X.real, np.abs(X) or both as features")
-        if X.dtype == object or (not np.issubdtype(X.dtype, np.number) and X.dtype != bool):
+            raise ValueError(f"{what} is complex ({X.dtype}): Complex data not supported; pass X.real, np.abs(X) or both as features")
+        if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
             raise ValueError(f"{what} must be numeric, got dtype {X.dtype}")
         if not np.issubdtype(X.dtype, np.floating):
             X = X.astype(np.float64)
@@ -65,7 +73,7 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
         )
     n, d = X.shape
     if n == 0 or d == 0:
-        raise ValueError(f"{what} is empty: shape {tuple(X.shape)}")
+        raise ValueError(f"{what} is empty: {d} feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
     # Row sums are finite unless a row holds NaN or inf (or overflows): an O(n) test
     # first, the element-wise one only for the rows it flags.
     row_sums = X.sum(1)
@@ -83,7 +91,7 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
                 f"(first at row {int(bad_rows[0])}); remove or impute them first"
             )
     if n < min_points:
-        raise ValueError(f"{what} has {n} points; this method needs at least {min_points}")
+        raise ValueError(f"{what} has {n} points (n_samples = {n}); this method needs at least {min_points}")
     if bool((X.max(0)[0] == X.min(0)[0]).all() if isinstance(X, torch.Tensor) else (X.max(0) == X.min(0)).all()):
         raise ValueError(f"all {n} points of {what} are identical: the dimension is undefined")
     return X

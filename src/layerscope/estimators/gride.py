@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from ._base import Estimate, Estimator
+from ._base import Estimate, NeighborEstimator
 from ._validation import Array, as_tensor, check_int, check_points
 from .neighbors import distinct_neighbors
 
@@ -53,7 +53,7 @@ def _ratios(distances: np.ndarray, n1: int, n2: int) -> np.ndarray:
     return mu[mu > 1]  # mu = 1 (tied distances) has zero likelihood when n2 > n1 + 1
 
 
-class GRIDE(Estimator):
+class GRIDE(NeighborEstimator):
     """Intrinsic dimension by GRIDE at one scale.
 
     Parameters
@@ -80,6 +80,8 @@ class GRIDE(Estimator):
     """
 
     name = "gride"
+    meaning = "GRIDE intrinsic dimension at neighbour ranks (n1, n2) (Denti et al.)"
+    error_meaning = "from the observed Fisher information"
 
     def __init__(self, n1: int = 1, n2: int = 2, duplicate_tol: float | None = None, device: str | None = None) -> None:
         self.n1 = n1
@@ -87,12 +89,15 @@ class GRIDE(Estimator):
         self.duplicate_tol = duplicate_tol
         self.device = device
 
+    def check_params(self) -> None:
+        super().check_params()
+        check_int(self.n2, "n2", minimum=check_int(self.n1, "n1", minimum=1) + 1)
+
     def fit(self, X: Array, y: None = None) -> GRIDE:
         """Estimate the intrinsic dimension of ``X``, shape (n_points, n_features)."""
-        n1 = check_int(self.n1, "n1", minimum=1)
-        n2 = check_int(self.n2, "n2", minimum=n1 + 1)
-        X = check_points(X, min_points=n2 + 1)
-        nb, _, self.n_duplicates_ = distinct_neighbors(as_tensor(X), n2, duplicate_tol=self.duplicate_tol, device=self.device)
+        self.check_params()
+        n1, n2 = self.n1, self.n2
+        _, nb, _ = self._neighbors(X, n2, min_points=n2 + 1)
         mu = _ratios(nb.distances, n1, n2)
         self.dimension_, self.dimension_err_ = gride_from_ratios(mu, n1, n2)
         self.scale_ = float(nb.distances[:, n2 - 1].mean())

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Estimate, Estimator
-from ._validation import Array, as_tensor, check_int, check_points
-from .neighbors import distinct_neighbors
+from ._base import Estimate, NeighborEstimator
+from ._validation import Array, check_int
 
 
 def mle_from_distances(distances: np.ndarray, k1: int, k2: int) -> tuple[float, float]:
@@ -44,7 +43,7 @@ def mle_from_distances(distances: np.ndarray, k1: int, k2: int) -> tuple[float, 
     return dimension, float(err)
 
 
-class MLE(Estimator):
+class MLE(NeighborEstimator):
     """Intrinsic dimension by Levina and Bickel's maximum likelihood.
 
     Parameters
@@ -65,6 +64,8 @@ class MLE(Estimator):
     """
 
     name = "mle"
+    meaning = "Levina-Bickel maximum-likelihood intrinsic dimension (MacKay-Ghahramani average)"
+    error_meaning = "delta-method standard error over points"
 
     def __init__(self, k1: int = 10, k2: int = 20, duplicate_tol: float | None = None, device: str | None = None) -> None:
         self.k1 = k1
@@ -72,13 +73,15 @@ class MLE(Estimator):
         self.duplicate_tol = duplicate_tol
         self.device = device
 
+    def check_params(self) -> None:
+        super().check_params()
+        check_int(self.k2, "k2", minimum=check_int(self.k1, "k1", minimum=2))
+
     def fit(self, X: Array, y: None = None) -> MLE:
         """Estimate the intrinsic dimension of ``X``, shape (n_points, n_features)."""
-        k1 = check_int(self.k1, "k1", minimum=2)
-        k2 = check_int(self.k2, "k2", minimum=k1)
-        X = check_points(X, min_points=k2 + 1)
-        nb, _, self.n_duplicates_ = distinct_neighbors(as_tensor(X), k2, duplicate_tol=self.duplicate_tol, device=self.device)
-        self.dimension_, self.dimension_err_ = mle_from_distances(nb.distances, k1, k2)
+        self.check_params()
+        _, nb, _ = self._neighbors(X, self.k2, min_points=self.k2 + 1)
+        self.dimension_, self.dimension_err_ = mle_from_distances(nb.distances, self.k1, self.k2)
         self.estimate_ = Estimate(self.name, self.dimension_, self.dimension_err_, None, len(nb.distances))
         return self
 

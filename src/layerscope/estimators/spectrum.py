@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ._base import Estimate, Estimator
+from ._base import Estimate, SpectralEstimator
 from ._fits import weighted_line
 from ._validation import Array, as_tensor, check_fraction, check_int, check_points, unit_factor
 
@@ -85,7 +85,7 @@ def _check_spectrum(eigenvalues: Array) -> np.ndarray:
     return eig
 
 
-class PCAID(Estimator):
+class PCAID(SpectralEstimator):
     """PC-ID: the number of principal components that explain a fraction of the variance.
 
     Ansuini et al.'s code returns the 0-based index of that component (one less than
@@ -108,20 +108,26 @@ class PCAID(Estimator):
     """
 
     name = "pc_id"
+    meaning = "principal components for 90% of the variance (a count)"
 
     def __init__(self, variance: float = 0.9, standardize: bool = True) -> None:
         self.variance = variance
         self.standardize = standardize
 
-    def fit(self, X: Array, y: None = None) -> PCAID:
-        """Count the components of ``X``, shape (n_points, n_features)."""
-        eig, self.n_constant_features_ = covariance_spectrum(X, standardize=self.standardize)
-        return self.fit_spectrum(eig, n_points=int(np.shape(X)[0]))
+    @property
+    def standardized(self) -> bool:
+        return bool(self.standardize)
+
+    def check_params(self) -> None:
+        check_fraction(self.variance, "variance")
+        if not isinstance(self.standardize, bool):
+            raise ValueError(f"standardize must be True or False, got {self.standardize!r}")
 
     def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> PCAID:
         """Count components from given covariance eigenvalues (of standardised data if
         ``standardize``); ``n_points`` is recorded in ``estimate_``."""
-        variance = check_fraction(self.variance, "variance")
+        self.check_params()
+        variance = float(self.variance)
         eig = _check_spectrum(eigenvalues)
         self.explained_variance_ratio_ = eig / eig.sum()
         cumulative = np.cumsum(self.explained_variance_ratio_)
@@ -131,7 +137,7 @@ class PCAID(Estimator):
         return self
 
 
-class ParticipationRatio(Estimator):
+class ParticipationRatio(SpectralEstimator):
     """Participation ratio ``(sum lambda)^2 / sum lambda^2`` of the covariance eigenvalues.
 
     Attributes
@@ -141,11 +147,7 @@ class ParticipationRatio(Estimator):
     """
 
     name = "participation_ratio"
-
-    def fit(self, X: Array, y: None = None) -> ParticipationRatio:
-        """Compute the ratio for ``X``, shape (n_points, n_features)."""
-        eig, _ = covariance_spectrum(X)
-        return self.fit_spectrum(eig, n_points=int(np.shape(X)[0]))
+    meaning = "participation ratio of the covariance spectrum, (sum lambda)^2 / sum lambda^2"
 
     def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> ParticipationRatio:
         """The ratio of given covariance eigenvalues; ``n_points`` is recorded in ``estimate_``."""
@@ -155,7 +157,7 @@ class ParticipationRatio(Estimator):
         return self
 
 
-class PowerLaw(Estimator):
+class PowerLaw(SpectralEstimator):
     """Exponent alpha of a power-law covariance spectrum, ``lambda_n ~ n^-alpha``.
 
     The slope of ``log lambda_n`` against ``-log n`` for n in ``[n_min, n_max]``, by
@@ -185,15 +187,16 @@ class PowerLaw(Estimator):
     """
 
     name = "alpha"
+    meaning = "power-law exponent of the covariance spectrum, lambda_n ~ n^-alpha"
+    error_meaning = "standard error of the weighted log-log slope"
+    is_dimension = False
 
     def __init__(self, n_min: int = 10, n_max: int = 500) -> None:
         self.n_min = n_min
         self.n_max = n_max
 
-    def fit(self, X: Array, y: None = None) -> PowerLaw:
-        """Fit the spectrum of ``X``, shape (n_points, n_features)."""
-        eig, _ = covariance_spectrum(X)
-        return self.fit_spectrum(eig, n_points=int(np.shape(X)[0]))
+    def check_params(self) -> None:
+        check_int(self.n_max, "n_max", minimum=check_int(self.n_min, "n_min", minimum=1) + 2)
 
     def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> PowerLaw:
         """Fit a given spectrum.
@@ -205,8 +208,8 @@ class PowerLaw(Estimator):
         n_points : int
             Recorded in ``estimate_`` (0 when unknown).
         """
-        n_min = check_int(self.n_min, "n_min", minimum=1)
-        n_max = check_int(self.n_max, "n_max", minimum=n_min + 2)
+        self.check_params()
+        n_min, n_max = int(self.n_min), int(self.n_max)
         eig = _check_spectrum(eigenvalues)
         self.spectrum_ = eig
         positive = int(np.sum(eig > eig[0] * len(eig) * np.finfo(np.float64).eps))

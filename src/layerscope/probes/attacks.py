@@ -8,9 +8,15 @@ not to one scalar range as the reference code does.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
+
+from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
@@ -143,11 +149,11 @@ def robust_accuracy(
 
 
 class RobustnessProbe:
-    """Robust accuracy at a checkpoint on fixed labelled inputs, as store rows (metric ``robust_acc``, layer ``""``)."""
+    """Robust accuracy at a checkpoint on fixed labelled inputs, as rows (metric ``robust_acc``, layer ``""``)."""
 
     def __init__(
         self,
-        labelled_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        inputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
         *,
         eps: float,
         attack: str = "pgd",
@@ -157,11 +163,36 @@ class RobustnessProbe:
         seed: int = 0,
         device: str | None = None,
     ) -> None:
-        self.labelled_sets = labelled_sets
+        self.inputs = inputs
         self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device}
 
-    def __call__(self, model: nn.Module, step: int) -> list[dict]:
-        return [
-            {"split": split, "layer": "", "metric": "robust_acc", "value": robust_accuracy(model, x, y, **self.params), "error": None}
-            for split, (x, y) in self.labelled_sets.items()
-        ]
+    def __call__(self, model: nn.Module, step: int) -> list[Row]:
+        return [Row(split, MODEL_LEVEL, "robust_acc", robust_accuracy(model, x, y, **self.params)) for split, (x, y) in self.inputs.items()]
+
+
+class PGDSettings(ProbeSettings):
+    """Robust accuracy under an L-infinity attack of radius eps (input units)."""
+
+    eps: float = Field(0.1, ge=0)
+    steps: int = Field(10, ge=1)
+    attack: Literal["pgd", "fgsm"] = "pgd"
+    n_points: int = Field(500, ge=1)
+    splits: list[Literal["train", "test"]] = ["test"]
+
+
+def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
+    inputs = {split: run.inputs(split, settings.n_points) for split in settings.splits}
+    lower, upper = run.bounds
+    return RobustnessProbe(inputs, eps=settings.eps, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper, seed=run.seed, device=run.device)
+
+
+SPEC = ProbeSpec(
+    name="pgd",
+    settings=PGDSettings,
+    build=_build,
+    metrics=(Metric("robust_acc", "accuracy under the PGD or FGSM attack of radius eps (layer \"\")"),),
+    figures=(
+        FigureSpec("over_training", "robust_acc.png", "Robust accuracy over training", ("robust_acc",)),
+        FigureSpec("alpha_vs_robustness", "alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", ("alpha", "robust_acc")),
+    ),
+)

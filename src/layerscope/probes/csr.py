@@ -11,8 +11,14 @@ of inputs that flip. Unlike the reference code, the model is in eval mode
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
+
+from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
@@ -90,14 +96,36 @@ def critical_sample_ratio(
 
 
 class CSRProbe:
-    """CSR at a checkpoint on fixed inputs, as store rows (metric ``csr``, layer ``""``)."""
+    """CSR at a checkpoint on fixed inputs, as rows (metric ``csr``, layer ``""``)."""
 
-    def __init__(self, point_sets: dict[str, torch.Tensor], *, radius: float, step: float, noise: float, steps: int = 10, seed: int = 0, device: str | None = None) -> None:
-        self.point_sets = point_sets
-        self.params = {"radius": radius, "step": step, "noise": noise, "steps": steps, "seed": seed, "device": device}
+    def __init__(self, inputs: dict[str, torch.Tensor], *, radius: float, step_size: float, noise: float, steps: int = 10, seed: int = 0, device: str | None = None) -> None:
+        self.inputs = inputs
+        self.params = {"radius": radius, "step": step_size, "noise": noise, "steps": steps, "seed": seed, "device": device}
 
-    def __call__(self, model: nn.Module, step: int) -> list[dict]:
-        return [
-            {"split": split, "layer": "", "metric": "csr", "value": critical_sample_ratio(model, x, **self.params), "error": None}
-            for split, x in self.point_sets.items()
-        ]
+    def __call__(self, model: nn.Module, step: int) -> list[Row]:
+        return [Row(split, MODEL_LEVEL, "csr", critical_sample_ratio(model, x, **self.params)) for split, x in self.inputs.items()]
+
+
+class CSRSettings(ProbeSettings):
+    """Critical sample ratio (Arpit et al., parameters of Tan et al.), in input units."""
+
+    radius: float = Field(0.3 / 255, ge=0)
+    step: float = Field(0.25 / 255, ge=0, description="step size a of the Langevin search")
+    noise: float = Field(0.2 / 255, ge=0)
+    steps: int = Field(10, ge=1)
+    n_points: int = Field(500, ge=1)
+    splits: list[Literal["train", "test"]] = ["test"]
+
+
+def _build(settings: CSRSettings, run: ProbeContext) -> CSRProbe:
+    inputs = {split: run.inputs(split, settings.n_points)[0] for split in settings.splits}
+    return CSRProbe(inputs, radius=settings.radius, step_size=settings.step, noise=settings.noise, steps=settings.steps, seed=run.seed, device=run.device)
+
+
+SPEC = ProbeSpec(
+    name="csr",
+    settings=CSRSettings,
+    build=_build,
+    metrics=(Metric("csr", "critical sample ratio: fraction of inputs whose prediction flips within the box (layer \"\")"),),
+    figures=(FigureSpec("over_training", "csr.png", "Critical sample ratio over training", ("csr",)),),
+)

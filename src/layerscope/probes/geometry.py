@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..estimators import ESTIMATORS, covariance_spectrum
+from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, covariance_spectrum
+from ..results import Row, register_metric
 from .capture import OUTPUT, capture, eval_mode
 
 #: Estimators run by default on every layer.
@@ -19,6 +20,10 @@ DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
 DEFAULT_LAYERS = ("ReLU", "LeakyReLU", "GELU", "Tanh", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", OUTPUT)
 #: Name of the row for the inputs themselves.
 INPUT = "input"
+
+
+for _name, _cls in ESTIMATORS.items():  # the estimators' numbers are metrics of the results table
+    register_metric(_name, _cls.meaning + " (per layer)", _cls.error_meaning)
 
 
 class ProbeWarning(UserWarning):
@@ -48,8 +53,10 @@ def estimate_layer(
     estimators: Sequence[str],
     params: dict[str, dict] | None = None,
     on_skip: Callable[[str, str, str], None] = _warn,
-) -> list[dict]:
-    """Rows ``{layer, metric, value, error}`` for one layer's activations, shape (n_inputs, n_features).
+    *,
+    split: str = "",
+) -> list[Row]:
+    """Rows for one layer's activations, shape (n_inputs, n_features): its width (``n_features``) and each estimate.
 
     An estimator that refuses the data (all activations identical, as for a dead
     layer; a spectrum too short for the power-law fit) or fails on it (a diverged
@@ -57,7 +64,7 @@ def estimate_layer(
     called instead (default: a :class:`ProbeWarning`). Activations that are not
     all finite are skipped for every estimator.
     """
-    rows = [{"layer": name, "metric": "n_features", "value": float(X.shape[1]), "error": None}]
+    rows = [Row(split, name, "n_features", float(X.shape[1]))]
     if estimators and not bool(torch.isfinite(X).all()):
         for metric in estimators:
             on_skip(name, metric, "its activations hold NaN or inf (has the model diverged?)")
@@ -66,18 +73,17 @@ def estimate_layer(
     for metric in estimators:
         try:
             est = ESTIMATORS[metric](**(params or {}).get(metric, {}))
-            if hasattr(est, "fit_spectrum"):
-                standardize = bool(getattr(est, "standardize", False))
-                if standardize not in spectra:
-                    spectra[standardize] = covariance_spectrum(X, standardize=standardize)[0]
-                result = est.fit_spectrum(spectra[standardize], n_points=len(X)).estimate_
+            if isinstance(est, SpectralEstimator):
+                if est.standardized not in spectra:
+                    spectra[est.standardized] = covariance_spectrum(X, standardize=est.standardized)[0]
+                result = est.fit_spectrum(spectra[est.standardized], n_points=len(X)).estimate_
             else:
                 result = est.fit(X).estimate_
         except Exception as err:  # noqa: BLE001 - one layer's failure must not end a run (the reason is reported)
             reason = str(err).splitlines()[0] if str(err) else ""
             on_skip(name, metric, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
             continue
-        rows.append({"layer": name, "metric": metric, "value": result.value, "error": result.error})
+        rows.append(Row(split, name, metric, result.value, result.error))
     return rows
 
 
@@ -89,14 +95,41 @@ def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> 
     distance blocks of the candidate search (up to 1024 rows x n, twice for the
     top-k temporaries) and the candidate lists.
     """
-    spectral = any(hasattr(ESTIMATORS[e], "fit_spectrum") for e in estimators)
-    neighbours = any(not hasattr(ESTIMATORS[e], "fit_spectrum") for e in estimators)
+    spectral = any(issubclass(ESTIMATORS[e], SpectralEstimator) for e in estimators)
+    neighbours = any(issubclass(ESTIMATORS[e], NeighborEstimator) for e in estimators)
     need = 0
     if spectral:
         need = max(need, n * d * itemsize + 2 * min(n, d) ** 2 * itemsize)
     if neighbours:
         need = max(need, n * d * 4 + 2 * min(n, 1024) * n * 4 + n * 64 * 12)
     return need
+
+
+def geometry_rows(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str] | None = None,
+    estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+    *,
+    split: str = "",
+    estimator_params: dict[str, dict] | None = None,
+    include_input: bool = True,
+    on_skip: Callable[[str, str, str], None] = _warn,
+    batch_size: int = 256,
+    memory_budget: int = 2**30,
+    device: str | torch.device | None = None,
+) -> list[Row]:
+    """:func:`measure_geometry` as results rows of ``split``."""
+    estimators = check_estimators(estimators)
+    layers = default_layers(model) if layers is None else layers
+    rows: list[Row] = []
+    if include_input:
+        rows += estimate_layer(INPUT, inputs.flatten(1), estimators, estimator_params, on_skip, split=split)
+    with eval_mode(model):
+        reserve = lambda n, d, itemsize: working_memory(estimators, n, d, itemsize)  # noqa: E731
+        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device, working_memory=reserve):
+            rows += estimate_layer(name, acts, estimators, estimator_params, on_skip, split=split)
+    return rows
 
 
 def measure_geometry(
@@ -129,19 +162,15 @@ def measure_geometry(
         Parameters per estimator name, e.g. ``{"twonn": {"n_subsamples": 0}}``.
     on_skip : callable
         Called as ``on_skip(layer, metric, reason)`` when an estimator refuses a layer.
+    batch_size, memory_budget, device
+        As for :func:`~layerscope.probes.capture.capture`; the budget also covers the
+        estimators' working memory on one layer (:func:`working_memory`).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``layer, metric, value, error``; layers in model order, ``"input"`` first.
     """
-    estimators = check_estimators(estimators)
-    layers = default_layers(model) if layers is None else layers
-    rows: list[dict] = []
-    if include_input:
-        rows += estimate_layer(INPUT, inputs.flatten(1), estimators, estimator_params, on_skip)
-    with eval_mode(model):
-        reserve = lambda n, d, itemsize: working_memory(estimators, n, d, itemsize)  # noqa: E731
-        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device, working_memory=reserve):
-            rows += estimate_layer(name, acts, estimators, estimator_params, on_skip)
-    return pd.DataFrame(rows, columns=["layer", "metric", "value", "error"])
+    rows = geometry_rows(model, inputs, layers, estimators, estimator_params=estimator_params, include_input=include_input,
+                         on_skip=on_skip, batch_size=batch_size, memory_budget=memory_budget, device=device)
+    return pd.DataFrame([(r.layer, r.metric, r.value, r.error) for r in rows], columns=["layer", "metric", "value", "error"])

@@ -23,10 +23,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from typing import Literal
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
+
+from ..results import FigureSpec, Metric, Row
+from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 from .capture import check_finite_outputs, eval_mode, model_device, model_dtype
 
@@ -183,16 +189,45 @@ def bounding_box_points(data: torch.Tensor, n_points: int, *, seed: int = 0) -> 
 
 
 class LocalComplexityProbe:
-    """LC at a checkpoint on fixed point sets, as store rows (metrics ``lc``, ``lc_norm``; layer ``""`` is the sum)."""
+    """LC at a checkpoint on fixed point sets, as rows (metrics ``lc``, ``lc_norm``; layer ``""`` is the sum)."""
 
-    def __init__(self, point_sets: dict[str, torch.Tensor], *, radius: float, n_directions: int = 20, seed: int = 0, device: str | None = None) -> None:
-        self.point_sets, self.radius, self.n_directions, self.seed, self.device = point_sets, radius, n_directions, seed, device
+    def __init__(self, inputs: dict[str, torch.Tensor], *, radius: float, n_directions: int = 20, seed: int = 0, device: str | None = None) -> None:
+        self.inputs, self.radius, self.n_directions, self.seed, self.device = inputs, radius, n_directions, seed, device
 
-    def __call__(self, model: nn.Module, step: int) -> list[dict]:
+    def __call__(self, model: nn.Module, step: int) -> list[Row]:
         rows = []
-        for split, points in self.point_sets.items():
+        for split, points in self.inputs.items():
             table = local_complexity(model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device)
             for r in table.itertuples():
-                rows.append({"split": split, "layer": r.layer, "metric": "lc", "value": r.lc, "error": None})
-                rows.append({"split": split, "layer": r.layer, "metric": "lc_norm", "value": r.lc_norm, "error": None})
+                rows.append(Row(split, r.layer, "lc", r.lc))
+                rows.append(Row(split, r.layer, "lc_norm", r.lc_norm))
         return rows
+
+
+class LCSettings(ProbeSettings):
+    """Local complexity (Humayun et al.): cross-polytopes of ``n_directions`` random directions, radius in input units."""
+
+    radius: float = Field(0.5, gt=0)
+    n_directions: int = Field(20, ge=1)
+    n_points: int = Field(256, ge=1, description="points per split")
+    splits: list[Literal["train", "test", "random"]] = ["train", "test", "random"]
+
+
+def _build(settings: LCSettings, run: ProbeContext) -> LocalComplexityProbe:
+    inputs = {
+        split: bounding_box_points(run.train_inputs, settings.n_points, seed=run.seed) if split == "random" else run.inputs(split, settings.n_points)[0]
+        for split in settings.splits
+    }
+    return LocalComplexityProbe(inputs, radius=settings.radius, n_directions=settings.n_directions, seed=run.seed, device=run.device)
+
+
+SPEC = ProbeSpec(
+    name="lc",
+    settings=LCSettings,
+    build=_build,
+    metrics=(
+        Metric("lc", "local complexity: neurons whose linear piece changes within the cross-polytope, mean over points, per layer (layer \"\": summed)"),
+        Metric("lc_norm", "lc divided by the layer's neurons"),
+    ),
+    figures=(FigureSpec("local_complexity", "local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)", ("lc",)),),
+)

@@ -34,7 +34,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
+
+from ..data.datasets import first_of_each_class
+from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 from .capture import NonFiniteOutputError, model_device
 from .local_complexity import nonlinear_layers
@@ -355,7 +360,7 @@ class PartitionProbe:
         self.steps = None if steps is None else set(steps)  # checkpoints to draw (None: all)
         self.window: tuple[float, float, float, float] | None = None  # fixed at the first drawing
 
-    def __call__(self, model: nn.Module, step: int) -> list[dict]:
+    def __call__(self, model: nn.Module, step: int) -> list[Row]:
         import matplotlib.pyplot as plt
 
         if self.steps is not None and step not in self.steps:
@@ -372,4 +377,30 @@ class PartitionProbe:
         fig.tight_layout()
         fig.savefig(self.folder / f"step-{step:09d}.png", dpi=100)
         plt.close(fig)
-        return [{"split": "plane", "layer": "", "metric": "linear_regions", "value": float(len(part.regions)), "error": None}]
+        return [Row("plane", MODEL_LEVEL, "linear_regions", float(len(part.regions)))]
+
+
+class PartitionSettings(ProbeSettings):
+    """Pictures of the linear regions on the plane through three test inputs (indices; default: the first three of different classes)."""
+
+    points: list[int] | None = Field(None, min_length=3, max_length=3)
+    pictures: int | None = Field(4, ge=2, description="checkpoints drawn, spread in log step (None: every checkpoint); each can take minutes for wide nets")
+
+
+def _build(settings: PartitionSettings, run: ProbeContext) -> PartitionProbe:
+    indices = settings.points if settings.points is not None else first_of_each_class(run.test_labels)
+    x, y = run.test_examples(indices)
+    drawn = None
+    if settings.pictures is not None:
+        every = run.checkpoints
+        drawn = [every[round(i)] for i in np.linspace(0, len(every) - 1, min(settings.pictures, len(every)))]
+    return PartitionProbe(x, run.run_dir / "partition", labels=y.tolist(), steps=drawn)
+
+
+SPEC = ProbeSpec(
+    name="partition",
+    settings=PartitionSettings,
+    build=_build,
+    metrics=(Metric("linear_regions", "regions of the exact partition of the probe plane (split \"plane\")"),),
+    figures=(FigureSpec("pictures", "", "Linear regions on a plane through three test inputs, over training", ("linear_regions",), folder="partition"),),
+)

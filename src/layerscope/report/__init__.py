@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..probes import registry as _registry  # noqa: E402, F401 - registers the built-in probes' figures
+from ..results import FIGURES  # noqa: E402
 from ..store import RunStore  # noqa: E402
 from .phases import PHASES_SCHEMA, phase_rows  # noqa: E402
 
@@ -198,6 +200,14 @@ def figure_alpha_vs_robustness(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+#: How each kind of :class:`~layerscope.results.FigureSpec` is drawn: ``draw(results, spec, phases)``.
+_DRAW = {
+    "over_training": lambda results, spec, phases: figure_model_metrics(results, list(spec.metrics), {}),
+    "local_complexity": lambda results, spec, phases: figure_local_complexity(results, phases),
+    "alpha_vs_robustness": lambda results, spec, phases: figure_alpha_vs_robustness(results),
+}
+
+
 def _phase_table(phases: pd.DataFrame) -> str:
     if phases.empty:
         return "<p>No curve had enough checkpoints, or a fit of the papers' patterns.</p>"
@@ -236,24 +246,25 @@ def make_report(run_dir: str | Path) -> Path:
         figures.append(("alpha_over_training.png", "Power-law exponent of the spectrum over training", figure_over_training(results, "alpha", "alpha (spectrum power law)")))
     if metrics & {"train_acc", "test_acc"}:
         figures.append(("accuracy.png", "Accuracy and loss", figure_accuracy(results)))
-    if "lc" in metrics:
-        figures.append(("local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)", figure_local_complexity(results, phases)))
-    model_metrics = [m for m in ("csr", "robust_acc") if m in metrics]
-    if model_metrics:
-        labels = {"csr": "critical sample ratio", "robust_acc": "robust accuracy"}
-        figures.append(("csr_robustness.png", "Critical sample ratio and robust accuracy", figure_model_metrics(results, model_metrics, labels)))
-    if {"alpha", "robust_acc"} <= metrics:
-        figures.append(("alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", figure_alpha_vs_robustness(results)))
+    pictures = []
+    for spec in FIGURES:  # the figures that registered probes declare for their metrics
+        if not set(spec.metrics) <= metrics:
+            continue
+        if spec.kind == "pictures":
+            pictures.append(spec)
+        else:
+            figures.append((spec.filename, spec.title, _DRAW[spec.kind](results, spec, phases)))
     body = []
     for filename, title, fig in figures:
         fig.savefig(out / filename, dpi=120)
         plt.close(fig)
         body.append(f"<h2>{html.escape(title)}</h2>\n<img src='{filename}' alt='{html.escape(title)}'>")
-    pictures = sorted((out / "partition").glob("step-*.png"))
-    if pictures:
-        chosen = [pictures[i] for i in sorted({round(i) for i in np.linspace(0, len(pictures) - 1, min(6, len(pictures)))})]
-        tiles = "".join(f"<img src='partition/{p.name}' style='width:32%'>" for p in chosen)
-        body.append(f"<h2>Linear regions on a plane through three test inputs, over training</h2>\n<div>{tiles}</div>")
+    for spec in pictures:
+        files = sorted((out / spec.folder).glob("step-*.png"))
+        if files:
+            chosen = [files[i] for i in sorted({round(i) for i in np.linspace(0, len(files) - 1, min(6, len(files)))})]
+            tiles = "".join(f"<img src='{spec.folder}/{f.name}' style='width:32%'>" for f in chosen)
+            body.append(f"<h2>{html.escape(spec.title)}</h2>\n<div>{tiles}</div>")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>layerscope: {html.escape(str(info['run_id']))}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}} img{{max-width:100%}}

@@ -9,26 +9,10 @@ Layout of a run folder::
     RUN/derived/phases.parquet        tables computed from the results (detected phases), own columns
     RUN/.lock                         held by the process that writes the run (pid and host inside)
 
-The results table has the columns :data:`COLUMNS`; one row per (step, split,
-layer, metric). Model-level metrics (accuracy, loss) have ``layer == ""``. Metric
-names are stable:
-
-==========================  =====================================================
-metric                      meaning
-==========================  =====================================================
-``twonn``                   TwoNN intrinsic dimension (error: subsample std)
-``mle``, ``gride``          other ID estimators
-``pc_id``                   PCs for 90% of the variance (a count)
-``participation_ratio``     participation ratio of the covariance spectrum
-``alpha``                   power-law exponent of the covariance spectrum
-``n_features``              width of the layer (features per input)
-``train_acc``, ``test_acc``  accuracy on the training / test set
-``train_loss``, ``test_loss``  loss on the training / test set
-``lc``, ``lc_norm``         local complexity per layer (layer ``""``: summed)
-``csr``                     critical sample ratio
-``robust_acc``              accuracy under the PGD or FGSM attack
-``linear_regions``          regions of the exact partition of the probe plane
-==========================  =====================================================
+The results table has the columns of :data:`layerscope.results.SCHEMA`; one row
+per (step, split, layer, metric). Model-level metrics (accuracy, loss) have layer
+``""``. The metrics and their meaning are registered in
+:data:`layerscope.results.METRICS` (``layerscope metrics`` prints them).
 
 Each checkpoint's rows are written to a temporary file, flushed to disk and
 renamed into place (:func:`atomic_write`), so a killed run (or a power cut) keeps
@@ -55,22 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-#: The results table's columns, in order, and their types. Every checkpoint file is
-#: written with this schema and read back to it, so that no file (or pandas version)
-#: can change a column's type.
-SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("step", pa.int64()),
-        ("epoch", pa.float64()),
-        ("split", pa.string()),
-        ("layer", pa.string()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("error", pa.float64()),
-    ]
-)
-COLUMNS = SCHEMA.names
+from ..results import COLUMNS, SCHEMA, empty
 
 #: Derived tables (computed from the checkpoints, e.g. detected phases) live in
 #: ``RUN/derived/NAME.parquet``, each with its own schema, never among the measurements.
@@ -134,11 +103,6 @@ def _read_table(path: Path, schema: pa.Schema | None = None) -> pd.DataFrame:
     except (OSError, pa.ArrowException, KeyError, ValueError) as err:
         raise CorruptRunError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     return table.to_pandas()
-
-
-def empty_results() -> pd.DataFrame:
-    """A results table with no rows and the right column types."""
-    return SCHEMA.empty_table().to_pandas()
 
 
 class RunLock:
@@ -257,8 +221,8 @@ class RunStore:
             except CorruptRunError as err:
                 warnings.warn(f"{err}; left out (delete it, or re-run the run with --overwrite)", stacklevel=2)
         if not frames:
-            return empty_results()
-        return pd.concat(frames, ignore_index=True).astype(empty_results().dtypes.to_dict())
+            return empty()
+        return pd.concat(frames, ignore_index=True).astype(empty().dtypes.to_dict())
 
     # run metadata
     def write_run(self, info: dict[str, Any]) -> None:

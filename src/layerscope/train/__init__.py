@@ -1,6 +1,18 @@
-"""A plain training loop, checkpoint schedules, and the callback interface probes run through."""
+"""A plain training loop, its settings and plan, and the callback interface probes run through."""
 
-from .loop import Callback, TrainSettings, evaluate, scale_parameters, train
-from .schedule import checkpoint_steps
+from .loop import Callback, evaluate, loss_fn, make_optimizer, scale_parameters, train
+from .schedule import ScheduleConfig, TrainConfig, TrainingPlan, checkpoint_steps, training_plan
 
-__all__ = ["Callback", "TrainSettings", "checkpoint_steps", "evaluate", "scale_parameters", "train"]
+__all__ = [
+    "Callback",
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainingPlan",
+    "checkpoint_steps",
+    "evaluate",
+    "loss_fn",
+    "make_optimizer",
+    "scale_parameters",
+    "train",
+    "training_plan",
+]

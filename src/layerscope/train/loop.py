@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .schedule import checkpoint_steps
+from .schedule import TrainConfig, TrainingPlan
 
 
 class Callback(Protocol):
@@ -31,26 +30,8 @@ class Callback(Protocol):
     def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None: ...
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """How to train. ``epochs`` or ``steps`` sets the length (steps wins if both are given)."""
-
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    epochs: int | None = 1
-    steps: int | None = None
-    loss: str = "cross_entropy"
-    schedule: str = "log"
-    num_checkpoints: int = 12
-    every: int | None = None
-    eval_size: int = 5000
-    seed: int = 0
-
-
-def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, s: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer that ``s`` names, over all of the model's parameters."""
     if s.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.optimizer == "adam":
@@ -61,6 +42,7 @@ def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
 
 
 def loss_fn(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy, or mean squared error on one-hot targets (``kind="mse"``)."""
     if kind == "cross_entropy":
         return F.cross_entropy(logits, y)
     if kind == "mse":  # on one-hot targets, as Humayun et al.
@@ -96,15 +78,17 @@ def train(
     y_train: torch.Tensor,
     x_test: torch.Tensor,
     y_test: torch.Tensor,
-    settings: TrainSettings,
+    settings: TrainConfig,
+    plan: TrainingPlan,
     *,
+    seed: int = 0,
     callbacks: Sequence[Callback] = (),
     device: str | torch.device = "cpu",
     resume: dict[str, Any] | None = None,
     on_state: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> nn.Module:
-    """Train ``model`` and call the callbacks at every checkpoint.
+    """Train ``model`` and call the callbacks at every checkpoint of ``plan``.
 
     Parameters
     ----------
@@ -114,7 +98,11 @@ def train(
         Training data and the data for test metrics. Train and test accuracy and
         loss are measured at each checkpoint on the first ``eval_size`` examples of
         each (a fixed set).
-    settings : TrainSettings
+    settings : TrainConfig
+    plan : TrainingPlan
+        From :func:`~layerscope.train.schedule.training_plan` for ``len(x_train)``.
+    seed : int
+        Seeds the order of the examples in each epoch.
     callbacks : sequence of Callback
     device : str or torch.device
     resume : dict, optional
@@ -132,9 +120,10 @@ def train(
     device = torch.device(device)
     model.to(device)
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / settings.batch_size)
-    total = settings.steps if settings.steps else (settings.epochs or 1) * steps_per_epoch
-    checkpoints = set(checkpoint_steps(total, settings.schedule, num=settings.num_checkpoints, every=settings.every, steps_per_epoch=steps_per_epoch))
+    steps_per_epoch, total = plan.steps_per_epoch, plan.total_steps
+    if steps_per_epoch != math.ceil(n / settings.batch_size):
+        raise ValueError(f"the plan is for {steps_per_epoch} steps per epoch, but {n} examples in batches of {settings.batch_size} make {math.ceil(n / settings.batch_size)}")
+    checkpoints = set(plan.checkpoints)
     optimizer = make_optimizer(model, settings)
     step = 0
     if resume is not None:
@@ -161,7 +150,7 @@ def train(
     while step < total:
         epoch, position = divmod(step, steps_per_epoch)
         if order is None or position == 0:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         idx = order[position * settings.batch_size : (position + 1) * settings.batch_size]
         xb, yb = x_train[idx].to(device), y_train[idx].to(device)
         optimizer.zero_grad(set_to_none=True)

@@ -1,8 +1,71 @@
-"""Which steps are checkpoints."""
+"""How long to train and when to measure: the settings, and the one training plan made of them.
+
+:class:`TrainConfig` and :class:`ScheduleConfig` are the ``[train]`` and
+``[schedule]`` sections of a run config; :func:`training_plan` turns them and the
+size of the training set into a :class:`TrainingPlan` (steps per epoch, total
+steps, checkpoint steps), computed once per run and used by the training loop and
+by every probe that needs the checkpoints (partition pictures).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainConfig(BaseModel):
+    """How to train. ``steps`` sets the length when given, else ``epochs``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, gt=0)
+    epochs: int | None = Field(1, gt=0)
+    steps: int | None = Field(None, gt=0, description="train this many steps (overrides epochs)")
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    eval_size: int = Field(5000, gt=0, description="examples per split for accuracy and loss")
+
+
+class ScheduleConfig(BaseModel):
+    """When to measure: ``log``-spaced steps, the end of every ``epoch``, or ``every`` K steps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["log", "epoch", "every"] = "log"
+    num: int = Field(12, ge=2, description="checkpoints for kind='log'")
+    every: int | None = Field(None, gt=0, description="steps between checkpoints for kind='every'")
+
+    @model_validator(mode="after")
+    def _every_given(self) -> ScheduleConfig:
+        if self.kind == "every" and self.every is None:
+            raise ValueError("schedule.every is required when schedule.kind is 'every'")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Steps per epoch, total steps, and the checkpoint steps (0 and the last always among them)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    checkpoints: list[int]
+
+
+def training_plan(train: TrainConfig, schedule: ScheduleConfig, n_train: int) -> TrainingPlan:
+    """The plan of a run on ``n_train`` training examples."""
+    if n_train < 1:
+        raise ValueError(f"the training set is empty (n_train={n_train})")
+    per_epoch = math.ceil(n_train / train.batch_size)
+    total = train.steps or (train.epochs or 1) * per_epoch
+    steps = checkpoint_steps(total, schedule.kind, num=schedule.num, every=schedule.every, steps_per_epoch=per_epoch)
+    return TrainingPlan(per_epoch, total, steps)
 
 
 def checkpoint_steps(total_steps: int, kind: str = "log", *, num: int = 12, every: int | None = None, steps_per_epoch: int = 1) -> list[int]:

@@ -1,0 +1,138 @@
+"""The results table's schema: its columns and types, the row type, and the metric registry.
+
+One row per (run, step, split, layer, metric), long format, so that a new metric
+needs no new column::
+
+    run_id  step  epoch  split  layer   metric  value  error
+    quick   120   1.5    test   relu3   twonn   7.91   0.12
+    quick   120   1.5    test   ""      test_acc 0.97  0.002
+
+Model-level metrics (accuracy, local complexity summed over layers, CSR) have the
+layer :data:`MODEL_LEVEL` (``""``). Every metric that can appear is registered in
+:data:`METRICS` with its meaning (estimators and probes register theirs);
+:func:`metric_table` prints them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+#: The columns and their types. Every checkpoint file is written with this schema
+#: and read back to it, so no file (or pandas version) can change a column's type.
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("epoch", pa.float64()),
+        ("split", pa.string()),
+        ("layer", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("error", pa.float64()),
+    ]
+)
+COLUMNS = SCHEMA.names
+
+#: The layer of a model-level row (accuracy, loss, a sum over layers).
+MODEL_LEVEL = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured number: where it was measured (split, layer), what (metric), and its standard error."""
+
+    split: str
+    layer: str
+    metric: str
+    value: float
+    error: float | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its name in the table, what it means, and what its error is."""
+
+    name: str
+    meaning: str
+    error: str = "none"
+
+
+#: Every metric that can appear in a results table, by name.
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, meaning: str, error: str = "none") -> Metric:
+    """Add a metric to :data:`METRICS` (an estimator or probe calls this once for each metric it writes)."""
+    metric = Metric(name, meaning, error)
+    if name in METRICS and METRICS[name] != metric:
+        raise ValueError(f"metric {name!r} is registered already, with another meaning")
+    METRICS[name] = metric
+    return metric
+
+
+for _split in ("train", "test"):
+    register_metric(f"{_split}_acc", f"accuracy on the {_split} set (layer \"\")")
+    register_metric(f"{_split}_loss", f"mean loss on the {_split} set (layer \"\")")
+register_metric("n_features", "width of the layer (features per input)")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure the report draws when the table holds all of ``metrics``.
+
+    ``kind`` names one of the report's drawings: ``"over_training"`` (model-level
+    metrics over training, a panel each), ``"local_complexity"``,
+    ``"alpha_vs_robustness"``, or ``"pictures"`` (PNG files a probe wrote into
+    ``RUN/<folder>``).
+    """
+
+    kind: str
+    filename: str
+    title: str
+    metrics: tuple[str, ...]
+    folder: str | None = None
+
+
+#: Figures of registered probes, in registration order.
+FIGURES: list[FigureSpec] = []
+
+
+def register_figure(figure: FigureSpec) -> None:
+    if figure not in FIGURES:
+        FIGURES.append(figure)
+
+
+def empty() -> pd.DataFrame:
+    """A results table with no rows and the right column types."""
+    return SCHEMA.empty_table().to_pandas()
+
+
+def to_frame(rows: Iterable[Row], *, run_id: str, step: int, epoch: float | None = None) -> pd.DataFrame:
+    """The rows of one checkpoint as a table with :data:`SCHEMA`'s columns and types."""
+    records = [
+        {
+            "run_id": run_id,
+            "step": int(step),
+            "epoch": math.nan if epoch is None else float(epoch),
+            "split": r.split,
+            "layer": r.layer,
+            "metric": r.metric,
+            "value": float(r.value),
+            "error": math.nan if r.error is None else float(r.error),
+        }
+        for r in rows
+    ]
+    table = pa.Table.from_pylist(records, schema=SCHEMA) if records else SCHEMA.empty_table()
+    return table.to_pandas()
+
+
+def metric_table() -> str:
+    """The registered metrics as a Markdown table (name, meaning, error)."""
+    lines = ["| metric | meaning | error |", "|---|---|---|"]
+    lines += [f"| `{m.name}` | {m.meaning} | {m.error} |" for m in METRICS.values()]
+    return "\n".join(lines)
