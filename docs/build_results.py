@@ -6,7 +6,7 @@
     python docs/build_results.py runs
 
 Copies each experiment's summary figure to docs/figures/ and its findings table
-(computed from the runs by layerscope.experiments.papers) into the page, between
+(computed from the runs by the paper modules of layerscope.experiments) into the page, between
 the hand-written notes of docs/results_notes.md.
 """
 

@@ -3,9 +3,9 @@ import warnings
 
 import pytest
 
+import layerscope.experiments
 from layerscope.config import parse_config
-from layerscope.experiments import papers
-from layerscope.experiments.papers import EXPERIMENTS, Experiment, Finding
+from layerscope.experiments import EXPERIMENTS, Experiment, Finding
 from layerscope.experiments.reproduce import reproduce
 from layerscope.store import RunStore
 
@@ -40,12 +40,9 @@ def tiny_findings(folder):
 
 
 def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    from layerscope.experiments import reproduce as rep
-
-    monkeypatch.setitem(papers.EXPERIMENTS, "tiny", Experiment("tiny", "A tiny test paper", tiny_configs, tiny_findings))
-    monkeypatch.setitem(rep.SUMMARIES, "tiny", lambda folder: plt.figure())
+    monkeypatch.setitem(layerscope.experiments.EXPERIMENTS, "tiny", Experiment("tiny", "A tiny test paper", tiny_configs, tiny_findings, lambda folder: Figure()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = reproduce("tiny", "quick", tmp_path)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from layerscope.report.phases import ID_PATTERN, LC_PATTERN, detect_phases
+from layerscope.analysis.phases import ID_PATTERN, LC_PATTERN, detect_phases
 
 
 def log_steps(n=40, last=20000):

@@ -1,17 +1,16 @@
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from layerscope.analysis.phases import PHASES_SCHEMA
 from layerscope.cli import app
 from layerscope.config import ConfigError, load_config, parse_config
 from layerscope.experiments import preset
 from layerscope.models import build_model
 from layerscope.runner import execute, resume
-from layerscope.report.phases import PHASES_SCHEMA
 from layerscope.store import COLUMNS, RunStore, load, load_runs
 from layerscope.tracker import Tracker
 from layerscope.train import checkpoint_steps

@@ -207,12 +207,9 @@ def partition(
     out: Annotated[Path | None, typer.Option(help="PNG to write (default RUN/partition-STEP.png).")] = None,
 ) -> None:
     """Draw the exact linear regions of a saved checkpoint on a plane through three test inputs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
+    from ._plotting import subplots
     from .config import parse_config
     from .data.datasets import first_of_each_class
     from .probes.partition2d import partition2d
@@ -246,7 +243,7 @@ def partition(
         part = partition2d(model, data.x_test[torch.tensor(idx)])
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = subplots(figsize=(6, 6))
     part.plot(ax, labels=data.y_test[torch.tensor(idx)].tolist(), title=f"{cfg.name}, step {chosen}: {len(part.regions)} linear regions")
     fig.tight_layout()
     target = out or run_dir / f"partition-{chosen}.png"

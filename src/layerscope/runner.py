@@ -184,6 +184,7 @@ def resume(
         info = store.read_run()
         cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
         _check_device(cfg.device)
+        store.remove_temporaries()
         return _run(cfg, store, store.load_state(), info["start_time"], progress, status)
 
 

@@ -11,7 +11,6 @@ from ._base import Estimate, SpectralEstimator
 from ._fits import weighted_line
 from ._validation import Array, as_tensor, check_fraction, check_int, check_points, unit_factor
 
-
 _ROUNDOFF = 16  # machine epsilons (of the largest eigenvalue) below which an eigenvalue is noise
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import inspect
 import typing
-
-import pydantic
 from collections.abc import Callable
 
+import pydantic
 from torch import nn
 
 from .nets import MLP, VGG, AnsuiniCNN, ResNet

@@ -17,7 +17,6 @@ from torch import nn
 
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-
 from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
 

@@ -275,9 +275,10 @@ def capture(
         offset = 0
 
         def store(name: str, call: int, output: torch.Tensor) -> None:
-            buffer = out.get((name, call))
+            # runs only inside this group's passes below, so out and offset are this iteration's
+            buffer = out.get((name, call))  # noqa: B023
             if buffer is not None:  # copy_ converts and moves: nothing the model does later reaches it
-                buffer[offset : offset + len(output)].copy_(output.detach().flatten(1))
+                buffer[offset : offset + len(output)].copy_(output.detach().flatten(1))  # noqa: B023
 
         with torch.no_grad():
             for batch in _batches(inputs, batch_size):

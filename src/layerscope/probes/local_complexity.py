@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-
 from typing import Literal
 
 import pandas as pd
@@ -33,7 +32,6 @@ from torch import nn
 
 from ..results import FigureSpec, Metric, Row
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-
 from .capture import check_finite_outputs, eval_mode, model_device, model_dtype
 
 PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)

@@ -29,8 +29,8 @@ import copy
 import itertools
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +40,6 @@ from torch import nn
 from ..data.datasets import first_of_each_class
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-
 from .capture import NonFiniteOutputError, model_device
 from .local_complexity import nonlinear_layers
 
@@ -91,14 +90,16 @@ class Partition:
 
     def plot(self, ax=None, *, layer: int = -1, points: np.ndarray | None = None, labels: Sequence[int] | None = None, title: str | None = None):  # noqa: ANN001, ANN201
         """Draw the regions (after ``layer``), the decision boundary and the points; returns the axes."""
-        import matplotlib.pyplot as plt
+        import matplotlib
         from matplotlib.collections import LineCollection, PolyCollection
 
+        from .._plotting import subplots
+
         if ax is None:
-            _, ax = plt.subplots(figsize=(5, 5))
+            _, ax = subplots(figsize=(5, 5))
         regions = self.regions_per_layer[layer]
         rng = np.random.default_rng(0)
-        colours = plt.cm.Pastel1(rng.integers(0, 9, len(regions)))
+        colours = matplotlib.colormaps["Pastel1"](rng.integers(0, 9, len(regions)))
         width = 0.3 if len(regions) < 5000 else 0.1  # dense partitions: thinner edges
         ax.add_collection(PolyCollection(regions, facecolors=colours, edgecolors="0.35", linewidths=width))
         if self.decision_boundary:
@@ -361,7 +362,7 @@ class PartitionProbe:
         self.window: tuple[float, float, float, float] | None = None  # fixed at the first drawing
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
-        import matplotlib.pyplot as plt
+        from .._plotting import subplots
 
         if self.steps is not None and step not in self.steps:
             return []
@@ -372,11 +373,10 @@ class PartitionProbe:
             return []
         self.window = part.window
         self.folder.mkdir(parents=True, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        fig, ax = subplots(figsize=(4.2, 4.2))
         part.plot(ax, labels=self.labels, title=f"step {step}: {len(part.regions)} regions")
         fig.tight_layout()
         fig.savefig(self.folder / f"step-{step:09d}.png", dpi=100)
-        plt.close(fig)
         return [Row("plane", MODEL_LEVEL, "linear_regions", float(len(part.regions)))]
 
 

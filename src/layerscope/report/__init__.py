@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..probes import registry as _registry  # noqa: E402, F401 - registers the built-in probes' figures
-from ..results import FIGURES  # noqa: E402
-from ..store import RunStore  # noqa: E402
-from .phases import PHASES_SCHEMA, phase_rows  # noqa: E402
+from .._plotting import subplots
+from ..analysis.phases import PHASES_SCHEMA, phase_rows
+from ..probes import registry as _registry  # noqa: F401 - registers the built-in probes' figures
+from ..results import FIGURES
+from ..store import RunStore
 
 _SPLIT_STYLE = {"train": "-", "test": "--"}
 
@@ -34,21 +34,21 @@ def _pivot(results: pd.DataFrame, metric: str, split: str) -> tuple[pd.DataFrame
     return value, error
 
 
-def _step_axis(ax: plt.Axes) -> None:
+def _step_axis(ax: Axes) -> None:
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("training step (0 = initialisation; log scale)")
 
 
-def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> plt.Figure:
+def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> Figure:
     """The ID across depth at every checkpoint (Ansuini et al.'s 'hunchback'), one panel per split."""
     layers = layer_order(results)
     splits = sorted(results[results.metric == metric].split.unique())
-    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.2), squeeze=False, sharey=True)
+    fig, axes = subplots(1, len(splits), figsize=(6 * len(splits), 4.2), squeeze=False, sharey=True)
     for ax, split in zip(axes[0], splits):
         value, error = _pivot(results, metric, split)
         present = [layer for layer in layers if layer in value.columns]
         depth = np.linspace(0, 1, len(present))
-        colours = plt.cm.viridis(np.linspace(0, 1, len(value.index)))
+        colours = matplotlib.colormaps["viridis"](np.linspace(0, 1, len(value.index)))
         for colour, step in zip(colours, value.index):
             ax.errorbar(depth, value.loc[step, present], yerr=error.reindex(columns=present).loc[step].fillna(0), color=colour,
                         marker="o", ms=3, capsize=2, lw=1.2, label=f"step {step}")
@@ -62,12 +62,12 @@ def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> plt.Figure:
     return fig
 
 
-def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None, phases: pd.DataFrame | None = None) -> plt.Figure:
+def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None, phases: pd.DataFrame | None = None) -> Figure:
     """Each layer's value of ``metric`` over training, log steps, train and test inputs; detected
     turning points (confidence > 0.9) marked with a cross."""
     layers = layer_order(results)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    colours = dict(zip(layers, plt.cm.tab10(np.arange(len(layers)) % 10)))
+    fig, ax = subplots(figsize=(7.5, 4.5))
+    colours = dict(zip(layers, matplotlib.colormaps["tab10"](np.arange(len(layers)) % 10)))
     for split in sorted(results[results.metric == metric].split.unique()):
         value, error = _pivot(results, metric, split)
         for layer in [layer for layer in layers if layer in value.columns]:
@@ -90,12 +90,12 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
     return fig
 
 
-def figure_pcid_vs_twonn(results: pd.DataFrame) -> plt.Figure:
+def figure_pcid_vs_twonn(results: pd.DataFrame) -> Figure:
     """PC-ID beside TwoNN across layers, at initialisation and at the end of training."""
     layers = layer_order(results)
     steps = sorted(results.step.unique())
     split = "test" if "test" in set(results.split) else sorted(set(results.split) - {""})[0]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = subplots(figsize=(7.5, 4.5))
     for metric, marker in (("twonn", "o"), ("pc_id", "s")):
         value, _ = _pivot(results, metric, split)
         present = [layer for layer in layers if layer in value.columns]
@@ -113,9 +113,9 @@ def figure_pcid_vs_twonn(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def figure_accuracy(results: pd.DataFrame) -> plt.Figure:
+def figure_accuracy(results: pd.DataFrame) -> Figure:
     """Train and test accuracy and loss over training."""
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_acc, ax_loss) = subplots(1, 2, figsize=(10, 3.8))
     model_rows = results[results.layer == ""]
     for split in ("train", "test"):
         for ax, name in ((ax_acc, f"{split}_acc"), (ax_loss, f"{split}_loss")):
@@ -133,10 +133,10 @@ def figure_accuracy(results: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> plt.Figure:
+def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
     """LC summed over layers per split, and each layer's normalised LC, over training; phase changes dotted."""
     lc = results[results.metric == "lc"]
-    fig, (ax_total, ax_layers) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_total, ax_layers) = subplots(1, 2, figsize=(11, 4))
     if phases is not None:
         changes = phases[(phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)]
         for step in changes.start_step:
@@ -161,9 +161,9 @@ def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None =
     return fig
 
 
-def figure_model_metrics(results: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> plt.Figure:
+def figure_model_metrics(results: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> Figure:
     """Model-level metrics (CSR, robust accuracy, ...) over training, one panel each."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         rows = results[(results.metric == metric) & (results.layer == "")]
         for split in sorted(rows.split.unique()):
@@ -178,7 +178,7 @@ def figure_model_metrics(results: pd.DataFrame, metrics: list[str], labels: dict
     return fig
 
 
-def figure_alpha_vs_robustness(results: pd.DataFrame) -> plt.Figure:
+def figure_alpha_vs_robustness(results: pd.DataFrame) -> Figure:
     """alpha of the last hidden layer against robust accuracy, one point per checkpoint."""
     layers = [layer for layer in layer_order(results) if layer not in ("input", "output")]
     alpha = results[(results.metric == "alpha") & results.layer.isin(layers)]
@@ -188,7 +188,7 @@ def figure_alpha_vs_robustness(results: pd.DataFrame) -> plt.Figure:
     robust = results[(results.metric == "robust_acc") & (results.layer == "")]
     r = robust[robust.split == (split if split in set(robust.split) else robust.split.iloc[0])].set_index("step").value
     steps = a.index.intersection(r.index)
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig, ax = subplots(figsize=(5.5, 4.2))
     points = ax.scatter(a[steps], r[steps], c=np.log10(np.asarray(steps) + 1), cmap="viridis", s=40)
     ax.annotate("end", (a[steps[-1]], r[steps[-1]]), textcoords="offset points", xytext=(5, 5))
     fig.colorbar(points, ax=ax, label="log10(step + 1)")
@@ -235,7 +235,7 @@ def make_report(run_dir: str | Path) -> Path:
     out = Path(run_dir)
     phases = phase_rows(results)
     store.write_derived("phases", phases, PHASES_SCHEMA)
-    figures: list[tuple[str, str, plt.Figure]] = []
+    figures: list[tuple[str, str, Figure]] = []
     metrics = set(results.metric)
     if "twonn" in metrics:
         figures.append(("profile.png", "Intrinsic dimension across layers at each checkpoint", figure_profile(results, "twonn")))
@@ -257,7 +257,6 @@ def make_report(run_dir: str | Path) -> Path:
     body = []
     for filename, title, fig in figures:
         fig.savefig(out / filename, dpi=120)
-        plt.close(fig)
         body.append(f"<h2>{html.escape(title)}</h2>\n<img src='{filename}' alt='{html.escape(title)}'>")
     for spec in pictures:
         files = sorted((out / spec.folder).glob("step-*.png"))

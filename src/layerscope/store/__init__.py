@@ -167,6 +167,11 @@ class RunStore:
     def create(self) -> None:
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files of writes that a killed process left unfinished: call with the lock held."""
+        for tmp in self.run_dir.rglob(".*.tmp-*"):
+            tmp.unlink(missing_ok=True)
+
     def clear(self) -> None:
         """Delete everything in the run folder but its lock: call with the lock held.
 

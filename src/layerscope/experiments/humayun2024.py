@@ -1,0 +1,107 @@
+"""Humayun et al. 2024: local complexity over training, grokking at a large initial scale, delayed robustness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._plotting import subplots
+from ..analysis.phases import LC_PATTERN, detect_phases
+from ..config import RunConfig
+from ..store import load
+from .base import Experiment, Finding, load_runs, make_config
+
+
+def configs(size: str) -> list[RunConfig]:
+    if size == "quick":
+        data = {"name": "mnist5k", "n_train": 1000, "probe_size": 200, "probe_splits": ["test"]}
+        steps, points = 20000, 200
+    else:
+        data = {"name": "mnist", "n_train": 1000, "probe_size": 1000, "probe_splits": ["test"]}
+        steps, points = 100000, 1000
+    configs = []
+    for scale in (1.0, 4.0):
+        configs.append(make_config({
+            "name": f"init-scale-{scale:g}",
+            "data": data,
+            "model": {"name": "mlp", "params": {"width": 200, "depth": 4}, "init_scale": scale},
+            "train": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "batch_size": 200, "steps": steps, "loss": "mse", "epochs": None},
+            "schedule": {"kind": "log", "num": 30},
+            "probes": {"measures": ["lc", "pgd", "partition"], "layers": [], "partition": {"pictures": 4},
+                       "lc": {"radius": 1.0, "n_directions": 25, "n_points": points}, "pgd": {"n_points": 500, "eps": 0.3}},
+        }))
+    return configs
+
+
+def findings(folder: Path) -> list[Finding]:
+    findings = []
+    for name in ("init-scale-1", "init-scale-4"):
+        r = load(folder / name)
+        lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
+        acc = r[r.layer == ""].pivot_table(index="step", columns="metric", values="value")
+        try:
+            d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN)
+            conf = min(d1.confidence, up.confidence, d2.confidence)
+            text = f"{name}: descent to step {d1.end_step}, ascent to step {up.end_step}, descent after (confidence {conf:.2f})"
+            ok = conf > 0.9
+        except ValueError:
+            text, ok, d2 = f"{name}: no descent-ascent-descent fit", False, None
+        findings.append(Finding(f"LC descends, ascends, then descends again ({name}).", text, ok))
+        if name == "init-scale-4":
+            train_acc, test_acc = acc["train_acc"], acc["test_acc"]
+            first_fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)]) if (train_acc >= 0.99).any() else None
+            if first_fit is None:
+                findings.append(Finding("With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later.", "train accuracy never reached 0.99", False))
+                continue
+            at_fit = float(test_acc.loc[first_fit])
+            final = float(test_acc.iloc[-1])
+            rise_step = int(test_acc.index[np.argmax(test_acc.values >= at_fit + 0.5 * (final - at_fit))])
+            findings.append(Finding(
+                "With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later.",
+                f"train accuracy >= 0.99 at step {first_fit} (test {at_fit:.3f}); test accuracy {final:.3f} at the end, half of that rise by step {rise_step}",
+                bool(final - at_fit > 0.2 and rise_step > 2 * first_fit)))
+            if d2 is not None:
+                findings.append(Finding("Delayed generalization coincides with the final LC descent (regions migrate away from the data).",
+                                        f"final descent begins at step {d2.start_step}; test accuracy half-way rise at step {rise_step}",
+                                        bool(rise_step >= d2.start_step)))
+            robust = r[(r.metric == "robust_acc") & (r.layer == "")].sort_values("step")
+            if len(robust):
+                findings.append(Finding("Adversarial robustness also arrives late (delayed robustness).",
+                                        f"robust accuracy at step {first_fit}: {float(robust.set_index('step').value.get(first_fit, np.nan)):.3f}; at the end {float(robust.value.iloc[-1]):.3f}",
+                                        bool(float(robust.value.iloc[-1]) > float(robust.set_index('step').value.get(first_fit, 1.0)))))
+    return findings
+
+
+def summary(folder: Path) -> Figure:
+    runs = load_runs(folder)
+    fig, axes = subplots(1, len(runs), figsize=(7.5 * len(runs), 4.4), squeeze=False)
+    for ax, (name, r) in zip(axes[0], runs.items()):
+        for split in ("train", "test", "random"):
+            c = r[(r.metric == "lc") & (r.layer == "") & (r.split == split)].sort_values("step")
+            ax.plot(c.step, c.value, "o-", ms=2, label=f"LC, {split} points")
+        train_lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
+        try:
+            for phase in detect_phases(train_lc.step, train_lc.value, LC_PATTERN)[1:]:
+                ax.axvline(phase.start_step, color="0.5", ls=":", lw=1)
+        except ValueError:
+            pass
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("local complexity (neurons)")
+        twin = ax.twinx()
+        for metric, style in (("train_acc", "k-"), ("test_acc", "k--"), ("robust_acc", "r-.")):
+            c = r[(r.metric == metric) & (r.layer == "")].sort_values("step")
+            twin.plot(c.step, c.value, style, lw=1.2, label=metric)
+        twin.set_ylim(0, 1.02)
+        twin.set_ylabel("accuracy")
+        ax.set_title(f"{name}: LC and accuracy over training (dotted: phase changes)")
+        ax.legend(loc="upper left", fontsize=7)
+        twin.legend(loc="lower right", fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+EXPERIMENT = Experiment("humayun2024", "Humayun et al. 2024, Deep networks always grok and here is why", configs, findings, summary)
