@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from layerscope.config import parse_config
+from layerscope.probes._model import NonFiniteOutputError
 from layerscope.probes.attacks import RobustnessProbe, robust_accuracy
-from layerscope.probes.capture import NonFiniteOutputError
 from layerscope.probes.csr import CSRProbe, critical_sample_ratio
 from layerscope.probes.geometry import ProbeWarning
 from layerscope.probes.local_complexity import LocalComplexityProbe, local_complexity

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,13 @@ from .models import MODELS
 from .probes.base import ProbeSettings
 from .probes.registry import PROBES
 from .train.schedule import ScheduleConfig, TrainConfig
+
+
+def _registered(name: str, known: Iterable[str], what: str) -> str:
+    known = list(known)
+    if name not in known:
+        raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(known)}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -56,9 +64,7 @@ class DataConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; choose from {', '.join(DATASETS)}")
-        return v
+        return _registered(v, DATASETS, "data set")
 
 
 class ModelConfig(_Strict):
@@ -69,9 +75,7 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in MODELS:
-            raise ValueError(f"unknown model {v!r}; choose from {', '.join(sorted(MODELS))}")
-        return v
+        return _registered(v, sorted(MODELS), "model")
 
 
 class ProbeConfig(_Strict):

@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .probes._model import eval_mode
 from .probes.base import Probe
-from .probes.capture import eval_mode
 from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, geometry_rows
 from .results import MODEL_LEVEL, Row, to_frame
 from .store import RunStore

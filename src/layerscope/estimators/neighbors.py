@@ -147,24 +147,6 @@ def _search(
         factor = 1.0  # near unit scale already: no copy needed
     else:
         source = source * factor
-    nb = _search_unit(source, k, device=device, backend=backend, precision=precision, margin=margin)
-    if factor == 1.0:
-        return nb
-    distances = nb.distances / factor
-    if not np.all(np.isfinite(distances)):
-        raise ValueError("the distances between these points exceed float64's range (about 1e308); rescale the data")
-    return Neighbors(distances, nb.indices, nb.n_fallback, nb.scale / factor)
-
-
-def _search_unit(
-    source: torch.Tensor,
-    k: int,
-    *,
-    device: str | torch.device | None = None,
-    backend: str = "torch",
-    precision: str = "float32",
-    margin: int = 8,
-) -> Neighbors:
     n = source.shape[0]
     dev = check_device(device) if device is not None else source.device
     if backend == "faiss" and dev.type != "cpu":
@@ -198,7 +180,10 @@ def _search_unit(
     if len(rows):
         d_f, i_f = _exhaustive(source, rows, k, dev)
         distances[rows], indices[rows] = d_f, i_f
-    return Neighbors(distances.numpy(), indices.numpy(), int(len(rows)), math.sqrt(float(sq64.mean())))
+    distances = distances.numpy() / factor
+    if not np.all(np.isfinite(distances)):
+        raise ValueError("the distances between these points exceed float64's range (about 1e308); rescale the data")
+    return Neighbors(distances, indices.numpy(), int(len(rows)), math.sqrt(float(sq64.mean())) / factor)
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ from pydantic import Field
 from torch import nn
 
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
 
 def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,10 +69,8 @@ def pgd(
     torch.Tensor
         Adversarial inputs, within ``eps`` of ``x`` and within the valid range.
     """
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_at_least(eps, "eps", 0)
+    check_at_least(steps, "steps", 1)
     with gradients_on():
         x, y = x.to(model_dtype(model)).clone(), y.clone()  # clones: tensors made in inference mode cannot enter autograd
         lo, hi = _bounds(x, lower, upper)

@@ -18,7 +18,6 @@ raises.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
 from collections.abc import Callable, Iterator, Sequence
@@ -27,51 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """The model in eval mode for a measurement, its own mode restored afterwards (also on error)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def model_device(model: nn.Module, device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else where the model's parameters are (the CPU for a model without any)."""
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating-point type of the model's parameters (float32 for a model without any): probes feed it inputs of this type."""
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
-
-
-@contextlib.contextmanager
-def gradients_on() -> Iterator[None]:
-    """Autograd on for a probe that needs input gradients (CSR, PGD), also when the caller is inside
-    ``torch.no_grad()`` or ``torch.inference_mode()``."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
-def check_finite_outputs(outputs: torch.Tensor, what: str) -> None:
-    """Refuse to measure a model whose outputs are not all finite (a diverged model): any number would be meaningless."""
-    if not bool(torch.isfinite(outputs).all()):
-        raise NonFiniteOutputError(f"the model's outputs hold NaN or inf (has it diverged?): {what} is undefined")
-
-
-class NonFiniteOutputError(ValueError):
-    """The model's outputs are NaN or inf, so a probe has nothing to measure."""
-
+from ._model import hooked, model_device
 
 #: Selector for the model's own output (the logits of a classifier).
 OUTPUT = "output"
@@ -109,10 +64,6 @@ def resolve_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     return ordered + [OUTPUT] if OUTPUT in layers and OUTPUT not in modules else ordered
 
 
-def _module(model: nn.Module, name: str) -> nn.Module:
-    return model if name == OUTPUT else model.get_submodule(name)
-
-
 @dataclass(frozen=True)
 class LayerShape:
     """One recorded output: its name (``module`` or ``module#call``), features per input and dtype."""
@@ -132,37 +83,6 @@ def _stored_dtype(output: torch.Tensor) -> torch.dtype:
     return torch.float64 if output.dtype == torch.float64 else torch.float32
 
 
-OnOutput = Callable[[str, int, torch.Tensor], None]
-
-
-@contextlib.contextmanager
-def _hooks(model: nn.Module, names: Sequence[str], on_output: OnOutput) -> Iterator[None]:
-    """Forward hooks that call ``on_output(name, call, output)`` for each call of each named module.
-
-    Calls are counted from 0 within this context: use one context per forward pass.
-    """
-    calls: dict[str, int] = {}
-    handles = []
-
-    def make(name: str):  # noqa: ANN202
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; choose another layer")
-            call = calls.get(name, 0)
-            calls[name] = call + 1
-            on_output(name, call, output)
-
-        return hook
-
-    try:
-        for name in names:
-            handles.append(_module(model, name).register_forward_hook(make(name)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _batches(inputs: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     for a in range(0, len(inputs), batch_size):
         yield inputs[a : a + batch_size]
@@ -179,7 +99,7 @@ def layer_shapes(model: nn.Module, names: Sequence[str], example: torch.Tensor, 
     def record(name: str, call: int, output: torch.Tensor) -> None:
         seen[(name, call)] = (output[0].numel(), _stored_dtype(output))
 
-    with _hooks(model, names, record), torch.no_grad():
+    with hooked(model, names, record), torch.no_grad():
         _forward(model, example, device)
     shapes = []
     for name in names:
@@ -282,7 +202,7 @@ def capture(
 
         with torch.no_grad():
             for batch in _batches(inputs, batch_size):
-                with _hooks(model, modules, store):  # one context per pass: calls counted from 0
+                with hooked(model, modules, store):  # one context per pass: calls counted from 0
                     _forward(model, batch, device)
                 offset += len(batch)
         for s in group:

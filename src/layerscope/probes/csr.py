@@ -18,8 +18,8 @@ from pydantic import Field
 from torch import nn
 
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-from .capture import check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 
 
 def critical_sample_ratio(
@@ -61,10 +61,8 @@ def critical_sample_ratio(
     Works inside ``torch.no_grad()`` and ``torch.inference_mode()``: gradients are
     turned on where the search needs them. Inputs are cast to the model's dtype.
     """
-    if radius < 0:
-        raise ValueError(f"radius must be >= 0, got {radius}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_at_least(radius, "radius", 0)
+    check_at_least(steps, "steps", 1)
     device, dtype = model_device(model, device), model_dtype(model)
     flipped_total = 0
     with eval_mode(model), gradients_on():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,8 @@ from torch import nn
 
 from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, covariance_spectrum
 from ..results import Row, register_metric
-from .capture import OUTPUT, capture, eval_mode
+from ._model import eval_mode
+from .capture import OUTPUT, capture
 
 #: Estimators run by default on every layer.
 DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
@@ -119,7 +121,12 @@ def geometry_rows(
     memory_budget: int = 2**30,
     device: str | torch.device | None = None,
 ) -> list[Row]:
-    """:func:`measure_geometry` as results rows of ``split``."""
+    """The estimates of :func:`measure_geometry`, as results rows of ``split``.
+
+    ``memory_budget`` covers the activations held at once and the estimators'
+    working memory on one layer (:func:`working_memory`); ``on_skip(layer,
+    metric, reason)`` is called when an estimator refuses or fails on a layer.
+    """
     estimators = check_estimators(estimators)
     layers = default_layers(model) if layers is None else layers
     rows: list[Row] = []
@@ -137,13 +144,7 @@ def measure_geometry(
     inputs: torch.Tensor,
     layers: Sequence[str] | None = None,
     estimators: Sequence[str] = DEFAULT_ESTIMATORS,
-    *,
-    estimator_params: dict[str, dict] | None = None,
-    include_input: bool = True,
-    on_skip: Callable[[str, str, str], None] = _warn,
-    batch_size: int = 256,
-    memory_budget: int = 2**30,
-    device: str | torch.device | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
     """Run the estimators on the input and on every chosen layer of ``model``.
 
@@ -158,19 +159,17 @@ def measure_geometry(
         the model has.
     estimators : sequence of str
         Names in :data:`layerscope.estimators.ESTIMATORS`.
-    estimator_params : dict, optional
-        Parameters per estimator name, e.g. ``{"twonn": {"n_subsamples": 0}}``.
-    on_skip : callable
-        Called as ``on_skip(layer, metric, reason)`` when an estimator refuses a layer.
-    batch_size, memory_budget, device
-        As for :func:`~layerscope.probes.capture.capture`; the budget also covers the
-        estimators' working memory on one layer (:func:`working_memory`).
+    **options
+        Those of :func:`geometry_rows`: ``estimator_params`` (per estimator name,
+        e.g. ``{"twonn": {"n_subsamples": 0}}``), ``include_input``, ``on_skip``
+        (called as ``on_skip(layer, metric, reason)`` when an estimator refuses a
+        layer), ``batch_size``, ``memory_budget`` (bytes for the activations held
+        plus the estimators' working memory on one layer) and ``device``.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``layer, metric, value, error``; layers in model order, ``"input"`` first.
     """
-    rows = geometry_rows(model, inputs, layers, estimators, estimator_params=estimator_params, include_input=include_input,
-                         on_skip=on_skip, batch_size=batch_size, memory_budget=memory_budget, device=device)
+    rows = geometry_rows(model, inputs, layers, estimators, **options)
     return pd.DataFrame([(r.layer, r.metric, r.value, r.error) for r in rows], columns=["layer", "metric", "value", "error"])

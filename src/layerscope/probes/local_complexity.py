@@ -20,8 +20,6 @@ touched), and hooks are removed after each measurement.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Literal
 
 import pandas as pd
@@ -31,8 +29,8 @@ from pydantic import Field
 from torch import nn
 
 from ..results import FigureSpec, Metric, Row
+from ._model import OnCall, check_at_least, check_finite_outputs, eval_mode, hooked, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-from .capture import check_finite_outputs, eval_mode, model_device, model_dtype
 
 PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
 SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
@@ -67,25 +65,15 @@ def _pieces(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return idx.flatten(1)
 
 
-@contextlib.contextmanager
-def _recording(model: nn.Module, names: list[str], sink: dict[str, torch.Tensor]) -> Iterator[None]:
-    handles = []
+def _recorder(model: nn.Module, sink: dict[str, torch.Tensor]) -> OnCall:
+    """Records each nonlinearity's linear pieces from its input; a module that runs twice is refused."""
 
-    def make(name: str):  # noqa: ANN202
-        def pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if name in sink:
-                raise RuntimeError(f"module {name!r} runs twice in one forward pass; LC needs one module per nonlinearity")
-            sink[name] = _pieces(module, inputs[0])
+    def record(name: str, call: int, pre_activation: torch.Tensor) -> None:
+        if call > 0:
+            raise RuntimeError(f"module {name!r} runs twice in one forward pass; LC needs one module per nonlinearity")
+        sink[name] = _pieces(model.get_submodule(name), pre_activation)
 
-        return pre_hook
-
-    try:
-        for name in names:
-            handles.append(model.get_submodule(name).register_forward_pre_hook(make(name)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return record
 
 
 def random_frames(n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -144,10 +132,8 @@ def local_complexity(
     NonFiniteOutputError
         The model's outputs hold NaN or inf (its pieces would be meaningless).
     """
-    if radius < 0:
-        raise ValueError(f"radius must be >= 0, got {radius}")
-    if n_directions < 1:
-        raise ValueError(f"n_directions must be >= 1, got {n_directions}")
+    check_at_least(radius, "radius", 0)
+    check_at_least(n_directions, "n_directions", 1)
     names = nonlinear_layers(model)
     device, dtype = model_device(model, device), model_dtype(model)
     shape = points.shape[1:]
@@ -162,7 +148,7 @@ def local_complexity(
             offsets = torch.cat([frames, -frames], dim=2).transpose(1, 2)  # (b, 2P, dim)
             vertices = (x[:, None, :] + offsets).reshape(b * 2 * n_directions, *shape)
             sink: dict[str, torch.Tensor] = {}
-            with _recording(model, names, sink):
+            with hooked(model, names, _recorder(model, sink), inputs=True):
                 outputs = model(vertices.to(device))
             check_finite_outputs(outputs, "local complexity")
             for name in names:

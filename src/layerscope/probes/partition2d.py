@@ -24,11 +24,10 @@ cut.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +38,8 @@ from torch import nn
 
 from ..data.datasets import first_of_each_class
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from ._model import NonFiniteOutputError, hooked, model_device
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-from .capture import NonFiniteOutputError, model_device
 from .local_complexity import nonlinear_layers
 
 _TOL = 1e-9
@@ -154,28 +153,6 @@ def _affine(uv: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.einsum("rij,rjn->rni", np.linalg.inv(design), values)
 
 
-@contextlib.contextmanager
-def _pre_activations(model: nn.Module, names: Sequence[str], sink: dict[tuple[str, int], torch.Tensor]) -> Iterator[None]:
-    """Record each call's input of the named modules as ``sink[(name, call)]``, in the order the calls run.
-
-    A module that runs several times in one forward pass (one ReLU reused) is one
-    nonlinearity per call: each call cuts the plane with its own lines.
-    """
-    calls: dict[str, int] = {}
-
-    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], name: str) -> None:
-        call = calls.get(name, 0)
-        calls[name] = call + 1
-        sink[(name, call)] = inputs[0].flatten(1)
-
-    handles = [model.get_submodule(name).register_forward_pre_hook(lambda m, inputs, name=name: hook(m, inputs, name)) for name in names]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @torch.no_grad()
 def partition2d(
     model: nn.Module,
@@ -247,8 +224,8 @@ def partition2d(
 
     def run(uv: np.ndarray) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor]:
         x = (start + torch.from_numpy(uv).to(device) @ plane).view(len(uv), *shape)
-        sink: dict[tuple[str, int], torch.Tensor] = {}
-        with _pre_activations(net, names, sink):
+        sink: dict[tuple[str, int], torch.Tensor] = {}  # in the order the calls run
+        with hooked(net, names, lambda name, call, pre: sink.__setitem__((name, call), pre.flatten(1)), inputs=True):
             out = net(x)
         if not bool(torch.isfinite(out).all()):
             raise NonFiniteOutputError("the model's outputs hold NaN or inf on the plane (has it diverged?): its partition is undefined")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..probes._model import eval_mode
 from .schedule import TrainConfig, TrainingPlan
 
 
@@ -60,15 +61,13 @@ def scale_parameters(model: nn.Module, factor: float) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
     """Accuracy and mean loss of ``model`` (in eval mode) on ``(x, y)``."""
-    was_training = model.training
-    model.eval()
     correct, total_loss = 0, 0.0
-    for a in range(0, len(x), batch_size):
-        logits = model(x[a : a + batch_size].to(device))
-        yb = y[a : a + batch_size].to(device)
-        correct += int((logits.argmax(1) == yb).sum())
-        total_loss += float(loss_fn(loss, logits, yb)) * len(yb)
-    model.train(was_training)
+    with eval_mode(model):
+        for a in range(0, len(x), batch_size):
+            logits = model(x[a : a + batch_size].to(device))
+            yb = y[a : a + batch_size].to(device)
+            correct += int((logits.argmax(1) == yb).sum())
+            total_loss += float(loss_fn(loss, logits, yb)) * len(yb)
     return correct / len(x), total_loss / len(x)
 
 
