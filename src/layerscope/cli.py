@@ -252,6 +252,20 @@ def partition(
 
 
 @app.command()
+def metrics() -> None:
+    """List the metrics a results table can hold, with their meaning and error."""
+    from .probes import registry  # noqa: F401 - registers the probes' metrics
+    from .results import METRICS
+
+    table = Table(title="metrics (the metric column of RUN/results/*.parquet)")
+    for column in ("metric", "meaning", "error"):
+        table.add_column(column)
+    for m in METRICS.values():
+        table.add_row(m.name, m.meaning, m.error)
+    console.print(table)
+
+
+@app.command()
 def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = Path("runs")) -> None:
     """List the runs in a folder."""
     from .store import RunStore, load_runs

@@ -32,6 +32,7 @@ from .train import TrainingPlan, scale_parameters, train, training_plan
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
+    """The run's data set: loaded, subset to ``data.n_train`` and with label noise, as the config says (seeded)."""
     data = load_dataset(cfg.data.name, cfg.data.data_dir, download_missing=cfg.data.download)
     if cfg.data.n_train is not None:
         data = train_subset(data, cfg.data.n_train, seed=cfg.seed)
@@ -66,7 +67,7 @@ def model_probes(cfg: RunConfig, data: Dataset, store: RunStore, plan: TrainingP
 
     def inputs(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
-        idx = probe_indices(len(x), n, seed=cfg.seed + 1)
+        idx = probe_indices(len(x), n, seed=cfg.seed)  # nested in the geometry probes' set: the same inputs
         return x[idx], y[idx]
 
     def test_examples(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

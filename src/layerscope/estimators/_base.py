@@ -22,6 +22,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ._validation import Array, as_tensor, check_device, check_points
+from .neighbors import Neighbors, _neighbors_without_duplicates
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,11 @@ class NeighborEstimator(Estimator):
             raise ValueError(f"duplicate_tol must be None or a number >= 0, got {self.duplicate_tol!r}")
         check_device(self.device)
 
-    def _neighbors(self, X: Array, k: int, *, min_points: int) -> tuple[torch.Tensor, object, np.ndarray]:
+    def _neighbors(self, X: Array, k: int, *, min_points: int) -> tuple[torch.Tensor, Neighbors, np.ndarray]:
         """Checked points, their k nearest distinct neighbours and the kept rows; sets ``n_duplicates_``."""
-        from .neighbors import distinct_neighbors  # neighbors imports this module
-
         points = as_tensor(check_points(X, min_points=min_points))
         self.n_features_in_ = int(points.shape[1])
-        nb, kept, self.n_duplicates_ = distinct_neighbors(points, k, duplicate_tol=self.duplicate_tol, device=self.device)
+        nb, kept, self.n_duplicates_ = _neighbors_without_duplicates(points, k, duplicate_tol=self.duplicate_tol, device=self.device)
         return points, nb, kept
 
 
@@ -118,7 +117,7 @@ class SpectralEstimator(Estimator):
 
     def fit(self, X: Array, y: None = None) -> SpectralEstimator:
         """Fit the covariance spectrum of ``X``, shape (n_points, n_features)."""
-        from .spectrum import covariance_spectrum  # spectrum imports this module
+        from .spectrum import covariance_spectrum  # here, not at the top: spectrum imports this module
 
         self.check_params()
         X = check_points(X, min_points=2)

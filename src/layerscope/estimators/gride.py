@@ -18,7 +18,7 @@ from scipy.optimize import brentq
 
 from ._base import Estimate, NeighborEstimator
 from ._validation import Array, as_tensor, check_int, check_points
-from .neighbors import distinct_neighbors
+from .neighbors import _neighbors_without_duplicates
 
 
 def gride_from_ratios(mu: np.ndarray, n1: int, n2: int) -> tuple[float, float]:
@@ -123,7 +123,7 @@ def gride_scale(X: Array, max_rank: int = 64, *, duplicate_tol: float | None = N
     """
     max_rank = check_int(max_rank, "max_rank", minimum=2)
     X = check_points(X, min_points=max_rank + 1)
-    nb, _, _ = distinct_neighbors(as_tensor(X), max_rank, duplicate_tol=duplicate_tol, device=device)
+    nb, _, _ = _neighbors_without_duplicates(as_tensor(X), max_rank, duplicate_tol=duplicate_tol, device=device)
     rows = []
     n1 = 1
     while 2 * n1 <= max_rank:

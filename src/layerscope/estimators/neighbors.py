@@ -357,16 +357,14 @@ def neighbors_without_duplicates(
         ``n_points - len(kept)``.
     """
     X = check_points(X, min_points=2)
-    return distinct_neighbors(as_tensor(X), k, duplicate_tol=duplicate_tol, **search)
+    return _neighbors_without_duplicates(as_tensor(X), k, duplicate_tol=duplicate_tol, **search)
 
 
-def distinct_neighbors(
+def _neighbors_without_duplicates(
     t: torch.Tensor, k: int, *, duplicate_tol: float | None = None, **search: object
 ) -> tuple[Neighbors, np.ndarray, int]:
-    """:func:`neighbors_without_duplicates` on a tensor already checked by ``check_points``.
-
-    The estimators call this after validating their input once.
-    """
+    """:func:`neighbors_without_duplicates` on a tensor already checked by ``check_points``
+    (the estimators validate their input once, then call this)."""
     if duplicate_tol is None:
         duplicate_tol = default_duplicate_tol(t.dtype)
     if not duplicate_tol >= 0:

@@ -173,7 +173,7 @@ class PGDSettings(ProbeSettings):
     eps: float = Field(0.1, ge=0)
     steps: int = Field(10, ge=1)
     attack: Literal["pgd", "fgsm"] = "pgd"
-    n_points: int = Field(500, ge=1)
+    n_points: int = Field(500, ge=1, description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure")
     splits: list[Literal["train", "test"]] = ["test"]
 
 

@@ -37,7 +37,10 @@ class ProbeContext:
     ----------
     inputs : callable
         ``inputs(split, n)``: ``n`` fixed inputs and their labels of a split
-        (``"train"`` or ``"test"``), the same at every checkpoint (seeded).
+        (``"train"`` or ``"test"``), the same at every checkpoint: the run's seeded
+        choice of probe inputs, so the model probes measure the inputs the
+        geometry probes measure (all of them when ``n`` is ``data.probe_size``, a
+        subset when smaller).
     bounds : tuple of tensors
         The valid input range per channel (``lower``, ``upper``) of the data.
     train_inputs : torch.Tensor

@@ -110,7 +110,7 @@ class CSRSettings(ProbeSettings):
     step: float = Field(0.25 / 255, ge=0, description="step size a of the Langevin search")
     noise: float = Field(0.2 / 255, ge=0)
     steps: int = Field(10, ge=1)
-    n_points: int = Field(500, ge=1)
+    n_points: int = Field(500, ge=1, description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure")
     splits: list[Literal["train", "test"]] = ["test"]
 
 

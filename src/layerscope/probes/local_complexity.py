@@ -193,7 +193,7 @@ class LCSettings(ProbeSettings):
 
     radius: float = Field(0.5, gt=0)
     n_directions: int = Field(20, ge=1)
-    n_points: int = Field(256, ge=1, description="points per split")
+    n_points: int = Field(256, ge=1, description="points per split: the first of the run's seeded probe inputs (those the geometry probes measure); random points from the data's bounding box")
     splits: list[Literal["train", "test", "random"]] = ["train", "test", "random"]
 
 

@@ -165,6 +165,7 @@ class RunStore:
         return RunLock(self.run_dir)
 
     def create(self) -> None:
+        """Make the run folder and its ``results/`` folder."""
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
     def remove_temporaries(self) -> None:
@@ -198,11 +199,13 @@ class RunStore:
         _write_table(rows, self.results_dir / f"step-{step:09d}.parquet", SCHEMA)
 
     def checkpoint_files(self) -> list[Path]:
+        """The finished checkpoints' files, ``results/step-*.parquet``, in step order."""
         if not self.results_dir.exists():
             return []
         return sorted(p for p in self.results_dir.glob("step-*.parquet") if p.stem.split("-")[1].isdigit())
 
     def completed_steps(self) -> list[int]:
+        """The steps of the finished checkpoints, ascending."""
         return [int(p.stem.split("-")[1]) for p in self.checkpoint_files()]
 
     def write_derived(self, name: str, rows: pd.DataFrame, schema: pa.Schema) -> None:
@@ -211,6 +214,7 @@ class RunStore:
         _write_table(rows, self.derived_dir / f"{name}.parquet", schema)
 
     def read_derived(self, name: str, schema: pa.Schema) -> pd.DataFrame:
+        """The derived table ``NAME`` with ``schema``'s columns (no rows if it was never written)."""
         path = self.derived_dir / f"{name}.parquet"
         return _read_table(path, schema) if path.exists() else schema.empty_table().to_pandas()
 
@@ -231,12 +235,14 @@ class RunStore:
 
     # run metadata
     def write_run(self, info: dict[str, Any]) -> None:
+        """Replace ``run.parquet`` with one row of run metadata (dicts and lists stored as JSON)."""
         row = {k: (json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v) for k, v in info.items()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame([row])
         atomic_write(self.run_dir / "run.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
 
     def read_run(self) -> dict[str, Any]:
+        """The run's metadata (config and versions as dicts); :class:`CorruptRunError` if unreadable."""
         path = self.run_dir / "run.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{self.run_dir} is not a layerscope run (no run.parquet)")
@@ -254,9 +260,11 @@ class RunStore:
 
     # training state, for resuming
     def save_state(self, state: dict[str, Any]) -> None:
+        """Write the training state of the last checkpoint (``state.pt``, for resuming), durably."""
         atomic_write(self.run_dir / "state.pt", lambda tmp: torch.save(state, tmp))
 
     def load_state(self) -> dict[str, Any] | None:
+        """The saved training state (None if there is none), loaded with ``weights_only=True``."""
         path = self.run_dir / "state.pt"
         if not path.exists():
             return None
@@ -271,6 +279,7 @@ class RunStore:
             ) from None
 
     def save_weights(self, step: int, model: torch.nn.Module) -> None:
+        """Write the model's ``state_dict`` at a checkpoint to ``weights/step-N.pt``, durably."""
         folder = self.run_dir / "weights"
         folder.mkdir(exist_ok=True)
         state = model.state_dict()
