@@ -266,11 +266,11 @@ def _train(
         except ValueError as err:
             raise ConfigError(f"probes.layers: {err}") from None
     splits = {"train": data.x_train, "test": data.x_test}
-    probe_sets = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
+    inputs = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
     plan = training_plan(cfg.train, cfg.schedule, len(data.x_train))
     tracker = Tracker(
         store,
-        probe_sets,
+        inputs,
         run_id=cfg.name,
         layers=cfg.probes.layers,
         estimators=cfg.probes.estimators,

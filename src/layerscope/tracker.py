@@ -32,7 +32,7 @@ class Tracker:
     Parameters
     ----------
     store : RunStore
-    probe_sets : mapping of split name to tensor
+    inputs : mapping of split name to tensor
         Fixed inputs per split (``{"train": ..., "test": ...}``), the same at every checkpoint.
     run_id : str
     layers : sequence of str, optional
@@ -56,7 +56,7 @@ class Tracker:
     def __init__(
         self,
         store: RunStore,
-        probe_sets: Mapping[str, torch.Tensor],
+        inputs: Mapping[str, torch.Tensor],
         *,
         run_id: str,
         layers: Sequence[str] | None = None,
@@ -69,7 +69,7 @@ class Tracker:
         model_probes: Sequence[Probe] = (),
     ) -> None:
         self.store = store
-        self.probe_sets = dict(probe_sets)
+        self.inputs = dict(inputs)
         self.run_id = run_id
         self.layers = layers
         self.estimators = list(estimators)
@@ -96,13 +96,13 @@ class Tracker:
         given as ``(value, error)`` keeps its error.
         """
         rows: list[Row] = []
-        for split, inputs in (self.probe_sets.items() if self.estimators else ()):
+        for split, x in (self.inputs.items() if self.estimators else ()):
             if split not in self._input_rows:  # the inputs' geometry does not change: once per split
-                self._input_rows[split] = estimate_layer(INPUT, inputs.flatten(1), self.estimators, self.estimator_params, self._skip, split=split)
+                self._input_rows[split] = estimate_layer(INPUT, x.flatten(1), self.estimators, self.estimator_params, self._skip, split=split)
             rows += self._input_rows[split]
             rows += geometry_rows(
                 model,
-                inputs,
+                x,
                 self.layers,
                 self.estimators,
                 split=split,
