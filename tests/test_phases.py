@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from layerscope.analysis.phases import ID_PATTERN, LC_PATTERN, detect_phases
+from layerscope.analysis.phases import ID_PATTERN, LC_PATTERN, THRESHOLD, detect_phases
 
 
 def log_steps(n=40, last=20000):
@@ -59,3 +59,56 @@ def test_bad_input():
         detect_phases(range(10), [np.nan] * 10)
     with pytest.raises(ValueError, match="no fit of the pattern"):
         detect_phases(range(12), np.arange(12.0), ("descent",))
+
+
+def twelve_steps():
+    return np.unique(np.round(np.concatenate([[0], np.logspace(0, 3, 11)])).astype(int))
+
+
+@pytest.mark.parametrize("pattern", [ID_PATTERN, LC_PATTERN])
+def test_a_constant_curve_has_no_phases(pattern):
+    with pytest.raises(ValueError, match="does not vary: it has no phases"):
+        detect_phases(log_steps(10), np.full(11, 12.34), pattern)
+    with pytest.raises(ValueError, match="does not vary"):
+        detect_phases(log_steps(10), np.full(11, 12.34), pattern, errors=np.full(11, 0.1))
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_false_positives_on_null_curves_at_most_5_percent(known):
+    # 300 null curves (flat and monotone, errors given or not): 5% expected, 11% (the old test's rate) would give ~33
+    rng = np.random.default_rng(1)
+    steps = twelve_steps()
+    x = np.log1p(steps) / np.log1p(steps[-1])
+    hits = 0
+    for i in range(300):
+        trend = (0, 4, -4)[i % 3] * x
+        y = 7 + trend + rng.standard_normal(len(x))
+        try:
+            hits += detect_phases(steps, y, ID_PATTERN, errors=np.ones(len(x)) if known else None, seed=i)[0].confidence >= THRESHOLD
+        except ValueError:
+            pass
+    assert hits / 300 <= 0.07, hits
+
+
+def test_a_hunch_of_4_error_bars_is_found_with_its_turn():
+    rng = np.random.default_rng(2)
+    steps = twelve_steps()
+    x = np.log1p(steps) / np.log1p(steps[-1])
+    turn = steps[6]
+    found, covered = 0, 0
+    for i in range(40):
+        y = 4 * np.minimum(x / x[6], (1 - x) / (1 - x[6])) + rng.normal(0, 0.5, len(x))
+        expansion, compression = detect_phases(steps, y, ID_PATTERN, errors=np.full(len(x), 0.5), seed=i)
+        found += compression.confidence >= THRESHOLD
+        covered += compression.start_interval[0] <= turn <= compression.start_interval[1]
+        assert compression.start_interval[0] <= compression.start_step <= compression.start_interval[1]
+    assert found >= 36 and covered >= 32
+
+
+def test_same_seed_same_confidence():
+    rng = np.random.default_rng(3)
+    steps = twelve_steps()
+    y = rng.standard_normal(len(steps))
+    a = detect_phases(steps, y + np.linspace(0, 1, len(y)) ** 0.5, ID_PATTERN, seed=5)
+    b = detect_phases(steps, y + np.linspace(0, 1, len(y)) ** 0.5, ID_PATTERN, seed=5)
+    assert a == b

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
-from ..analysis.phases import LC_PATTERN, detect_phases
+from ..analysis.phases import LC_PATTERN, THRESHOLD, detect_phases
 from ..config import RunConfig
 from ..store import load
 from .base import Experiment, Finding, load_runs, make_config
@@ -42,10 +42,11 @@ def findings(folder: Path) -> list[Finding]:
         lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
         acc = r[r.layer == ""].pivot_table(index="step", columns="metric", values="value")
         try:
-            d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN)
-            conf = min(d1.confidence, up.confidence, d2.confidence)
-            text = f"{name}: descent to step {d1.end_step}, ascent to step {up.end_step}, descent after (confidence {conf:.2f})"
-            ok = conf > 0.9
+            d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN, errors=lc.error)
+            conf = d2.confidence
+            text = (f"{name}: descent to step {d1.end_step} (90% interval {up.start_interval[0]}-{up.start_interval[1]}), "
+                    f"ascent to step {up.end_step} ({d2.start_interval[0]}-{d2.start_interval[1]}), descent after (confidence {conf:.2f})")
+            ok = conf >= THRESHOLD
         except ValueError:
             text, ok, d2 = f"{name}: no descent-ascent-descent fit", False, None
         findings.append(Finding(f"LC descends, ascends, then descends again ({name}).", text, ok))
@@ -83,8 +84,9 @@ def summary(folder: Path) -> Figure:
             ax.plot(c.step, c.value, "o-", ms=2, label=f"LC, {split} points")
         train_lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
         try:
-            for phase in detect_phases(train_lc.step, train_lc.value, LC_PATTERN)[1:]:
+            for phase in detect_phases(train_lc.step, train_lc.value, LC_PATTERN, errors=train_lc.error)[1:]:
                 ax.axvline(phase.start_step, color="0.5", ls=":", lw=1)
+                ax.axvspan(*phase.start_interval, color="0.5", alpha=0.12, lw=0)
         except ValueError:
             pass
         ax.set_xscale("symlog", linthresh=1)

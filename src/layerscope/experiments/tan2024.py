@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
-from ..analysis.phases import ID_PATTERN, detect_phases
+from ..analysis.phases import ID_PATTERN, THRESHOLD, detect_phases
 from ..config import RunConfig
 from .base import Experiment, Finding, load_runs, make_config, value
 
@@ -43,9 +43,10 @@ def findings(folder: Path) -> list[Finding]:
     for name, r in runs.items():
         curve = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
         try:
-            expansion, compression = detect_phases(curve.step, curve.value, ID_PATTERN)
-            ok = min(expansion.confidence, compression.confidence) > 0.9
-            peaks.append(f"{name}: peak at step {expansion.end_step} (confidence {min(expansion.confidence, compression.confidence):.2f})")
+            expansion, compression = detect_phases(curve.step, curve.value, ID_PATTERN, errors=curve.error)
+            ok = compression.confidence >= THRESHOLD
+            low, high = compression.start_interval
+            peaks.append(f"{name}: peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f})")
         except ValueError:
             ok = False
             peaks.append(f"{name}: no expansion-then-compression fit")

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
-from ..analysis.phases import PHASES_SCHEMA, phase_rows
+from ..analysis.phases import PHASES_SCHEMA, THRESHOLD, phase_rows
 from ..probes import registry as _registry  # noqa: F401 - registers the built-in probes' figures
 from ..results import FIGURES
 from ..store import RunStore
@@ -64,7 +64,7 @@ def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> Figure:
 
 def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None, phases: pd.DataFrame | None = None) -> Figure:
     """Each layer's value of ``metric`` over training, log steps, train and test inputs; detected
-    turning points (confidence > 0.9) marked with a cross."""
+    turning points (calibrated confidence >= THRESHOLD) marked with a cross and their 90% interval."""
     layers = layer_order(results)
     fig, ax = subplots(figsize=(7.5, 4.5))
     colours = dict(zip(layers, matplotlib.colormaps["tab10"](np.arange(len(layers)) % 10)))
@@ -78,9 +78,9 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
         turns = mine[(mine.position > 0) & (mine.layer != "")]
         for row in turns.itertuples():
             curve = results[(results.metric == metric) & (results.layer == row.layer) & (results.split == row.split) & (results.step == row.start_step)]
-            confident = mine[(mine.layer == row.layer) & (mine.split == row.split)].confidence.min() > 0.9
-            if len(curve) and confident:
-                ax.plot(row.start_step, curve.value.iloc[0], "kx", ms=9, mew=2)
+            if len(curve) and row.confidence >= THRESHOLD:  # the turn, with its 90% interval
+                at = curve.value.iloc[0]
+                ax.errorbar(row.start_step, at, xerr=[[row.start_step - row.start_low], [row.start_high - row.start_step]], fmt="kx", ms=9, mew=2, capsize=3)
     _step_axis(ax)
     ax.set_ylabel(ylabel or metric)
     ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9)
@@ -139,8 +139,9 @@ def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None =
     fig, (ax_total, ax_layers) = subplots(1, 2, figsize=(11, 4))
     if phases is not None:
         changes = phases[(phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)]
-        for step in changes.start_step:
-            ax_total.axvline(step, color="0.4", ls=":", lw=1)
+        for row in changes[changes.confidence >= THRESHOLD].itertuples():
+            ax_total.axvline(row.start_step, color="0.4", ls=":", lw=1)
+            ax_total.axvspan(row.start_low, row.start_high, color="0.5", alpha=0.12, lw=0)
     for split in sorted(lc.split.unique()):
         rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
         ax_total.plot(rows.step, rows.value, marker="o", ms=3, label=f"{split} points")
@@ -211,8 +212,10 @@ _DRAW = {
 def _phase_table(phases: pd.DataFrame) -> str:
     if phases.empty:
         return "<p>No curve had enough checkpoints, or a fit of the papers' patterns.</p>"
-    table = phases[["split", "layer", "curve", "phase", "start_step", "end_step", "confidence"]]
-    table = table.rename(columns={"start_step": "from step", "end_step": "to step"})
+    table = phases.assign(interval=[f"{a}-{b}" if i else "" for a, b, i in zip(phases.start_low, phases.start_high, phases.position)])
+    table = table[["split", "layer", "curve", "phase", "start_step", "interval", "end_step", "confidence"]]
+    table = table.rename(columns={"start_step": "from step", "interval": "90% interval of the turn", "end_step": "to step",
+                                  "confidence": f"confidence (pattern holds at >= {THRESHOLD})"})
     return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="results")
 
 
