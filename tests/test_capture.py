@@ -186,7 +186,7 @@ def test_memory_budget_bounds_the_peak(mode):
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux's /proc to read the peak memory")
     layer = 2000 * 6000 * 4  # 48 MB per layer
-    budget = int(2.5 * layer) if mode == "capture" else int(4 * layer)
+    budget = int(2.5 * layer) if mode == "capture" else int(5 * layer)
     # Large blocks straight from mmap, so that a freed block leaves the resident set at once
     # (glibc's growing threshold would otherwise keep freed blocks and blur the peak).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}

@@ -78,7 +78,7 @@ def test_npz_with_several_arrays_needs_a_key(tmp_path):
     assert result.exit_code == 2 and "choose one with key" in result.output
     result = runner.invoke(app, ["id", str(path), "--key", "b", "-e", "pc_id", "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)[0]["error"] is None
+    assert json.loads(result.stdout)[0]["error"] >= 0  # the spread over bootstrap resamples (a count: often 0)
 
 
 def test_non_numeric_columns_are_refused(tmp_path):

@@ -148,3 +148,72 @@ def test_diverging_training_ends_with_warnings_not_a_crash(tmp_path):
     losses = r[r.metric == "train_loss"].sort_values("step").value
     assert losses.iloc[-1] > 1e6  # it did diverge
     assert all(issubclass(w.category, (ProbeWarning, UserWarning)) for w in caught)
+
+
+# ---------------------------------------------------------------- error bars against their definitions
+
+
+def test_lc_standard_error_matches_the_spread_over_fresh_frames():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
+    x = torch.randn(150, 8)
+    table, counts = local_complexity(model, x, radius=0.4, n_directions=4, return_counts=True)
+    assert counts.shape == (150, 3) and (counts[""] == counts["1"] + counts["3"]).all()
+    total = table[table.layer == ""].iloc[0]
+    assert total.lc == pytest.approx(counts[""].mean()) and total.lc_err > 0
+    # the same points with fresh random frames, and fresh points: the mean's spread over repeats
+    repeats = [local_complexity(model, torch.randn(150, 8, generator=torch.Generator().manual_seed(s)), radius=0.4, n_directions=4, seed=s).lc.iloc[-1]
+               for s in range(1, 13)]
+    assert 0.4 < np.std(repeats, ddof=1) / total.lc_err < 2.5
+
+
+def test_binomial_errors_match_the_spread_over_probe_draws():
+    from layerscope.results import proportion_error
+    from layerscope.train.loop import evaluate
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(20000, 6)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 1).long()
+    draws = [evaluate(model, x[i * 400:(i + 1) * 400], y[i * 400:(i + 1) * 400], "cross_entropy", torch.device("cpu")) for i in range(40)]
+    accs = [d["acc"][0] for d in draws]
+    assert 0.6 < np.std(accs, ddof=1) / np.mean([d["acc"][1] for d in draws]) < 1.5
+    losses = [d["loss"][0] for d in draws]
+    assert 0.6 < np.std(losses, ddof=1) / np.mean([d["loss"][1] for d in draws]) < 1.5
+    assert proportion_error(0, 100) > 0 and proportion_error(100, 100) > 0  # never "no uncertainty"
+
+
+def test_participation_ratio_bootstrap_error_matches_fresh_samples():
+    from layerscope.estimators import PCAID, ParticipationRatio
+
+    rng = np.random.default_rng(0)
+    scales = np.arange(1, 41) ** -0.6
+
+    def sample():
+        return rng.standard_normal((400, 40)) * scales
+
+    fits = [ParticipationRatio(n_bootstrap=20).fit(sample()) for _ in range(15)]
+    spread = np.std([f.dimension_ for f in fits], ddof=1)
+    assert 0.5 < np.mean([f.dimension_err_ for f in fits]) / spread < 2
+    assert PCAID(n_bootstrap=20).fit(sample()).dimension_err_ >= 0
+
+
+def test_every_stored_number_has_an_error(tmp_path):
+    cfg = parse_config(
+        {
+            "name": "errors",
+            "data": {"name": "digits", "probe_size": 200},
+            "model": {"name": "mlp", "params": {"width": 24, "depth": 2}},
+            "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 1},
+            "schedule": {"kind": "log", "num": 3},
+            "probes": {"measures": ["twonn", "mle", "gride", "pc_id", "participation_ratio", "alpha", "lc", "csr", "pgd"],
+                       "lc": {"n_points": 40, "n_directions": 5}, "csr": {"n_points": 50}, "pgd": {"n_points": 50}},
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = load(execute(cfg, tmp_path / "errors"))
+    counts = r.metric.isin(["n_features", "linear_regions"])
+    missing = r[~counts & ~np.isfinite(r.error)]
+    assert missing.empty, missing[["step", "split", "layer", "metric"]].drop_duplicates("metric").to_string()
+    assert (r[~counts].error >= 0).all()

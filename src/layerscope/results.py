@@ -76,8 +76,8 @@ def register_metric(name: str, meaning: str, error: str = "none") -> Metric:
 
 
 for _split in ("train", "test"):
-    register_metric(f"{_split}_acc", f"accuracy on the {_split} set (layer \"\")")
-    register_metric(f"{_split}_loss", f"mean loss on the {_split} set (layer \"\")")
+    register_metric(f"{_split}_acc", f"accuracy on the {_split} set (layer \"\")", "Agresti-Coull binomial standard error")
+    register_metric(f"{_split}_loss", f"mean loss on the {_split} set (layer \"\")", "standard error over the examples")
 register_metric("n_features", "width of the layer (features per input)")
 
 
@@ -105,6 +105,20 @@ FIGURES: list[FigureSpec] = []
 def register_figure(figure: FigureSpec) -> None:
     if figure not in FIGURES:
         FIGURES.append(figure)
+
+
+def proportion_error(successes: int, n: int) -> float:
+    """Standard error of a proportion ``successes / n``: the Agresti-Coull one.
+
+    ``sqrt(p~ (1 - p~) / (n + 4))`` with ``p~ = (successes + 2) / (n + 4)``: the
+    binomial standard error with the Wilson interval's centre, which stays
+    positive at 0 and 1 (where the plain ``sqrt(p (1 - p) / n)`` would claim no
+    uncertainty at all).
+    """
+    if n < 1:
+        return math.nan
+    centre = (successes + 2) / (n + 4)
+    return math.sqrt(centre * (1 - centre) / (n + 4))
 
 
 def empty() -> pd.DataFrame:

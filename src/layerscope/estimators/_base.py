@@ -115,15 +115,29 @@ class SpectralEstimator(Estimator):
         """Whether it reads the spectrum of the standardised features (a correlation spectrum)."""
         return False
 
+    @property
+    def resampling(self) -> tuple[int, int]:
+        """``(resamples, seed)`` of the bootstrap that makes its error bar; 0 resamples: the error comes otherwise."""
+        return 0, 0
+
     def fit(self, X: Array, y: None = None) -> SpectralEstimator:
-        """Fit the covariance spectrum of ``X``, shape (n_points, n_features)."""
-        from .spectrum import covariance_spectrum  # here, not at the top: spectrum imports this module
+        """Fit the covariance spectrum of ``X``, shape (n_points, n_features), and its bootstrap resamples."""
+        from .spectrum import bootstrap_spectra, covariance_spectrum  # here, not at the top: spectrum imports this module
 
         self.check_params()
         X = check_points(X, min_points=2)
         self.n_features_in_ = int(X.shape[1])
         eig, self.n_constant_features_ = covariance_spectrum(X, standardize=self.standardized)
-        return self.fit_spectrum(eig, n_points=int(X.shape[0]))
+        resamples, seed = self.resampling
+        resampled = bootstrap_spectra(X, standardize=self.standardized, n_resamples=resamples, seed=seed) if resamples else None
+        return self.fit_spectrum(eig, n_points=int(X.shape[0]), resampled=resampled)
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> SpectralEstimator:  # pragma: no cover - abstract
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> SpectralEstimator:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _bootstrap_error(self, resampled: list[np.ndarray] | None) -> float | None:
+        """The standard deviation of the estimate over resampled spectra (None without them)."""
+        if not resampled:
+            return None
+        values = [type(self)(**self.get_params()).set_params(n_bootstrap=0).fit_spectrum(e).estimate_.value for e in resampled]
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None

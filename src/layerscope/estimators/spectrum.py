@@ -42,6 +42,44 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
     scale by a power of two first (exact), so the spectrum is the same at any
     scale float64 can represent.
     """
+    t, factor, n_constant = _prepared(X, standardize)
+    gram = _gram(t, t.shape[0] <= t.shape[1])
+    return _eigenvalues(gram, t.shape[0], factor), n_constant
+
+
+def bootstrap_spectra(X: Array, *, standardize: bool = False, n_resamples: int = 20, seed: int = 0) -> list[np.ndarray]:
+    """Covariance spectra of ``n_resamples`` bootstrap resamples of the rows of ``X`` (for error bars).
+
+    Each resample draws n rows with replacement; its covariance is computed from
+    the row counts without copying rows: from the Gram matrix of the points when
+    there are fewer points than features (``t t^T``, re-centred for the resample's
+    mean), else from the count-weighted scatter matrix. With ``standardize``, the
+    features keep the whole sample's standard deviations (the resamples vary the
+    points, not the standardisation).
+    """
+    check_int(n_resamples, "n_resamples", minimum=1)
+    t, factor, _ = _prepared(X, standardize)
+    n, d = t.shape
+    rng = np.random.default_rng(seed)
+    by_points = n <= d
+    base = _gram(t, by_points)  # n x n (points) or d x d (features)
+    spectra = []
+    for _ in range(n_resamples):
+        c = torch.from_numpy(rng.multinomial(n, np.full(n, 1 / n)).astype(np.float64)).to(t.device, t.dtype)
+        if by_points:
+            u = base @ c / n
+            g = base - u[:, None] - u[None, :] + (c @ u) / n
+            root = c.sqrt()
+            m = root[:, None] * g * root[None, :]
+        else:
+            mean = t.T @ c / n
+            m = _gram(t * c.sqrt()[:, None], False) - n * torch.outer(mean, mean)
+        spectra.append(_eigenvalues(m, n, factor))
+    return spectra
+
+
+def _prepared(X: Array, standardize: bool) -> tuple[torch.Tensor, float, int]:
+    """The centred points at unit scale (standardised if asked), the scale factor applied, and the constant features."""
     X = check_points(X, min_points=2)
     t = as_tensor(X)
     n = t.shape[0]
@@ -57,13 +95,21 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
         # 0, adding only zero eigenvalues
         t /= torch.where(constant, 1.0, std)
         factor = 1.0  # a correlation spectrum does not depend on the scale
+    return t, factor, int(constant.sum())
+
+
+def _gram(t: torch.Tensor, by_points: bool) -> torch.Tensor:
+    """``t t^T`` (by points) or ``t^T t``, in full float32 precision."""
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
-        # the smaller of the two Gram matrices has the same non-zero spectrum
-        gram = t.T @ t if t.shape[1] <= n else t @ t.T
+        return t @ t.T if by_points else t.T @ t
     finally:
         torch.set_float32_matmul_precision(old)
+
+
+def _eigenvalues(gram: torch.Tensor, n: int, factor: float) -> np.ndarray:
+    """Covariance eigenvalues, descending, from a scatter or Gram matrix of n points scaled by ``factor``."""
     eig = torch.linalg.eigvalsh(gram).to(torch.float64).flip(0) / (n - 1)
     # Eigenvalues below the round-off of the arithmetic (about 1e-6 of the largest
     # in float32) are noise, whose value depends on the data's scale: they are 0.
@@ -72,7 +118,7 @@ def covariance_spectrum(X: Array, *, standardize: bool = False) -> tuple[np.ndar
         eig = np.ldexp(eig.cpu().numpy(), -2 * (math.frexp(factor)[1] - 1))  # / factor**2, exactly
     if not np.all(np.isfinite(eig)):
         raise ValueError("the data's variance exceeds float64's range (about 1e308); rescale the data")
-    return eig, int(constant.sum())
+    return eig
 
 
 def _check_spectrum(eigenvalues: Array) -> np.ndarray:
@@ -98,9 +144,18 @@ class PCAID(SpectralEstimator):
         Standardise each feature first, as Ansuini et al. do; constant features are
         dropped (counted in ``n_constant_features_``).
 
+    n_bootstrap : int, default 10
+        Bootstrap resamples of the points for the error bar (0: none). Each
+        resample's spectrum comes from the counts, without copying rows
+        (:func:`bootstrap_spectra`).
+    random_state : int, default 0
+        Seed of the resamples.
+
     Attributes
     ----------
     dimension_ : int
+    dimension_err_ : float or None
+        Standard deviation of the count over the resamples.
     explained_variance_ratio_ : numpy.ndarray
     n_constant_features_ : int
     estimate_ : Estimate
@@ -108,10 +163,17 @@ class PCAID(SpectralEstimator):
 
     name = "pc_id"
     meaning = "principal components for 90% of the variance (a count)"
+    error_meaning = "std over 10 bootstrap resamples of the points (standardised with the whole sample's deviations)"
 
-    def __init__(self, variance: float = 0.9, standardize: bool = True) -> None:
+    def __init__(self, variance: float = 0.9, standardize: bool = True, n_bootstrap: int = 10, random_state: int = 0) -> None:
         self.variance = variance
         self.standardize = standardize
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
+
+    @property
+    def resampling(self) -> tuple[int, int]:
+        return self.n_bootstrap, self.random_state
 
     @property
     def standardized(self) -> bool:
@@ -121,10 +183,12 @@ class PCAID(SpectralEstimator):
         check_fraction(self.variance, "variance")
         if not isinstance(self.standardize, bool):
             raise ValueError(f"standardize must be True or False, got {self.standardize!r}")
+        _check_bootstrap(self)
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> PCAID:
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> PCAID:
         """Count components from given covariance eigenvalues (of standardised data if
-        ``standardize``); ``n_points`` is recorded in ``estimate_``."""
+        ``standardize``), with the spread over ``resampled`` spectra as the error;
+        ``n_points`` is recorded in ``estimate_``."""
         self.check_params()
         variance = float(self.variance)
         eig = _check_spectrum(eigenvalues)
@@ -132,27 +196,52 @@ class PCAID(SpectralEstimator):
         cumulative = np.cumsum(self.explained_variance_ratio_)
         # the tolerance keeps round-off from adding a component at an exact threshold
         self.dimension_ = int(np.searchsorted(cumulative, variance - 1e-12) + 1)
-        self.estimate_ = Estimate(self.name, float(self.dimension_), None, None, n_points)
+        self.dimension_err_ = self._bootstrap_error(resampled)
+        self.estimate_ = Estimate(self.name, float(self.dimension_), self.dimension_err_, None, n_points)
         return self
 
 
 class ParticipationRatio(SpectralEstimator):
     """Participation ratio ``(sum lambda)^2 / sum lambda^2`` of the covariance eigenvalues.
 
+    Parameters
+    ----------
+    n_bootstrap : int, default 10
+        Bootstrap resamples of the points for the error bar (0: none).
+    random_state : int, default 0
+        Seed of the resamples.
+
     Attributes
     ----------
     dimension_ : float
+    dimension_err_ : float or None
+        Standard deviation of the ratio over the resamples.
     estimate_ : Estimate
     """
 
     name = "participation_ratio"
     meaning = "participation ratio of the covariance spectrum, (sum lambda)^2 / sum lambda^2"
+    error_meaning = "std over 10 bootstrap resamples of the points"
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> ParticipationRatio:
-        """The ratio of given covariance eigenvalues; ``n_points`` is recorded in ``estimate_``."""
+    def __init__(self, n_bootstrap: int = 10, random_state: int = 0) -> None:
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
+
+    @property
+    def resampling(self) -> tuple[int, int]:
+        return self.n_bootstrap, self.random_state
+
+    def check_params(self) -> None:
+        _check_bootstrap(self)
+
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> ParticipationRatio:
+        """The ratio of given covariance eigenvalues, with the spread over ``resampled``
+        spectra as the error; ``n_points`` is recorded in ``estimate_``."""
+        self.check_params()
         eig = _check_spectrum(eigenvalues)
         self.dimension_ = float(eig.sum() ** 2 / np.dot(eig, eig))
-        self.estimate_ = Estimate(self.name, self.dimension_, None, None, n_points)
+        self.dimension_err_ = self._bootstrap_error(resampled)
+        self.estimate_ = Estimate(self.name, self.dimension_, self.dimension_err_, None, n_points)
         return self
 
 
@@ -197,7 +286,7 @@ class PowerLaw(SpectralEstimator):
     def check_params(self) -> None:
         check_int(self.n_max, "n_max", minimum=check_int(self.n_min, "n_min", minimum=1) + 2)
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0) -> PowerLaw:
+    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> PowerLaw:
         """Fit a given spectrum.
 
         Parameters
@@ -226,14 +315,21 @@ class PowerLaw(SpectralEstimator):
         return self
 
 
+def _check_bootstrap(est: PCAID | ParticipationRatio) -> None:
+    n = check_int(est.n_bootstrap, "n_bootstrap", minimum=0)
+    if n == 1:
+        raise ValueError("n_bootstrap must be 0 (no error bar) or at least 2")
+    check_int(est.random_state, "random_state", minimum=0)
+
+
 def pc_id(X: Array, **params: object) -> Estimate:
     """PC-ID in one call: ``PCAID(**params).fit(X).estimate_``."""
     return PCAID(**params).fit(X).estimate_
 
 
-def participation_ratio(X: Array) -> Estimate:
-    """Participation ratio in one call: ``ParticipationRatio().fit(X).estimate_``."""
-    return ParticipationRatio().fit(X).estimate_
+def participation_ratio(X: Array, **params: object) -> Estimate:
+    """Participation ratio in one call: ``ParticipationRatio(**params).fit(X).estimate_``."""
+    return ParticipationRatio(**params).fit(X).estimate_
 
 
 def power_law(X: Array, **params: object) -> Estimate:

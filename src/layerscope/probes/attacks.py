@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
 from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 
@@ -164,7 +164,11 @@ class RobustnessProbe:
         self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device}
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
-        return [Row(split, MODEL_LEVEL, "robust_acc", robust_accuracy(model, x, y, **self.params)) for split, (x, y) in self.inputs.items()]
+        rows = []
+        for split, (x, y) in self.inputs.items():
+            value = robust_accuracy(model, x, y, **self.params)
+            rows.append(Row(split, MODEL_LEVEL, "robust_acc", value, proportion_error(round(value * len(x)), len(x))))
+        return rows
 
 
 class PGDSettings(ProbeSettings):
@@ -187,7 +191,7 @@ SPEC = ProbeSpec(
     name="pgd",
     settings=PGDSettings,
     build=_build,
-    metrics=(Metric("robust_acc", "accuracy under the PGD or FGSM attack of radius eps (layer \"\")"),),
+    metrics=(Metric("robust_acc", "accuracy under the PGD or FGSM attack of radius eps (layer \"\")", "Agresti-Coull binomial standard error"),),
     figures=(
         FigureSpec("over_training", "robust_acc.png", "Robust accuracy over training", ("robust_acc",)),
         FigureSpec("alpha_vs_robustness", "alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", ("alpha", "robust_acc")),

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
 from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 
@@ -100,7 +100,11 @@ class CSRProbe:
         self.params = {"radius": radius, "step": step_size, "noise": noise, "steps": steps, "seed": seed, "device": device}
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
-        return [Row(split, MODEL_LEVEL, "csr", critical_sample_ratio(model, x, **self.params)) for split, x in self.inputs.items()]
+        rows = []
+        for split, x in self.inputs.items():
+            value = critical_sample_ratio(model, x, **self.params)
+            rows.append(Row(split, MODEL_LEVEL, "csr", value, proportion_error(round(value * len(x)), len(x))))
+        return rows
 
 
 class CSRSettings(ProbeSettings):
@@ -123,6 +127,6 @@ SPEC = ProbeSpec(
     name="csr",
     settings=CSRSettings,
     build=_build,
-    metrics=(Metric("csr", "critical sample ratio: fraction of inputs whose prediction flips within the box (layer \"\")"),),
+    metrics=(Metric("csr", "critical sample ratio: fraction of inputs whose prediction flips within the box (layer \"\")", "Agresti-Coull binomial standard error"),),
     figures=(FigureSpec("over_training", "csr.png", "Critical sample ratio over training", ("csr",)),),
 )

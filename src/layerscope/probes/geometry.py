@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, covariance_spectrum
+from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, bootstrap_spectra, covariance_spectrum
 from ..results import Row, register_metric
 from ._model import eval_mode
 from .capture import OUTPUT, capture
@@ -72,13 +72,19 @@ def estimate_layer(
             on_skip(name, metric, "its activations hold NaN or inf (has the model diverged?)")
         return rows
     spectra: dict[bool, np.ndarray] = {}  # one eigendecomposition per standardisation, shared
+    resampled: dict[tuple[bool, int, int], list[np.ndarray]] = {}  # and one set of bootstrap spectra
     for metric in estimators:
         try:
             est = ESTIMATORS[metric](**(params or {}).get(metric, {}))
             if isinstance(est, SpectralEstimator):
+                est.check_params()
                 if est.standardized not in spectra:
                     spectra[est.standardized] = covariance_spectrum(X, standardize=est.standardized)[0]
-                result = est.fit_spectrum(spectra[est.standardized], n_points=len(X)).estimate_
+                n_resamples, seed = est.resampling
+                key = (est.standardized, n_resamples, seed)
+                if n_resamples and key not in resampled:
+                    resampled[key] = bootstrap_spectra(X, standardize=est.standardized, n_resamples=n_resamples, seed=seed)
+                result = est.fit_spectrum(spectra[est.standardized], n_points=len(X), resampled=resampled.get(key)).estimate_
             else:
                 result = est.fit(X).estimate_
         except Exception as err:  # noqa: BLE001 - one layer's failure must not end a run (the reason is reported)
@@ -92,8 +98,10 @@ def estimate_layer(
 def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> int:
     """Bytes the estimators need beyond one layer's (n, d) activations, at most.
 
-    Spectrum estimators: a centred copy (standardised in place) and the Gram
-    matrix of the smaller side, twice (the eigensolver's workspace). Neighbour-based ones: a float32 centred copy, the
+    Spectrum estimators: a centred copy (standardised in place), a weighted copy
+    (bootstrap resamples with more points than features), and four matrices the
+    size of the smaller Gram matrix (the Gram matrix, a resample's re-centred and
+    weighted ones, the eigensolver's workspace). Neighbour-based ones: a float32 centred copy, the
     distance blocks of the candidate search (up to 1024 rows x n, twice for the
     top-k temporaries) and the candidate lists.
     """
@@ -101,7 +109,7 @@ def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> 
     neighbours = any(issubclass(ESTIMATORS[e], NeighborEstimator) for e in estimators)
     need = 0
     if spectral:
-        need = max(need, n * d * itemsize + 2 * min(n, d) ** 2 * itemsize)
+        need = max(need, 2 * n * d * itemsize + 4 * min(n, d) ** 2 * itemsize)
     if neighbours:
         need = max(need, n * d * 4 + 2 * min(n, 1024) * n * 4 + n * 64 * 12)
     return need

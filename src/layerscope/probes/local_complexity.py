@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -102,7 +103,8 @@ def local_complexity(
     seed: int = 0,
     batch_size: int = 64,
     device: str | torch.device | None = None,
-) -> pd.DataFrame:
+    return_counts: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """LC of ``model`` around each of ``points``.
 
     Parameters
@@ -118,14 +120,20 @@ def local_complexity(
     seed : int
     batch_size : int
         Points per forward pass (each brings 2P vertices).
+    return_counts : bool
+        Also return each point's counts (for their distribution).
 
     Returns
     -------
     pandas.DataFrame
         One row per nonlinearity layer, in model order, with ``layer``, ``neurons``
         (units of the layer), ``lc`` (mean number of neurons whose piece changes
-        within the polytope) and ``lc_norm`` (``lc / neurons``); a last row with
-        layer ``""`` holds the sums.
+        within the polytope), ``lc_err`` (its standard error over the points:
+        their standard deviation / sqrt(n)), ``lc_norm`` (``lc / neurons``) and
+        ``lc_norm_err``; a last row with layer ``""`` holds the sums.
+    pandas.DataFrame, with ``return_counts``
+        One row per point, one column per layer and ``""`` (the sum): the
+        neurons whose piece changes around that point.
 
     Raises
     ------
@@ -138,7 +146,7 @@ def local_complexity(
     device, dtype = model_device(model, device), model_dtype(model)
     shape = points.shape[1:]
     dim = int(points[0].numel())
-    totals: dict[str, torch.Tensor] = {}
+    counts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     neurons: dict[str, int] = {}
     with eval_mode(model):
         for a in range(0, len(points), batch_size):
@@ -153,15 +161,19 @@ def local_complexity(
             check_finite_outputs(outputs, "local complexity")
             for name in names:
                 pieces = sink[name].view(b, 2 * n_directions, -1)
-                changed = (pieces != pieces[:, :1]).any(dim=1).sum(dim=1)  # (b,) neurons that change piece
-                totals[name] = totals.get(name, torch.zeros((), dtype=torch.float64)) + changed.double().sum().cpu()
+                counts[name].append((pieces != pieces[:, :1]).any(dim=1).sum(dim=1).cpu())  # (b,) neurons that change piece
                 neurons[name] = pieces.shape[2]
-    n = len(points)
-    rows = [{"layer": name, "neurons": neurons[name], "lc": float(totals[name]) / n, "lc_norm": float(totals[name]) / n / neurons[name]} for name in names]
-    total_neurons = sum(neurons.values())
-    total_lc = sum(r["lc"] for r in rows)
-    rows.append({"layer": "", "neurons": total_neurons, "lc": total_lc, "lc_norm": total_lc / total_neurons})
-    return pd.DataFrame(rows)
+    per_point = pd.DataFrame({name: torch.cat(counts[name]).numpy() for name in names})
+    per_point[""] = per_point[names].sum(axis=1)
+    width = {**neurons, "": sum(neurons.values())}
+    n = len(per_point)
+    rows = []
+    for name in [*names, ""]:
+        mean = float(per_point[name].mean())
+        err = float(per_point[name].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        rows.append({"layer": name, "neurons": width[name], "lc": mean, "lc_err": err, "lc_norm": mean / width[name], "lc_norm_err": err / width[name]})
+    table = pd.DataFrame(rows)
+    return (table, per_point) if return_counts else table
 
 
 def bounding_box_points(data: torch.Tensor, n_points: int, *, seed: int = 0) -> torch.Tensor:
@@ -183,8 +195,8 @@ class LocalComplexityProbe:
         for split, points in self.inputs.items():
             table = local_complexity(model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device)
             for r in table.itertuples():
-                rows.append(Row(split, r.layer, "lc", r.lc))
-                rows.append(Row(split, r.layer, "lc_norm", r.lc_norm))
+                rows.append(Row(split, r.layer, "lc", r.lc, r.lc_err))
+                rows.append(Row(split, r.layer, "lc_norm", r.lc_norm, r.lc_norm_err))
         return rows
 
 
@@ -210,8 +222,9 @@ SPEC = ProbeSpec(
     settings=LCSettings,
     build=_build,
     metrics=(
-        Metric("lc", "local complexity: neurons whose linear piece changes within the cross-polytope, mean over points, per layer (layer \"\": summed)"),
-        Metric("lc_norm", "lc divided by the layer's neurons"),
+        Metric("lc", "local complexity: neurons whose linear piece changes within the cross-polytope, mean over points, per layer (layer \"\": summed)",
+               "standard error over the points"),
+        Metric("lc_norm", "lc divided by the layer's neurons", "standard error over the points"),
     ),
     figures=(FigureSpec("local_complexity", "local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)", ("lc",)),),
 )

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..probes._model import eval_mode
+from ..results import proportion_error
 from .schedule import TrainConfig, TrainingPlan
 
 
@@ -28,7 +29,7 @@ class Callback(Protocol):
     A user's own loop calls it the same way: ``callback.on_checkpoint(model, step=..., epoch=..., metrics={...})``.
     """
 
-    def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None: ...
+    def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float | tuple[float, float]]) -> None: ...
 
 
 def make_optimizer(model: nn.Module, s: TrainConfig) -> torch.optim.Optimizer:
@@ -42,12 +43,14 @@ def make_optimizer(model: nn.Module, s: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {s.optimizer!r}")
 
 
-def loss_fn(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy, or mean squared error on one-hot targets (``kind="mse"``)."""
+def loss_fn(kind: str, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy, or squared error on one-hot targets averaged over the classes (``kind="mse"``, as Humayun et al.);
+    the mean over the examples, or each example's (``reduction="none"``)."""
     if kind == "cross_entropy":
-        return F.cross_entropy(logits, y)
-    if kind == "mse":  # on one-hot targets, as Humayun et al.
-        return F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype))
+        return F.cross_entropy(logits, y, reduction=reduction)
+    if kind == "mse":
+        per_example = F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype), reduction="none").mean(1)
+        return per_example.mean() if reduction == "mean" else per_example
     raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {kind!r}")
 
 
@@ -59,16 +62,24 @@ def scale_parameters(model: nn.Module, factor: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
-    """Accuracy and mean loss of ``model`` (in eval mode) on ``(x, y)``."""
-    correct, total_loss = 0, 0.0
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, device: torch.device, batch_size: int = 1000) -> dict[str, tuple[float, float]]:
+    """Accuracy and mean loss of ``model`` (in eval mode) on ``(x, y)``, each as (value, standard error).
+
+    The accuracy's error is the Agresti-Coull binomial one
+    (:func:`~layerscope.results.proportion_error`), the loss's the standard
+    deviation of the examples' losses over sqrt(n).
+    """
+    correct, losses = 0, []
     with eval_mode(model):
         for a in range(0, len(x), batch_size):
             logits = model(x[a : a + batch_size].to(device))
             yb = y[a : a + batch_size].to(device)
             correct += int((logits.argmax(1) == yb).sum())
-            total_loss += float(loss_fn(loss, logits, yb)) * len(yb)
-    return correct / len(x), total_loss / len(x)
+            losses.append(loss_fn(loss, logits, yb, reduction="none").double().cpu())
+    per_example = torch.cat(losses)
+    n = len(per_example)
+    loss_err = float(per_example.std() / n**0.5) if n > 1 else float("nan")
+    return {"acc": (correct / n, proportion_error(correct, n)), "loss": (float(per_example.mean()), loss_err)}
 
 
 def train(
@@ -134,9 +145,8 @@ def train(
     eval_test = (x_test[: settings.eval_size], y_test[: settings.eval_size])
 
     def checkpoint(at: int) -> None:
-        train_acc, train_loss = evaluate(model, *eval_train, settings.loss, device)
-        test_acc, test_loss = evaluate(model, *eval_test, settings.loss, device)
-        metrics = {"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss}
+        metrics = {f"{split}_{name}": value for split, data in (("train", eval_train), ("test", eval_test))
+                   for name, value in evaluate(model, *data, settings.loss, device).items()}
         for cb in callbacks:
             cb.on_checkpoint(model, at, at / steps_per_epoch, metrics)
         if on_state is not None:
