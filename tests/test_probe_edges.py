@@ -217,3 +217,25 @@ def test_every_stored_number_has_an_error(tmp_path):
     missing = r[~counts & ~np.isfinite(r.error)]
     assert missing.empty, missing[["step", "split", "layer", "metric"]].drop_duplicates("metric").to_string()
     assert (r[~counts].error >= 0).all()
+
+
+def test_decision_boundary_points_and_their_lc_rows():
+    from layerscope.probes.local_complexity import decision_boundary_points
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+    x = torch.randn(300, 2)
+    boundary = decision_boundary_points(model, x, 100)
+    assert len(boundary) == 100
+    with torch.no_grad():
+        top = model(boundary).topk(2, dim=1).values
+    assert float((top[:, 0] - top[:, 1]).max()) < 1e-5  # two classes tie: on the boundary
+    one_class = nn.Sequential(nn.Linear(2, 3))
+    with torch.no_grad():
+        one_class[0].weight.zero_()
+        one_class[0].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+    assert len(decision_boundary_points(one_class, x, 50)) == 0
+    probe = LocalComplexityProbe({"test": x[:50]}, radius=0.2, n_directions=2, boundary_from=x[:100])
+    rows = probe(model, 0)
+    assert {r.split for r in rows} == {"test", "boundary"} and all(r.error is not None and r.error >= 0 for r in rows)
+    assert {r.split for r in LocalComplexityProbe({"test": x[:50]}, radius=0.2, n_directions=2, boundary_from=x[:100])(one_class, 0)} == {"test"}

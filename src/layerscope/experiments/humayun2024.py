@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
@@ -30,7 +31,8 @@ def configs(size: str) -> list[RunConfig]:
             "train": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "batch_size": 200, "steps": steps, "loss": "mse", "epochs": None},
             "schedule": {"kind": "log", "num": 30},
             "probes": {"measures": ["lc", "pgd", "partition"], "layers": [], "partition": {"pictures": 4},
-                       "lc": {"radius": 1.0, "n_directions": 25, "n_points": points}, "pgd": {"n_points": 500, "eps": 0.3}},
+                       "lc": {"radius": 1.0, "n_directions": 25, "n_points": points, "splits": ["train", "test", "random", "boundary"]},
+                       "pgd": {"n_points": 500, "eps": 0.3}},
         }))
     return configs
 
@@ -50,6 +52,7 @@ def findings(folder: Path) -> list[Finding]:
         except ValueError:
             text, ok, d2 = f"{name}: no descent-ascent-descent fit", False, None
         findings.append(Finding(f"LC descends, ascends, then descends again ({name}).", text, ok))
+        findings.append(_migration(name, r, acc["train_acc"]))
         if name == "init-scale-4":
             train_acc, test_acc = acc["train_acc"], acc["test_acc"]
             first_fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)]) if (train_acc >= 0.99).any() else None
@@ -73,6 +76,25 @@ def findings(folder: Path) -> list[Finding]:
                                         f"robust accuracy at step {first_fit}: {float(robust.set_index('step').value.get(first_fit, np.nan)):.3f}; at the end {float(robust.value.iloc[-1]):.3f}",
                                         bool(float(robust.value.iloc[-1]) > float(robust.set_index('step').value.get(first_fit, 1.0)))))
     return findings
+
+
+def _migration(name: str, r: pd.DataFrame, train_acc: pd.Series) -> Finding:
+    """Regions migrating to the decision boundary, as a number: LC at boundary points over LC at the training points,
+    when the net first fits its training set and at the end (errors by the delta method)."""
+    claim = f"Late in training the linear regions migrate to the decision boundary: LC at the boundary rises relative to LC at the data ({name})."
+    lc = r[(r.metric == "lc") & (r.layer == "")].pivot_table(index="step", columns="split", values=["value", "error"])
+    if ("value", "boundary") not in lc.columns or not (train_acc >= 0.99).any():
+        return Finding(claim, "no boundary points measured, or the training set never fitted", None)
+    ratio = lc["value", "boundary"] / lc["value", "train"]
+    error = ratio * np.hypot(lc["error", "boundary"] / lc["value", "boundary"], lc["error", "train"] / lc["value", "train"])
+    fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)])
+    end = int(ratio.dropna().index[-1])
+    if fit not in ratio.dropna().index:
+        return Finding(claim, f"no boundary LC at step {fit}", None)
+    rise = ratio[end] - ratio[fit]
+    both = float(np.hypot(error[end], error[fit]))
+    return Finding(claim, f"LC(boundary) / LC(train points): {ratio[fit]:.2f} +- {error[fit]:.2f} at step {fit} (training set fitted), "
+                          f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}; rise {rise:.2f} = {rise / both:.1f} error bars", bool(rise > 2 * both))
 
 
 def summary(folder: Path) -> Figure:

@@ -184,15 +184,66 @@ def bounding_box_points(data: torch.Tensor, n_points: int, *, seed: int = 0) -> 
     return lo + (hi - lo) * torch.rand((n_points, *data.shape[1:]), generator=g)
 
 
-class LocalComplexityProbe:
-    """LC at a checkpoint on fixed point sets, as rows (metrics ``lc``, ``lc_norm``; layer ``""`` is the sum)."""
+@torch.no_grad()
+def decision_boundary_points(model: nn.Module, x: torch.Tensor, n_points: int, *, seed: int = 0, steps: int = 30, device: str | torch.device | None = None) -> torch.Tensor:
+    """Points on the model's decision boundary, between inputs it assigns to different classes.
 
-    def __init__(self, inputs: dict[str, torch.Tensor], *, radius: float, n_directions: int = 20, seed: int = 0, device: str | None = None) -> None:
+    Random pairs of ``x`` with different predicted classes; on each pair's segment
+    a bisection of ``steps`` halvings finds where the prediction changes (to
+    2^-steps of the segment). Humayun et al.'s "regions migrate to the decision
+    boundary" is measured by the LC at these points against the LC at the data.
+
+    Returns
+    -------
+    torch.Tensor of shape (m, ...), m <= n_points
+        Empty if the model predicts one class for all of ``x``.
+    """
+    device, dtype = model_device(model, device), model_dtype(model)
+    with eval_mode(model):
+        predict = lambda t: model(t.to(device=device, dtype=dtype)).argmax(1).cpu()  # noqa: E731
+        classes = predict(x)
+        g = torch.Generator().manual_seed(seed)
+        first = torch.randint(len(x), (4 * n_points,), generator=g)
+        second = torch.randint(len(x), (4 * n_points,), generator=g)
+        keep = classes[first] != classes[second]
+        first, second = first[keep][:n_points], second[keep][:n_points]
+        a, b = x[first].to(dtype), x[second].to(dtype)
+        side = classes[first]
+        for _ in range(steps):
+            mid = (a + b) / 2
+            same = (predict(mid) == side).view(-1, *([1] * (x.ndim - 1)))
+            a, b = torch.where(same, mid, a), torch.where(same, b, mid)
+    return (a + b) / 2
+
+
+class LocalComplexityProbe:
+    """LC at a checkpoint on fixed point sets, as rows (metrics ``lc``, ``lc_norm``; layer ``""`` is the sum).
+
+    With ``boundary_from``, also on points of the current decision boundary between
+    those inputs (split ``"boundary"``), found anew at each checkpoint.
+    """
+
+    def __init__(
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        radius: float,
+        n_directions: int = 20,
+        seed: int = 0,
+        device: str | None = None,
+        boundary_from: torch.Tensor | None = None,
+    ) -> None:
         self.inputs, self.radius, self.n_directions, self.seed, self.device = inputs, radius, n_directions, seed, device
+        self.boundary_from = boundary_from
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
+        sets = dict(self.inputs)
+        if self.boundary_from is not None:
+            boundary = decision_boundary_points(model, self.boundary_from, len(self.boundary_from), seed=self.seed, device=self.device)
+            if len(boundary) >= 2:  # a model that predicts one class has no boundary among the inputs
+                sets["boundary"] = boundary
         rows = []
-        for split, points in self.inputs.items():
+        for split, points in sets.items():
             table = local_complexity(model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device)
             for r in table.itertuples():
                 rows.append(Row(split, r.layer, "lc", r.lc, r.lc_err))
@@ -206,15 +257,19 @@ class LCSettings(ProbeSettings):
     radius: float = Field(0.5, gt=0)
     n_directions: int = Field(20, ge=1)
     n_points: int = Field(256, ge=1, description="points per split: the first of the run's seeded probe inputs (those the geometry probes measure); random points from the data's bounding box")
-    splits: list[Literal["train", "test", "random"]] = ["train", "test", "random"]
+    splits: list[Literal["train", "test", "random", "boundary"]] = Field(
+        ["train", "test", "random"], description="'boundary': points of the decision boundary between test inputs of different predicted classes"
+    )
 
 
 def _build(settings: LCSettings, run: ProbeContext) -> LocalComplexityProbe:
     inputs = {
         split: bounding_box_points(run.train_inputs, settings.n_points, seed=run.seed) if split == "random" else run.inputs(split, settings.n_points)[0]
         for split in settings.splits
+        if split != "boundary"
     }
-    return LocalComplexityProbe(inputs, radius=settings.radius, n_directions=settings.n_directions, seed=run.seed, device=run.device)
+    boundary_from = run.inputs("test", settings.n_points)[0] if "boundary" in settings.splits else None
+    return LocalComplexityProbe(inputs, radius=settings.radius, n_directions=settings.n_directions, seed=run.seed, device=run.device, boundary_from=boundary_from)
 
 
 SPEC = ProbeSpec(
