@@ -230,10 +230,10 @@ def test_decision_boundary_points_and_their_lc_rows():
     with torch.no_grad():
         top = model(boundary).topk(2, dim=1).values
     assert float((top[:, 0] - top[:, 1]).max()) < 1e-5  # two classes tie: on the boundary
-    one_class = nn.Sequential(nn.Linear(2, 3))
+    one_class = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))
     with torch.no_grad():
-        one_class[0].weight.zero_()
-        one_class[0].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+        one_class[2].weight.zero_()
+        one_class[2].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
     assert len(decision_boundary_points(one_class, x, 50)) == 0
     probe = LocalComplexityProbe({"test": x[:50]}, radius=0.2, n_directions=2, boundary_from=x[:100])
     rows = probe(model, 0)
