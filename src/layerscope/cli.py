@@ -252,6 +252,36 @@ def partition(
 
 
 @app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="Sweep file (.toml or .yaml): base config, overrides, axes.")],
+    out: Annotated[Path, typer.Option(help="Folder the sweep goes into (as OUT/NAME/TRIAL).")] = Path("runs"),
+    address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Trials at once (default: as the resources allow).", min=1)] = None,
+) -> None:
+    """Run a grid of tracked runs on Ray. Running it again finishes only what is missing."""
+    from .config import ConfigError
+    from .sweep import run_sweep
+
+    warnings.showwarning = _show_warning
+
+    def event(trial: str, status: str) -> None:
+        console.print(f"{trial}: {status}", highlight=False)
+
+    try:
+        folder, outcomes = run_sweep(file, out, address=address, max_concurrent=max_concurrent, on_event=event)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted.[/] Finished trials are kept; run the same command again to go on: layerscope sweep {file} --out {out}")
+        raise typer.Exit(130) from None
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
+        _fail(str(err))
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("finished", "skipped", "failed")}
+    console.print(f"{len(outcomes)} trials: {counts['finished']} finished now, {counts['skipped']} finished before, {counts['failed']} failed. "
+                  f"Results: layerscope.store.load('{folder}')")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def metrics() -> None:
     """List the metrics a results table can hold, with their meaning and error."""
     from .probes import registry  # noqa: F401 - registers the probes' metrics

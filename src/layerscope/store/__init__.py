@@ -307,11 +307,20 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """The results table of a run folder, or of every run below a folder, as one DataFrame."""
+    """The results table of a run folder, or of every run below a folder, as one DataFrame.
+
+    For a sweep's folder (one with ``trials.parquet``), each row also carries its
+    trial's axis values, a column per axis (as strings).
+    """
     runs = find_runs(path)
     if not runs:
         raise FileNotFoundError(f"no layerscope runs in {path} (no run.parquet there or in its subfolders)")
-    return pd.concat([RunStore(r).results() for r in runs], ignore_index=True)
+    table = pd.concat([RunStore(r).results() for r in runs], ignore_index=True)
+    trials = Path(path) / "trials.parquet"
+    if trials.is_file():
+        axes = _read_table(trials).drop(columns=["status"], errors="ignore")
+        table = table.merge(axes, on="run_id", how="left", validate="many_to_one")
+    return table
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:
