@@ -110,7 +110,13 @@ def _gram(t: torch.Tensor, by_points: bool) -> torch.Tensor:
 
 def _eigenvalues(gram: torch.Tensor, n: int, factor: float) -> np.ndarray:
     """Covariance eigenvalues, descending, from a scatter or Gram matrix of n points scaled by ``factor``."""
-    eig = torch.linalg.eigvalsh(gram).to(torch.float64).flip(0) / (n - 1)
+    gram = (gram + gram.T) / 2  # exactly symmetric: round-off in the product leaves it slightly not
+    eig = torch.linalg.eigvalsh(gram)
+    if not bool(torch.isfinite(eig).all()):
+        # LAPACK's multi-threaded float32 solver was seen to return NaN on a finite,
+        # symmetric 1000 x 1000 Gram matrix (torch 2.13, 2 threads); float64 does not
+        eig = torch.linalg.eigvalsh(gram.double())
+    eig = eig.to(torch.float64).flip(0) / (n - 1)
     # Eigenvalues below the round-off of the arithmetic (about 1e-6 of the largest
     # in float32) are noise, whose value depends on the data's scale: they are 0.
     eig[eig < _ROUNDOFF * torch.finfo(gram.dtype).eps * eig[0]] = 0
