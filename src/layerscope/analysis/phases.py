@@ -8,9 +8,10 @@ tests such a pattern against the simpler curves that have fewer phases:
 1. **Fits.** Each model is a continuous piecewise-linear curve in log(1 + step)
    with breakpoints at measured steps, fitted by least squares weighted by the
    measurement errors (``errors``: each value's standard error). The pattern's
-   slopes are constrained to its signs; the null models are a constant, a line
-   (either sign) and, for patterns of three or more phases, every curve of one
-   phase fewer (any signs).
+   slopes are constrained to its signs; the null models are a constant, the
+   monotone curves (a line, and as many phases as the pattern all rising or all
+   falling: a plateau and then a drop is no turn) and, for patterns of three or
+   more phases, every curve of one phase fewer (any signs).
 2. **Statistic.** ``T = SSE(best null) - SSE(pattern)``, in units of the
    measurement variance: how much better the pattern explains the curve.
 3. **Calibration.** A parametric bootstrap: curves simulated from the fitted null
@@ -122,8 +123,12 @@ class _Family:
 
 
 def _null_families(x: np.ndarray, w: np.ndarray, k: int, min_points: int) -> list[_Family]:
-    """Constant, a line of either sign, and (for k >= 3) every curve of k - 1 phases with any signs."""
+    """The curves without the pattern: a constant, monotone curves (a line, and k phases all
+    rising or all falling: a plateau then a drop is not a turn), and every curve of k - 1
+    phases with any signs (for k >= 3)."""
     families = [_Family.make(x, w, 0, min_points, None), _Family.make(x, w, 1, min_points, None)]
+    for sign in (1, -1):
+        families.append(_Family.make(x, w, k, min_points, np.full(k, sign)))
     for phases in range(2, k):
         families.append(_Family.make(x, w, phases, min_points, None))
     return families
