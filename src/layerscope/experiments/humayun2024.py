@@ -101,7 +101,7 @@ def summary(folder: Path) -> Figure:
     runs = load_runs(folder)
     fig, axes = subplots(1, len(runs), figsize=(7.5 * len(runs), 4.4), squeeze=False)
     for ax, (name, r) in zip(axes[0], runs.items()):
-        for split in ("train", "test", "random"):
+        for split in ("train", "test", "random", "boundary"):
             c = r[(r.metric == "lc") & (r.layer == "") & (r.split == split)].sort_values("step")
             ax.plot(c.step, c.value, "o-", ms=2, label=f"LC, {split} points")
         train_lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
