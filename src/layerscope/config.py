@@ -41,6 +41,16 @@ from .probes.registry import PROBES
 from .train.schedule import ScheduleConfig, TrainConfig
 
 
+def check_folder_name(name: str) -> str:
+    """A run or sweep name: it becomes a folder under --out, so a plain name, never '.', '..' or hidden."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+        raise ValueError(
+            "name must start with a letter or digit and use letters, digits, '.', '_' or '-' only, "
+            f"at most 128 characters (it names a folder), got {name!r}"
+        )
+    return name
+
+
 def _registered(name: str, known: Iterable[str], what: str) -> str:
     known = list(known)
     if name not in known:
@@ -170,13 +180,7 @@ class RunConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        # The name becomes a folder under --out: a plain name, never '.', '..' or hidden.
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
-            raise ValueError(
-                "name must start with a letter or digit and use letters, digits, '.', '_' or '-' only, "
-                f"at most 128 characters (it names a folder), got {v!r}"
-            )
-        return v
+        return check_folder_name(v)
 
 
 class ConfigError(ValueError):
@@ -198,13 +202,13 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)) from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a RunConfig from a .toml, .yaml or .yml file."""
+def read_file(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The table in a .toml, .yaml or .yml file, with errors that name the file (and line)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such config file: {path}")
+        raise FileNotFoundError(f"no such {what} file: {path}")
     if not path.is_file():
-        raise ConfigError(f"{path} is a folder, not a config file (.toml, .yaml or .yml)")
+        raise ConfigError(f"{path} is a folder, not a {what} file (.toml, .yaml or .yml)")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
@@ -219,10 +223,8 @@ def load_config(path: str | Path) -> RunConfig:
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
     elif path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ImportError("YAML configs need PyYAML: pip install pyyaml") from None
+        import yaml
+
         try:
             raw = yaml.safe_load(text)  # safe: tags that would build Python objects are refused
         except yaml.YAMLError as err:
@@ -231,7 +233,12 @@ def load_config(path: str | Path) -> RunConfig:
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
     else:
-        raise ConfigError(f"{path}: config files must be .toml, .yaml or .yml")
+        raise ConfigError(f"{path}: {what} files must be .toml, .yaml or .yml")
     if not raw:
-        raise ConfigError(f"{path} is empty: a config needs at least a name, the data and the model (see the README)")
-    return parse_config(raw, str(path))
+        raise ConfigError(f"{path} is empty: a {what} needs at least a name (see the README)")
+    return raw
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a RunConfig from a .toml, .yaml or .yml file."""
+    return parse_config(read_file(path), str(path))

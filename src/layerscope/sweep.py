@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import ConfigError, RunConfig, load_config, parse_config
+from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
 
 
 class Resources(BaseModel):
@@ -73,9 +72,7 @@ class SweepConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
-            raise ValueError(f"name must start with a letter or digit and use letters, digits, '.', '_' or '-' only (it names a folder), got {v!r}")
-        return v
+        return check_folder_name(v)
 
     @field_validator("axes")
     @classmethod
@@ -107,27 +104,6 @@ class Trial:
     config: RunConfig
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if path.suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-        try:
-            return tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        return raw if isinstance(raw, dict) else {}
-    raise ConfigError(f"{path}: sweep files must be .toml, .yaml or .yml")
-
-
 def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Trial]]:
     """Read a sweep file and expand it into its trials, every config validated.
 
@@ -138,11 +114,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Trial]]:
         names the trial and the field).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such sweep file: {path}")
-    raw = _read(path)
-    if not raw:
-        raise ConfigError(f"{path} is empty: a sweep needs a name, a base and axes")
+    raw = read_file(path, "sweep")
     try:
         sweep = SweepConfig.model_validate(raw)
     except ValidationError as err:
