@@ -39,6 +39,7 @@ def tiny_findings(folder):
     return [Finding("two runs exist", str(sorted(p.name for p in folder.iterdir() if p.is_dir())), True)]
 
 
+@pytest.mark.xdist_group("ray")  # starts a local Ray, like the sweep tests
 def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 

@@ -1,6 +1,7 @@
 """Sweeps: grid expansion and validation, and runs on a local Ray of 2 CPUs (faults included)."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def test_bad_sweep_files(tmp_path):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
@@ -96,8 +97,11 @@ def test_every_trial_once_and_equal_to_a_plain_run(tmp_path, local_ray):
     from layerscope.runner import execute
 
     path = write(tmp_path)
-    folder, outcomes = run_sweep(path, tmp_path / "out")
-    assert sorted(o.status for o in outcomes) == ["finished"] * 4
+    seen = []
+    folder, states = run_sweep(path, tmp_path / "out", on_progress=lambda s: seen.append([(x.status, x.step) for x in s]))
+    assert [s.status for s in states] == ["finished"] * 4
+    assert seen[0] == [("pending", None)] * 4 and seen[-1] == [("finished", s.total_steps) for s in states]
+    assert all(s.total_steps == 21 and 0 < s.test_acc <= 1 and s.retries == 0 for s in states)  # 1 epoch of 1,347 digits, batches of 64
     table = load(folder)
     assert table.groupby("run_id").size().nunique() == 1 and table.run_id.nunique() == 4
     assert not table.duplicated(["run_id", "step", "split", "layer", "metric"]).any()
@@ -112,45 +116,117 @@ def test_every_trial_once_and_equal_to_a_plain_run(tmp_path, local_ray):
     pd.testing.assert_frame_equal(mine.sort_values(key).reset_index(drop=True), load(tmp_path / "plain").sort_values(key).reset_index(drop=True))
     # again: nothing to do
     _, again = run_sweep(path, tmp_path / "out")
-    assert [o.status for o in again] == ["skipped"] * 4
+    assert [s.status for s in again] == ["skipped"] * 4 and [s.test_acc for s in again] == [s.test_acc for s in states]
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, local_ray):
     path = write(tmp_path, name="bad", max_failures=1, extra='"probes.layers" = [["relu0"], ["relu9"]]\n')
-    folder, outcomes = run_sweep(path, tmp_path / "out")
-    failed = [o for o in outcomes if o.status == "failed"]
-    assert len(failed) == 4 and {o.status for o in outcomes} == {"finished", "failed"} and len(outcomes) == 8
+    folder, states = run_sweep(path, tmp_path / "out")
+    failed = [o for o in states if o.status == "failed"]
+    assert len(failed) == 4 and {o.status for o in states} == {"finished", "failed"} and len(states) == 8
     assert all("relu9" in o.error for o in failed)
     trials = pd.read_parquet(folder / "trials.parquet")
     assert sorted(trials.status) == ["failed"] * 4 + ["finished"] * 4
 
 
-def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, local_ray):
-    from layerscope.runner import execute
+def _kill_once_it_has(victim, checkpoints, killed):
+    """An on_progress callback: SIGKILL the process holding ``victim`` once it has ``checkpoints`` checkpoints."""
 
-    path = write(tmp_path, name="kill", epochs=6)
-    _, trials = load_sweep(path)
-    victim = tmp_path / "out" / "kill" / trials[0].name
-    killed = []
-
-    def on_event(trial, status):
-        if status == "submitted" and trial == trials[-1].name and not killed:
-            # the first trial is running by now: kill its worker process once it has two checkpoints
-            deadline = time.time() + 120
-            while len(RunStore(victim).completed_steps()) < 2 and time.time() < deadline:
-                time.sleep(0.02)
+    def on_progress(states):
+        store = RunStore(victim)
+        if not killed and len(store.completed_steps()) >= checkpoints and store.read_run()["status"] == "running":
             pid = int((victim / ".lock").read_text().split()[1])
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    folder, outcomes = run_sweep(path, tmp_path / "out", max_concurrent=4, on_event=on_event)
-    assert killed and sorted(o.status for o in outcomes) == ["finished"] * 4
+    return on_progress
+
+
+def _same_as_a_plain_run(run_dir, config, tmp_path):
+    from layerscope.runner import execute
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        execute(trials[0].config, tmp_path / "plain")
+        execute(config, tmp_path / "plain")
     key = ["step", "split", "layer", "metric"]
-    retried = load(victim).sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(retried, load(tmp_path / "plain").sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(load(run_dir).sort_values(key).reset_index(drop=True), load(tmp_path / "plain").sort_values(key).reset_index(drop=True))
+
+
+def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, local_ray):
+    path = write(tmp_path, name="kill", epochs=6)
+    _, trials = load_sweep(path)
+    victim = tmp_path / "out" / "kill" / trials[0].name
+    killed = []
+    folder, states = run_sweep(path, tmp_path / "out", on_progress=_kill_once_it_has(victim, 2, killed), poll=0.05)
+    assert killed and [s.status for s in states] == ["finished"] * 4
+    assert states[0].retries == 1 and RunStore(victim).read_run()["resumes"] == 1
+    _same_as_a_plain_run(victim, trials[0].config, tmp_path)
+
+
+def test_out_as_a_file_uri(tmp_path, local_ray):
+    path = write(tmp_path, name="uri")
+    folder, states = run_sweep(path, (tmp_path / "out").as_uri())
+    assert folder == tmp_path / "out" / "uri" and [s.status for s in states] == ["finished"] * 4
+    assert load((tmp_path / "out" / "uri").as_uri()).run_id.nunique() == 4
+
+
+def test_storage_that_is_not_local_is_mirrored_and_a_killed_trial_resumes_from_it(tmp_path, local_ray):
+    """A pyarrow filesystem that is not the local one (here a SubTreeFileSystem, as S3 would be):
+    trials run in a local copy uploaded as they go; a killed worker's retry downloads it and resumes."""
+    import pyarrow.fs as pafs
+
+    from layerscope.store.remote import location, scratch_folder
+
+    remote = tmp_path / "bucket"
+    remote.mkdir()
+    fs = pafs.SubTreeFileSystem(str(remote), pafs.LocalFileSystem())
+    path = write(tmp_path, name="mirror", epochs=6)
+    _, trials = load_sweep(path)
+    local = scratch_folder(location("sweeps", fs).join("mirror", trials[0].name))
+    trial_dir = remote / "sweeps" / "mirror" / trials[0].name
+    killed = []
+
+    def on_progress(states):  # kill the worker once its third checkpoint is uploaded
+        if not killed and len(RunStore(trial_dir).completed_steps()) >= 3 and (trial_dir / "state.pt").exists() and RunStore(local).read_run()["status"] == "running":
+            pid = int((local / ".lock").read_text().split()[1])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    folder, states = run_sweep(path, "sweeps", filesystem=fs, on_progress=on_progress, poll=0.05)
+    assert killed and [s.status for s in states] == ["finished"] * 4 and states[0].retries == 1
+    assert str(folder) == "subtree://sweeps/mirror"
+    assert not (trial_dir / ".lock").exists() and not list(trial_dir.rglob(".*.tmp-*"))
+    assert RunStore(trial_dir).read_run()["status"] == "finished" and RunStore(trial_dir).read_run()["resumes"] == 1
+    _same_as_a_plain_run(trial_dir, trials[0].config, tmp_path)
+    table = load(folder)
+    assert table.run_id.nunique() == 4 and "train.optimizer" in table
+    # the sweep's report, written through a local view of the remote folder and uploaded
+    from layerscope.report.sweep import make_sweep_report
+    from layerscope.store.remote import local_view
+
+    with local_view(folder) as view:
+        make_sweep_report(view)
+    assert {"report.html", "id_vs_accuracy.png", "sweep_over_training.png"} <= {p.name for p in (remote / "sweeps" / "mirror").iterdir()}
+
+
+def test_reproduce_without_ray_runs_here(tmp_path, monkeypatch):
+    import sys as _sys
+
+    from layerscope.store.remote import location
+    from layerscope.sweep import Trial, run_trials
+
+    monkeypatch.setitem(_sys.modules, "ray", None)  # import ray fails
+    _, trials = load_sweep(write(tmp_path, name="noray"))
+    trials = trials[:1]
+    with pytest.raises(ImportError, match=r"pip install 'layerscope\[ray\]'"):
+        run_trials(location(tmp_path / "x"), trials)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        states = run_trials(location(tmp_path / "x"), [Trial(t.name, t.values, t.config) for t in trials], require_ray=False,
+                            on_progress=lambda s: seen.append(s[0].step))
+    assert states[0].status == "finished" and states[0].step == 21 and seen[-1] == 21 and len(seen) > 10
+    assert RunStore(tmp_path / "x" / trials[0].name).read_run()["status"] == "finished"
 
 
 def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missing(tmp_path):
@@ -175,7 +251,38 @@ def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missin
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     for name, files in kept.items():
-        assert f"{name}: skipped" in again.stdout
+        assert re.search(rf"{name}\s.*finished before", again.stdout), again.stdout
         assert {f.name: f.stat().st_mtime_ns for f in (folder / name / "results").iterdir()} == files  # untouched
     assert sorted(pd.read_parquet(folder / "trials.parquet").status) == ["finished"] * 4
     assert load(folder).run_id.nunique() == 4
+
+
+def test_sweep_report_figures_and_correlation(tmp_path, local_ray):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app
+    from layerscope.report.sweep import correlation, final_table, last_hidden
+
+    path = write(tmp_path, name="rep")
+    path.write_text(path.read_text().replace("seed = [0, 1]", "seed = [0, 1, 2]"))
+    folder, _ = run_sweep(path, tmp_path / "out")
+    result = CliRunner().invoke(app, ["report", (tmp_path / "out" / "rep").as_uri()])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert "6 trials (6 finished)" in page and "axes compared: train.optimizer" in page and "averaged over: seed" in page
+    table = load(folder)
+    assert last_hidden(table) == "relu1"
+    final = final_table(table, "relu1")
+    last = table[table.step == table.step.max()]
+    expect = last[(last.metric == "twonn") & (last.layer == "relu1") & (last.split == "test")].set_index("run_id").value
+    assert np.allclose(final.set_index("run_id").twonn.loc[expect.index], expect)
+    # Pearson's r and Fisher's interval, against numpy and the closed form
+    r, low, high = correlation(final.twonn.to_numpy(), final.test_acc.to_numpy())
+    assert r == pytest.approx(np.corrcoef(final.twonn, final.test_acc)[0, 1])
+    z, half = np.arctanh(r), 1.959964 / np.sqrt(len(final) - 3)
+    assert (low, high) == pytest.approx((np.tanh(z - half), np.tanh(z + half)), abs=1e-6)
+    assert f"Pearson r = {r:.2f}" in page
+    assert correlation(np.arange(3.0), np.arange(3.0)) is None and correlation(np.ones(5), np.arange(5.0)) is None
+    # not a sweep, not a folder
+    assert CliRunner().invoke(app, ["report", str(tmp_path / "nothing")]).exit_code == 2

@@ -154,46 +154,45 @@ def run(
 
 
 @app.command("report")
-def report_command(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
-    """Write the HTML report (and PNG figures) of a run."""
+def report_command(
+    folder: Annotated[str, typer.Argument(help="A run folder, or a sweep's folder (OUT/NAME); a URI (s3://...) too.")],
+) -> None:
+    """Write the HTML report (and PNG figures) of a run, or of a sweep across its trials."""
     from .report import make_report
+    from .report.sweep import make_sweep_report
+    from .store.remote import local_view, location
 
     try:
-        console.print(f"report: {make_report(run_dir)}")
+        where = location(folder)
+        with local_view(where) as local:
+            path = make_sweep_report(local) if (local / "trials.parquet").is_file() else make_report(local)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
+    console.print(f"report: {path if where.is_local else where.join(path.name)}", highlight=False)
 
 
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(help="ansuini2019, tan2024 or humayun2024.")],
     size: Annotated[str, typer.Option(help="quick (minutes on a laptop CPU, offline data) or full (the paper's setup).")] = "quick",
-    out: Annotated[Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN).")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN); a path every machine of a cluster sees.")] = Path("runs"),
+    address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Runs at once (default: one per CPU).", min=1)] = None,
 ) -> None:
-    """Reproduce a paper's experiment: its runs, its findings checked, a summary figure.
+    """Reproduce a paper's experiment: its runs (on Ray, as a sweep), its findings checked, a summary figure.
 
     Re-running continues where it stopped: finished runs are kept, interrupted ones resumed.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .experiments.reproduce import reproduce as run_experiment
 
     warnings.showwarning = _show_warning
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("starting", total=None)
-
-            def on_run(run: str, i: int, n: int) -> None:
-                bar.update(task, description=f"run {i + 1}/{n}: {run}", completed=0)
-
-            def progress(step: int, total: int) -> None:
-                bar.update(task, completed=step, total=total)
-
-            folder = run_experiment(name, size, out, on_run=on_run, progress=progress)
+        with _LiveTable(f"reproduce {name} --size {size}") as live:
+            folder = run_experiment(name, size, out, address=address, max_concurrent=max_concurrent, on_progress=live)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted.[/] Run the same command again to go on: layerscope reproduce {name} --size {size} --out {out}")
         raise typer.Exit(130) from None
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
         _fail(str(err))
     console.print((folder / "findings.md").read_text())
     console.print(f"summary figure: {folder / 'summary.png'}; run reports: {folder}/*/report.html")
@@ -251,10 +250,69 @@ def partition(
     console.print(f"{len(part.regions)} regions; picture: {target}")
 
 
+_STATUS_STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "skipped": "green", "failed": "bold red"}
+
+
+def _trial_table(states: list, title: str) -> Table:
+    """One line per trial: status (with retries), last checkpoint step, test accuracy there."""
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("trial", "left"), ("status", "left"), ("step", "right"), ("test acc", "right"), ("note", "left")):
+        table.add_column(column, justify=justify)
+    for s in states:
+        status = {"skipped": "finished before"}.get(s.status, s.status)
+        if s.retries:
+            status += f" (retried {s.retries}x)"
+        step = "-" if s.step is None else (f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step))
+        acc = "-" if s.test_acc is None else f"{s.test_acc:.3f}"
+        table.add_row(s.name, f"[{_STATUS_STYLE.get(s.status, '')}]{status}[/]", step, acc, s.error or "")
+    return table
+
+
+def _summary(states: list) -> str:
+    counts = {status: sum(s.status == status for s in states) for status in ("finished", "skipped", "failed", "pending", "running")}
+    retried = sum(s.retries > 0 for s in states)
+    return (f"{len(states)} trials: {counts['finished']} finished now, {counts['skipped']} finished before, {counts['failed']} failed"
+            + (f", {retried} retried" if retried else "") + (f", {counts['pending'] + counts['running']} not done" if counts["pending"] + counts["running"] else ""))
+
+
+class _LiveTable:
+    """A live table of trials while an engine runs (a plain table at the end when the output is not a terminal)."""
+
+    def __init__(self, title: str) -> None:
+        from rich.live import Live
+
+        self.title, self.states, self.said = title, [], {}
+        self.live = Live(console=console, refresh_per_second=2, transient=False, auto_refresh=console.is_terminal)
+
+    def __call__(self, states: list) -> None:
+        self.states = states
+        if console.is_terminal:
+            self.live.update(_trial_table(states, self.title))
+            return
+        for s in states:  # a log (CI, a file): one line when a trial's status changes
+            said = (s.status, s.retries)
+            if self.said.get(s.name, ("pending", 0)) != said:
+                self.said[s.name] = said
+                extra = f" (retry {s.retries})" if s.retries else ""
+                extra += f", test acc {s.test_acc:.3f}" if s.status in ("finished", "skipped") and s.test_acc is not None else ""
+                console.print(f"{s.name}: {s.status}{extra}" + (f": {s.error}" if s.error else ""), highlight=False)
+
+    def __enter__(self) -> _LiveTable:
+        if console.is_terminal:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if console.is_terminal:
+            self.live.__exit__(*exc)
+        else:
+            console.print(_trial_table(self.states, self.title))
+
+
 @app.command()
 def sweep(
     file: Annotated[Path, typer.Argument(help="Sweep file (.toml or .yaml): base config, overrides, axes.")],
-    out: Annotated[Path, typer.Option(help="Folder the sweep goes into (as OUT/NAME/TRIAL).")] = Path("runs"),
+    out: Annotated[str, typer.Option(help="Where the sweep goes (as OUT/NAME/TRIAL): a folder, an NFS path, or a URI (s3://bucket/x, gs://..., file:///x).")] = "runs",
     address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Trials at once (default: as the resources allow).", min=1)] = None,
 ) -> None:
@@ -263,21 +321,16 @@ def sweep(
     from .sweep import run_sweep
 
     warnings.showwarning = _show_warning
-
-    def event(trial: str, status: str) -> None:
-        console.print(f"{trial}: {status}", highlight=False)
-
     try:
-        folder, outcomes = run_sweep(file, out, address=address, max_concurrent=max_concurrent, on_event=event)
+        with _LiveTable(f"sweep {file}") as live:
+            folder, states = run_sweep(file, out, address=address, max_concurrent=max_concurrent, on_progress=live)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted.[/] Finished trials are kept; run the same command again to go on: layerscope sweep {file} --out {out}")
         raise typer.Exit(130) from None
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         _fail(str(err))
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("finished", "skipped", "failed")}
-    console.print(f"{len(outcomes)} trials: {counts['finished']} finished now, {counts['skipped']} finished before, {counts['failed']} failed. "
-                  f"Results: layerscope.store.load('{folder}')")
-    if counts["failed"]:
+    console.print(_summary(states) + f". Results: layerscope.store.load('{folder}'); figures: layerscope report {folder}", highlight=False)
+    if any(s.status == "failed" for s in states):
         raise typer.Exit(1)
 
 

@@ -152,7 +152,7 @@ def execute(
                 raise FileExistsError(f"{run_dir} holds a run already: resume it with --resume {run_dir}, or start it again with --overwrite")
         elif any(entry.name != ".lock" for entry in run_dir.iterdir()):
             raise FileExistsError(f"{run_dir} exists and is not a layerscope run: choose another --out or name (nothing was deleted)")
-        return _run(cfg, store, None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status)
+        return _run(cfg, store, None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status, resumes=0)
 
 
 def _check_device(device: str) -> None:
@@ -186,7 +186,8 @@ def resume(
         cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
         _check_device(cfg.device)
         store.remove_temporaries()
-        return _run(cfg, store, store.load_state(), info["start_time"], progress, status)
+        resumes = int(info.get("resumes") or 0) + 1  # absent in runs written before it was counted
+        return _run(cfg, store, store.load_state(), info["start_time"], progress, status, resumes=resumes)
 
 
 class Terminated(KeyboardInterrupt):
@@ -216,8 +217,15 @@ def _run(
     start_time: str,
     progress: Callable[[int, int], None] | None,
     status: Callable[[str], None] | None,
+    *,
+    resumes: int,
 ) -> Path:
-    """Train and probe, keeping ``run.parquet``'s status true: running, then finished, failed (with the error) or interrupted."""
+    """Train and probe, keeping ``run.parquet``'s status true: running, then finished, failed (with the error) or interrupted.
+
+    ``run.parquet`` also says how many times the run was resumed and, once the data
+    are loaded, its plan (``total_steps``, ``checkpoints``), so that a sweep's driver
+    can show a trial's progress from its folder alone.
+    """
     info: dict[str, Any] = {
         "run_id": cfg.name,
         "config": cfg.model_dump(mode="json"),
@@ -228,6 +236,9 @@ def _run(
         "end_time": None,
         "status": "running",
         "error": None,
+        "resumes": resumes,
+        "total_steps": None,
+        "checkpoints": None,
     }
     store.create()
     store.write_run(info)
@@ -238,9 +249,13 @@ def _run(
         except OSError:  # a full disk must not hide the error that ended the run
             pass
 
+    def planned(plan: TrainingPlan) -> None:
+        info.update(total_steps=plan.total_steps, checkpoints=list(plan.checkpoints))
+        store.write_run(info)
+
     try:
         with _sigterm_as_interrupt():
-            _train(cfg, store, state, progress, status)
+            _train(cfg, store, state, progress, status, planned)
     except KeyboardInterrupt:
         ended("interrupted")
         raise
@@ -257,6 +272,7 @@ def _train(
     state: dict[str, Any] | None,
     progress: Callable[[int, int], None] | None,
     status: Callable[[str], None] | None,
+    planned: Callable[[TrainingPlan], None],
 ) -> None:
     data = prepare_data(cfg)
     model = prepare_model(cfg, data)
@@ -268,6 +284,7 @@ def _train(
     splits = {"train": data.x_train, "test": data.x_test}
     inputs = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
     plan = training_plan(cfg.train, cfg.schedule, len(data.x_train))
+    planned(plan)
     tracker = Tracker(
         store,
         inputs,

@@ -45,6 +45,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
+from .store.remote import Location, Mirror, location
 
 
 class Resources(BaseModel):
@@ -177,47 +178,230 @@ def expand(sweep: SweepConfig, base: RunConfig) -> list[Trial]:
     return trials
 
 
-def _run_trial(config: dict[str, Any], run_dir: str, threads: int) -> str:
-    """Finish one trial in ``run_dir``: start it, or resume it from its last checkpoint, or nothing if it is finished.
+def _run_trial(config: dict[str, Any], target: Location, threads: int | None, progress: Callable[[int, int], None] | None = None) -> str:
+    """Finish one trial in ``target``: start it, or resume it from its last checkpoint, or nothing if it is finished.
 
-    Idempotent, so that Ray can run it again after a failure (a retry resumes).
+    Idempotent, so that Ray can run it again after a failure (a retry resumes). A
+    trial whose folder is not local runs in a local copy that is uploaded as it
+    goes (:class:`layerscope.store.remote.Mirror`), so a retry on another machine
+    resumes from the last uploaded checkpoint.
     """
     import warnings
 
     import torch
 
+    if threads is not None:  # a Ray worker: as many threads as the trial's CPUs, so trials side by side do not fight
+        torch.set_num_threads(max(1, threads))
+    if progress is None:
+        warnings.simplefilter("ignore")  # on a worker: the trial's warnings stay in its own process
+    if target.is_local:
+        return _finish(config, target.local(), progress)
+    with Mirror(target) as local:
+        return _finish(config, local, progress)
+
+
+def _finish(config: dict[str, Any], run_dir: Path, progress: Callable[[int, int], None] | None) -> str:
     from .runner import execute, resume
     from .store import RunStore
 
-    torch.set_num_threads(max(1, threads))
-    warnings.simplefilter("ignore")  # the trial's warnings stay in its own process
     store = RunStore(run_dir)
     if store.is_run():
         if store.read_run()["status"] == "finished":
             return "finished"
-        resume(run_dir)
+        resume(run_dir, progress=progress)
     else:
-        execute(parse_config(config, f"trial {Path(run_dir).name}"), run_dir)
+        execute(parse_config(config, f"trial {run_dir.name}"), run_dir, progress=progress)
     return "finished"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a trial ended in this invocation: ``finished``, ``skipped`` (finished before) or ``failed`` (with the error)."""
+@dataclass
+class TrialState:
+    """Where a trial stands: ``pending``, ``running``, ``finished``, ``skipped`` (finished before) or ``failed``.
 
-    trial: str
-    status: str
+    ``step`` is its last finished checkpoint of ``total_steps``, ``test_acc`` the
+    test accuracy measured there, ``retries`` how often it was resumed after a
+    failure in this invocation, ``error`` why it failed.
+    """
+
+    name: str
+    values: dict[str, Any]
+    status: str = "pending"
+    step: int | None = None
+    total_steps: int | None = None
+    test_acc: float | None = None
+    retries: int = 0
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Peek:
+    status: str | None
+    resumes: int
+    total_steps: int | None
+    steps: list[str]
+
+
+def _peek(run: Location) -> _Peek:
+    """A trial's state read from its folder (local or remote) without taking its lock."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    try:
+        info = pq.read_table(io.BytesIO(run.read_bytes("run.parquet"))).to_pylist()[0]
+    except (OSError, IndexError, ValueError):  # not written yet, or being replaced
+        return _Peek(None, 0, None, [])
+    results = run.join("results")
+    steps = sorted(f for f in results.files() if f.startswith("step-") and f.endswith(".parquet"))
+    total = info.get("total_steps")
+    return _Peek(info.get("status"), int(info.get("resumes") or 0), None if total is None else int(total), steps)
+
+
+def _test_acc(run: Location, step_file: str) -> float | None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(io.BytesIO(run.join("results").read_bytes(step_file)), columns=["split", "layer", "metric", "value"]).to_pylist()
+    except (OSError, ValueError):
+        return None
+    return next((r["value"] for r in rows if r["metric"] == "test_acc" and r["layer"] == ""), None)
+
+
+def _error_line(err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err  # Ray wraps a task's exception; its cause is the trial's own
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def run_trials(
+    folder: Location,
+    trials: list[Trial],
+    *,
+    resources: Resources | None = None,
+    max_failures: int = 2,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    on_progress: Callable[[list[TrialState]], None] | None = None,
+    require_ray: bool = True,
+    poll: float = 1.0,
+) -> list[TrialState]:
+    """The engine: finish every trial in ``folder/TRIAL`` on Ray, retrying failures from their checkpoints.
+
+    Finished trials are skipped, interrupted ones resumed. ``on_progress(states)`` is
+    called about every ``poll`` seconds with every trial's :class:`TrialState`.
+    Without Ray installed, ``require_ray=False`` runs the trials one after another
+    in this process (``reproduce`` does, so that it works without the extra);
+    otherwise an ImportError says how to install it.
+    """
+    resources = resources or Resources()
+    notify = on_progress or (lambda states: None)
+    states = {t.name: TrialState(t.name, t.values) for t in trials}
+    todo = []
+    for trial in trials:
+        peek = _peek(folder.join(trial.name))
+        if peek.status == "finished":
+            states[trial.name].status = "skipped"
+            states[trial.name].total_steps = peek.total_steps
+            if peek.steps:
+                states[trial.name].step = int(peek.steps[-1][5:14])
+                states[trial.name].test_acc = _test_acc(folder.join(trial.name), peek.steps[-1])
+        else:
+            todo.append(trial)
+    notify(list(states.values()))
+    if not todo:
+        return list(states.values())
+    try:
+        import ray
+    except ImportError:
+        if require_ray or address is not None:
+            raise ImportError("sweeps run on Ray: pip install 'layerscope[ray]'") from None
+        return _run_here(folder, todo, states, notify)
+    started_here = not ray.is_initialized()
+    if started_here:
+        # "local": a new Ray of this machine's CPUs, never a stale cluster left in /tmp/ray by an earlier process
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        _run_on_ray(ray, folder, todo, states, resources, max_failures, max_concurrent, notify, poll)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return list(states.values())
+
+
+def _update(state: TrialState, run: Location, first_resume: int) -> None:
+    peek = _peek(run)
+    if peek.status == "running":
+        state.status = "running"
+    state.total_steps = peek.total_steps or state.total_steps
+    state.retries = max(state.retries, peek.resumes - first_resume)
+    if peek.steps:
+        step = int(peek.steps[-1][5:14])
+        if step != state.step:
+            state.step, state.test_acc = step, _test_acc(run, peek.steps[-1])
+
+
+def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str, TrialState], resources: Resources,
+                max_failures: int, max_concurrent: int | None, notify: Callable[[list[TrialState]], None], poll: float) -> None:
+    task = ray.remote(_run_trial).options(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=max_failures, retry_exceptions=True)
+    threads = max(1, int(resources.cpu))
+    pending: dict[Any, tuple[Trial, int]] = {}
+    queue = list(todo)
+    limit = max_concurrent or len(queue)
+    while queue or pending:
+        while queue and len(pending) < limit:
+            trial = queue.pop(0)
+            peek = _peek(folder.join(trial.name))
+            # the resume count its first attempt here will write: a later, higher count is a retry
+            first = peek.resumes + 1 if peek.status is not None else 0
+            pending[task.remote(trial.config.model_dump(mode="json"), folder.join(trial.name), threads)] = (trial, first)
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll)
+        for ref, (trial, first) in list(pending.items()):
+            state = states[trial.name]
+            _update(state, folder.join(trial.name), first)
+            if ref not in done:
+                continue
+            del pending[ref]
+            try:
+                ray.get(ref)
+                state.status = "finished"
+            except Exception as err:  # noqa: BLE001 - a trial that keeps failing is recorded; the sweep goes on
+                state.status, state.error = "failed", _error_line(err)
+        notify(list(states.values()))
+
+
+def _run_here(folder: Location, todo: list[Trial], states: dict[str, TrialState], notify: Callable[[list[TrialState]], None]) -> list[TrialState]:
+    for trial in todo:
+        state = states[trial.name]
+        state.status = "running"
+
+        def progress(step: int, total: int, state: TrialState = state) -> None:
+            state.step, state.total_steps = step, total
+            notify(list(states.values()))
+
+        try:
+            _run_trial(trial.config.model_dump(mode="json"), folder.join(trial.name), None, progress)
+            _update(state, folder.join(trial.name), 0)
+            state.status = "finished"
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # noqa: BLE001 - recorded, like a trial on Ray
+            state.status, state.error = "failed", _error_line(err)
+        notify(list(states.values()))
+    return list(states.values())
 
 
 def run_sweep(
     path: str | Path,
     out: str | Path = "runs",
     *,
+    filesystem: Any = None,
     address: str | None = None,
     max_concurrent: int | None = None,
-    on_event: Callable[[str, str], None] | None = None,
-) -> tuple[Path, list[Outcome]]:
+    on_progress: Callable[[list[TrialState]], None] | None = None,
+    poll: float = 1.0,
+) -> tuple[Path | Location, list[TrialState]]:
     """Run the sweep of ``path`` into ``out/NAME`` on Ray; finished trials are kept, interrupted ones resumed.
 
     Parameters
@@ -225,91 +409,51 @@ def run_sweep(
     path : str or Path
         The sweep file.
     out : str or Path
-        The sweep's folder goes into it.
+        The sweep's folder goes into it: a local path (an NFS mount shared by the
+        cluster's machines included) or a URI that pyarrow understands
+        (``s3://bucket/sweeps``, ``gs://...``, ``file:///...``).
+    filesystem : pyarrow.fs.FileSystem, optional
+        A configured filesystem (credentials, endpoint) on which ``out`` is a path.
     address : str, optional
         A Ray cluster's address (``"auto"``, ``"ray://host:10001"``); default: a
         local Ray started here.
     max_concurrent : int, optional
         Trials at once (default: as many as the resources allow).
-    on_event : callable, optional
-        ``on_event(trial, status)`` when a trial is submitted, finishes or fails.
+    on_progress : callable, optional
+        ``on_progress(states)`` every ``poll`` seconds, with every trial's :class:`TrialState`.
 
     Returns
     -------
-    folder, outcomes
+    folder, states
+        The sweep's folder (a Path when it is local, else a
+        :class:`~layerscope.store.remote.Location`) and every trial's final state.
     """
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("sweeps run on Ray: pip install 'layerscope[ray]'") from None
-    from .store import RunStore
-
     sweep, trials = load_sweep(path)
-    folder = Path(out) / sweep.name
-    folder.mkdir(parents=True, exist_ok=True)
-    write_trials(folder, sweep, trials)
-    notify = on_event or (lambda trial, status: None)
-    todo, outcomes = [], []
-    for trial in trials:
-        store = RunStore(folder / trial.name)
-        if store.is_run() and store.read_run().get("status") == "finished":
-            outcomes.append(Outcome(trial.name, "skipped"))
-            notify(trial.name, "skipped")
-        else:
-            todo.append(trial)
-    if not todo:
-        return folder, outcomes
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    folder = location(out, filesystem).join(sweep.name)
+    if folder.is_local:
+        folder.local().mkdir(parents=True, exist_ok=True)
+    write_trials(folder, sweep.name, trials)
     try:
-        task = ray.remote(_run_trial).options(
-            num_cpus=sweep.resources.cpu,
-            num_gpus=sweep.resources.gpu,
-            max_retries=sweep.max_failures,
-            retry_exceptions=True,
-        )
-        threads = max(1, int(sweep.resources.cpu))
-        pending: dict[Any, Trial] = {}
-        queue = list(todo)
-        limit = max_concurrent or len(queue)
-        while queue or pending:
-            while queue and len(pending) < limit:
-                trial = queue.pop(0)
-                pending[task.remote(trial.config.model_dump(mode="json"), str((folder / trial.name).resolve()), threads)] = trial
-                notify(trial.name, "submitted")
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in done:
-                trial = pending.pop(ref)
-                try:
-                    ray.get(ref)
-                    outcomes.append(Outcome(trial.name, "finished"))
-                    notify(trial.name, "finished")
-                except Exception as err:  # noqa: BLE001 - a trial that keeps failing is recorded; the sweep goes on
-                    cause = getattr(err, "cause", None) or err
-                    message = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
-                    outcomes.append(Outcome(trial.name, "failed", message))
-                    notify(trial.name, f"failed ({message})")
+        states = run_trials(folder, trials, resources=sweep.resources, max_failures=sweep.max_failures, address=address,
+                            max_concurrent=max_concurrent, on_progress=on_progress, poll=poll)
     finally:
-        if started_here:
-            ray.shutdown()
-    write_trials(folder, sweep, trials)
-    return folder, outcomes
+        write_trials(folder, sweep.name, trials)
+    return (folder.local() if folder.is_local else folder), states
 
 
-def write_trials(folder: Path, sweep: SweepConfig, trials: list[Trial]) -> None:
+def write_trials(folder: Location | Path, sweep: str, trials: list[Trial]) -> None:
     """``trials.parquet``: one row per trial with its axis values (as strings, a column per axis) and its status."""
-    from .store import CorruptRunError, RunStore, atomic_write
+    import io
 
-    rows = []
-    for trial in trials:
-        store = RunStore(folder / trial.name)
-        status = "pending"
-        if store.is_run():
-            try:
-                status = str(store.read_run().get("status"))
-            except CorruptRunError:
-                status = "unreadable"
-        rows.append({"run_id": trial.name, "sweep": sweep.name, "status": status, **{k: str(v) for k, v in trial.values.items()}})
+    from .store import atomic_write
+
+    folder = location(folder)
+    rows = [{"run_id": t.name, "sweep": sweep, "status": _peek(folder.join(t.name)).status or "pending", **{k: str(v) for k, v in t.values.items()}}
+            for t in trials]
     frame = pd.DataFrame(rows)
-    atomic_write(folder / "trials.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    if folder.is_local:
+        atomic_write(folder.local() / "trials.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        folder.write_bytes("trials.parquet", buffer.getvalue())

@@ -9,8 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..report import make_report
-from ..runner import execute, resume
-from ..store import RunStore
+from ..store.remote import location
+from ..sweep import Trial, TrialState, run_trials
 from .base import Finding
 
 SIZES = ("quick", "full")
@@ -21,12 +21,24 @@ def reproduce(
     size: str = "quick",
     out: str | Path = "runs",
     *,
-    on_run: Callable[[str, int, int], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    on_progress: Callable[[list[TrialState]], None] | None = None,
 ) -> Path:
-    """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE``; finished runs are kept,
-    interrupted ones resumed. Writes ``findings.md``, ``findings.json``, ``summary.png`` and
-    ``report.html`` there."""
+    """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE`` and check its findings.
+
+    The runs go through the sweep engine (:func:`layerscope.sweep.run_trials`): on a
+    local Ray using every core (one CPU per run), or on the cluster at ``address``
+    (``out`` must then be a folder every machine sees); without Ray installed, one
+    after another in this process. Finished runs are kept, interrupted ones resumed,
+    a run that fails is retried from its last checkpoint. Writes ``findings.md``,
+    ``findings.json``, ``summary.png`` and ``report.html`` there.
+
+    Raises
+    ------
+    RuntimeError
+        A run kept failing (its error is named); the finished runs are kept.
+    """
     from . import EXPERIMENTS
 
     if name not in EXPERIMENTS:
@@ -36,16 +48,15 @@ def reproduce(
     experiment = EXPERIMENTS[name]
     folder = Path(out) / f"{name}-{size}"
     configs = experiment.configs(size)
-    for i, cfg in enumerate(configs):
-        run_dir = folder / cfg.name
-        if on_run is not None:
-            on_run(cfg.name, i, len(configs))
-        if RunStore(run_dir).is_run():
-            if RunStore(run_dir).read_run()["status"] != "finished":
-                resume(run_dir, progress=progress)
-        else:
-            execute(cfg, run_dir, progress=progress)
-        make_report(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    trials = [Trial(cfg.name, {"run": cfg.name}, cfg) for cfg in configs]
+    states = run_trials(location(folder), trials, address=address, max_concurrent=max_concurrent, on_progress=on_progress, require_ray=False)
+    failed = [s for s in states if s.status == "failed"]
+    if failed:
+        raise RuntimeError("runs failed (finished runs are kept; run the same command again to retry): "
+                           + "; ".join(f"{s.name}: {s.error}" for s in failed))
+    for cfg in configs:
+        make_report(folder / cfg.name)
     findings = experiment.findings(folder)
     write_findings(folder, experiment.paper, findings, f"layerscope reproduce {name} --size {size}")
     experiment.summary(folder).savefig(folder / "summary.png", dpi=120)

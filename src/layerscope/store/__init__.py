@@ -250,7 +250,7 @@ class RunStore:
         if len(frame) != 1 or "config" not in frame.columns:
             raise CorruptRunError(f"{path} is not a layerscope run table (expected one row with a config)")
         row = frame.iloc[0].to_dict()
-        for key in ("config", "versions"):
+        for key in ("config", "versions", "checkpoints"):
             if isinstance(row.get(key), str):
                 try:
                     row[key] = json.loads(row[key])
@@ -310,8 +310,16 @@ def load(path: str | Path) -> pd.DataFrame:
     """The results table of a run folder, or of every run below a folder, as one DataFrame.
 
     For a sweep's folder (one with ``trials.parquet``), each row also carries its
-    trial's axis values, a column per axis (as strings).
+    trial's axis values, a column per axis (as strings). ``path`` may be a URI that
+    pyarrow understands (``s3://bucket/sweeps/NAME``): the tables are read from there.
     """
+    from .remote import local_view, location
+
+    where = location(path)
+    if not where.is_local:
+        with local_view(where, upload=False) as local:
+            return load(local)
+    path = where.local()
     runs = find_runs(path)
     if not runs:
         raise FileNotFoundError(f"no layerscope runs in {path} (no run.parquet there or in its subfolders)")
