@@ -105,7 +105,7 @@ def test_works_through_skip_connections_and_refuses_pooling():
     grid_patterns = {p.tobytes() for p in torch.cat([sink[n] for n in part.layers], 1).numpy()}
     assert grid_patterns <= {p.tobytes() for p in part.patterns}
     cnn = build_model("ansuini_cnn", width=0.1)
-    with pytest.raises(ValueError, match="max-pooling modules are not supported: pool1, pool2"):
+    with pytest.raises(ValueError, match="max-pooling is not supported: pool1, pool2"):
         partition2d(cnn, torch.randn(3, 1, 28, 28))
     with pytest.raises(ValueError, match="collinear"):
         partition2d(build_model("mlp", in_features=3), torch.tensor([[0.0, 0, 0], [1, 1, 1], [2, 2, 2]]))

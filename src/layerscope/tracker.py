@@ -21,6 +21,7 @@ from torch import nn
 
 from .probes._model import eval_mode
 from .probes.base import Probe
+from .probes.capture import Forward, Inputs
 from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, geometry_rows
 from .results import MODEL_LEVEL, Row, to_frame
 from .store import RunStore
@@ -32,7 +33,7 @@ class Tracker:
     Parameters
     ----------
     store : RunStore
-    inputs : mapping of split name to tensor
+    inputs : mapping of split name to tensor (or to a dict of tensors, such as token ids and attention masks)
         Fixed inputs per split (``{"train": ..., "test": ...}``), the same at every checkpoint.
     run_id : str
     layers : sequence of str, optional
@@ -46,6 +47,13 @@ class Tracker:
     device : str, optional
     save_weights : bool
         Also save the model's weights at each checkpoint.
+    tokens : str
+        How outputs of shape (inputs, tokens, features) become points (``"mean"``,
+        ``"first"``, ``"last"``, ``"all"``, ``"flatten"``; see :mod:`layerscope.probes.capture`).
+    forward : callable, optional
+        ``forward(model, batch)`` when the model is not called as ``model(x)`` or ``model(**batch)``.
+    seed : int
+        For the token subsample of ``tokens="all"``.
     model_probes : sequence of Probe
         Further probes, each called as ``probe(model, step)`` (in eval mode) and
         returning :class:`~layerscope.results.Row` s (local complexity, CSR,
@@ -56,7 +64,7 @@ class Tracker:
     def __init__(
         self,
         store: RunStore,
-        inputs: Mapping[str, torch.Tensor],
+        inputs: Mapping[str, Inputs],
         *,
         run_id: str,
         layers: Sequence[str] | None = None,
@@ -66,6 +74,10 @@ class Tracker:
         batch_size: int = 256,
         device: str | torch.device | None = None,
         save_weights: bool = False,
+        tokens: str = "mean",
+        max_token_points: int = 10_000,
+        forward: Forward | None = None,
+        seed: int = 0,
         model_probes: Sequence[Probe] = (),
     ) -> None:
         self.store = store
@@ -78,6 +90,7 @@ class Tracker:
         self.batch_size = batch_size
         self.device = device
         self.save_weights = save_weights
+        self.reading = {"tokens": tokens, "max_token_points": max_token_points, "forward": forward, "seed": seed}
         self.model_probes = list(model_probes)
         self._skipped: set[tuple[str, str]] = set()
         self._input_rows: dict[str, list[Row]] = {}
@@ -97,8 +110,9 @@ class Tracker:
         """
         rows: list[Row] = []
         for split, x in (self.inputs.items() if self.estimators else ()):
-            if split not in self._input_rows:  # the inputs' geometry does not change: once per split
-                self._input_rows[split] = estimate_layer(INPUT, x.flatten(1), self.estimators, self.estimator_params, self._skip, split=split)
+            if split not in self._input_rows:  # the inputs' geometry does not change: once per split (token ids have none)
+                is_tensor = isinstance(x, torch.Tensor)
+                self._input_rows[split] = estimate_layer(INPUT, x.flatten(1), self.estimators, self.estimator_params, self._skip, split=split) if is_tensor else []
             rows += self._input_rows[split]
             rows += geometry_rows(
                 model,
@@ -112,6 +126,7 @@ class Tracker:
                 batch_size=self.batch_size,
                 memory_budget=self.memory_budget,
                 device=self.device,
+                **self.reading,
             )
         if self.model_probes:
             with eval_mode(model):

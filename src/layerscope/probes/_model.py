@@ -7,7 +7,8 @@ for what every probe needs of a model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -16,22 +17,78 @@ from torch import nn
 OnCall = Callable[[str, int, torch.Tensor], None]
 
 
+def split_selector(name: str) -> tuple[str, list[str]]:
+    """``"lstm:1:0"`` -> ``("lstm", ["1", "0"])``: a module and the keys that pick from its output."""
+    module, *keys = name.split(":")
+    return module, keys
+
+
+def offered_keys(value: object) -> list[str]:
+    """The keys that pick something from a non-tensor output: indices of a tuple or list, keys of a
+    dict (or a Hugging Face ``ModelOutput``), fields of a dataclass."""
+    if isinstance(value, (tuple, list)):
+        return [str(i) for i in range(len(value))]
+    if isinstance(value, Mapping):
+        return [str(k) for k in value]
+    if dataclasses.is_dataclass(value):
+        return [f.name for f in dataclasses.fields(value) if getattr(value, f.name) is not None]
+    return []
+
+
+def select(value: object, keys: Sequence[str], name: str) -> torch.Tensor:
+    """The tensor that ``keys`` pick from a layer's output (``name`` for messages).
+
+    Raises
+    ------
+    TypeError
+        The output (or what a key picked) is not a tensor and no further key says
+        which element to take; the message lists the keys it offers.
+    KeyError
+        A key the output does not have, with those it has.
+    """
+    for i, key in enumerate(keys):
+        offered = offered_keys(value)
+        if isinstance(value, (tuple, list)):
+            if not key.lstrip("-").isdigit() or not -len(value) <= int(key) < len(value):
+                raise KeyError(f"layer {name!r}: {type(value).__name__} of {len(value)} has no element {key!r}; choose from {', '.join(offered)}")
+            value = value[int(key)]
+        elif isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif dataclasses.is_dataclass(value) and key in offered:
+            value = getattr(value, key)
+        else:
+            where = ":".join([name.split(":")[0], *keys[:i]])
+            raise KeyError(f"layer {name!r}: {where} returns {type(value).__name__} without {key!r}; "
+                           + (f"choose from {', '.join(offered)}" if offered else "it has no elements to choose from"))
+    if not isinstance(value, torch.Tensor):
+        offered = offered_keys(value)
+        hint = f"; pick an element: {', '.join(f'{name}:{k}' for k in offered)}" if offered else "; choose another layer"
+        raise TypeError(f"layer {name!r} returns {type(value).__name__}, not a tensor{hint}")
+    return value
+
+
+def logits_of(outputs: object, key: str | None = None) -> torch.Tensor:
+    """The logits in a model's output: the output itself, or the element ``key`` picks (``"logits"``, ``"0"``)."""
+    return select(outputs, split_selector(f"output:{key}")[1] if key else [], f"output:{key}" if key else "output")
+
+
 @contextlib.contextmanager
 def hooked(model: nn.Module, names: Sequence[str], on_call: OnCall, *, inputs: bool = False) -> Iterator[None]:
     """Report each call of each named module to ``on_call(name, call, tensor)``, with calls counted from 0.
 
-    The tensor is the module's output, or with ``inputs=True`` its first input (a
-    forward pre-hook: the pre-activation of a nonlinearity). A module whose output
-    is not a tensor is refused with its name. Calls are counted within this
-    context: use one context per forward pass. Hooks are removed on leaving, also
-    when the model raises. The name ``"output"`` of a model without such a module
-    stands for the model itself.
+    A name is a module path, optionally with keys that pick the tensor from an
+    output that is not one (``lstm:0``, ``encoder:last_hidden_state``; see
+    :func:`select`). The tensor is the module's output, or with ``inputs=True`` its
+    first input (a forward pre-hook: the pre-activation of a nonlinearity). An output
+    that is not a tensor, without a key, is refused with the keys it offers. Calls
+    are counted within this context: use one context per forward pass. Hooks are
+    removed on leaving, also when the model raises. The module name ``"output"`` of
+    a model without such a module stands for the model itself.
     """
     calls: dict[str, int] = {}
 
-    def report(name: str, tensor: object) -> None:
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"layer {name!r} returns {type(tensor).__name__}, not a tensor; choose another layer")
+    def report(name: str, keys: list[str], tensor: object) -> None:
+        tensor = select(tensor, keys, name)
         call = calls.get(name, 0)
         calls[name] = call + 1
         on_call(name, call, tensor)
@@ -40,13 +97,14 @@ def hooked(model: nn.Module, names: Sequence[str], on_call: OnCall, *, inputs: b
     handles = []
     try:
         for name in names:
-            module = modules.get(name, model if name == "output" else None)
+            path, keys = split_selector(name)
+            module = modules.get(path, model if path == "output" else None)
             if module is None:
                 raise ValueError(f"unknown layer {name!r}")
             if inputs:
-                handles.append(module.register_forward_pre_hook(lambda _m, args, name=name: report(name, args[0])))
+                handles.append(module.register_forward_pre_hook(lambda _m, args, name=name, keys=keys: report(name, keys, args[0])))
             else:
-                handles.append(module.register_forward_hook(lambda _m, _args, out, name=name: report(name, out)))
+                handles.append(module.register_forward_hook(lambda _m, _args, out, name=name, keys=keys: report(name, keys, out)))
         yield
     finally:
         for handle in handles:

@@ -14,7 +14,7 @@ from torch import nn
 from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, bootstrap_spectra, covariance_spectrum
 from ..results import Row, register_metric
 from ._model import eval_mode
-from .capture import OUTPUT, capture
+from .capture import OUTPUT, Forward, Inputs, capture
 
 #: Estimators run by default on every layer.
 DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
@@ -117,7 +117,7 @@ def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> 
 
 def geometry_rows(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     layers: Sequence[str] | None = None,
     estimators: Sequence[str] = DEFAULT_ESTIMATORS,
     *,
@@ -128,21 +128,29 @@ def geometry_rows(
     batch_size: int = 256,
     memory_budget: int = 2**30,
     device: str | torch.device | None = None,
+    tokens: str = "mean",
+    max_token_points: int = 10_000,
+    forward: Forward | None = None,
+    seed: int = 0,
 ) -> list[Row]:
     """The estimates of :func:`measure_geometry`, as results rows of ``split``.
 
     ``memory_budget`` covers the activations held at once and the estimators'
     working memory on one layer (:func:`working_memory`); ``on_skip(layer,
     metric, reason)`` is called when an estimator refuses or fails on a layer.
+    ``tokens``, ``max_token_points``, ``forward`` and ``seed`` are those of
+    :func:`~layerscope.probes.capture.capture`. Inputs that are a dict (token ids)
+    have no ``input`` row: their geometry is not a representation's.
     """
     estimators = check_estimators(estimators)
     layers = default_layers(model) if layers is None else layers
     rows: list[Row] = []
-    if include_input:
+    if include_input and isinstance(inputs, torch.Tensor):
         rows += estimate_layer(INPUT, inputs.flatten(1), estimators, estimator_params, on_skip, split=split)
     with eval_mode(model):
         reserve = lambda n, d, itemsize: working_memory(estimators, n, d, itemsize)  # noqa: E731
-        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device, working_memory=reserve):
+        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device, working_memory=reserve,
+                                  tokens=tokens, max_token_points=max_token_points, forward=forward, seed=seed):
             rows += estimate_layer(name, acts, estimators, estimator_params, on_skip, split=split)
     return rows
 
@@ -160,7 +168,7 @@ def measure_geometry(
     ----------
     model : nn.Module
         Measured in eval mode (restored afterwards), without gradients.
-    inputs : torch.Tensor of shape (n_inputs, ...)
+    inputs : torch.Tensor of shape (n_inputs, ...), or dict of such tensors (passed as keyword arguments)
     layers : sequence of str, optional
         Names, patterns or module types (see :func:`~layerscope.probes.capture.resolve_layers`);
         ``"output"`` is the model's output. Default: those of :data:`DEFAULT_LAYERS` that
@@ -172,7 +180,9 @@ def measure_geometry(
         e.g. ``{"twonn": {"n_subsamples": 0}}``), ``include_input``, ``on_skip``
         (called as ``on_skip(layer, metric, reason)`` when an estimator refuses a
         layer), ``batch_size``, ``memory_budget`` (bytes for the activations held
-        plus the estimators' working memory on one layer) and ``device``.
+        plus the estimators' working memory on one layer), ``device``, and for
+        sequence models ``tokens``, ``max_token_points`` and ``forward`` (see
+        :func:`~layerscope.probes.capture.capture`).
 
     Returns
     -------

@@ -8,10 +8,10 @@ its pre-activation sign differs, for max-pooling the position of its maximum
 differs. LC is the number of such neurons, per layer and summed, averaged over the
 points: the density of linear-region boundaries near the data.
 
-Supported nonlinearities: ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.MaxPool1d/2d``. A
-model holding a smooth nonlinearity module (GELU, Tanh, Sigmoid, SiLU, ...) is
-refused: its LC is not defined. Nonlinearities applied as functions inside
-``forward`` (``torch.relu(x)``) cannot be seen by hooks; use modules.
+Supported nonlinearities: ReLU, LeakyReLU and max-pooling, as modules or as
+functions called inside ``forward`` (``torch.relu(x)``, ``F.max_pool2d``; see
+:mod:`.nonlinearities`). A model running a smooth nonlinearity (GELU, Tanh,
+Sigmoid, SiLU, ...) is refused: its LC is not defined.
 
 Unlike the reference code, every point gets its own random frame, drawn from a
 generator seeded from ``seed`` and the point's position (the global RNG is never
@@ -25,56 +25,24 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from ..results import FigureSpec, Metric, Row
-from ._model import OnCall, check_at_least, check_finite_outputs, eval_mode, hooked, model_device, model_dtype
+from ._model import check_at_least, check_finite_outputs, eval_mode, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-
-PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
-SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
+from .nonlinearities import Call, labels, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
 
 
-def nonlinear_layers(model: nn.Module) -> list[str]:
-    """Names of the piecewise-linear nonlinearity modules of ``model``, in model order.
+def nonlinear_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The layers LC counts: the piecewise-linear nonlinearities one forward pass of ``example`` runs, in order.
 
     Raises
     ------
     ValueError
-        If the model holds a smooth nonlinearity (LC is undefined) or none at all.
+        If the model runs a smooth nonlinearity (LC is undefined) or none at all.
     """
-    smooth = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if isinstance(m, SMOOTH)]
-    if smooth:
-        raise ValueError(
-            f"local complexity needs a piecewise-linear network; these modules are not: {', '.join(smooth[:5])}. "
-            f"Supported: {', '.join(t.__name__ for t in PIECEWISE_LINEAR)}"
-        )
-    names = [name for name, m in model.named_modules() if isinstance(m, PIECEWISE_LINEAR)]
-    if not names:
-        raise ValueError("the model has no ReLU, LeakyReLU or max-pooling modules: nothing to count")
-    return names
-
-
-def _pieces(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Which linear piece each neuron of ``module`` is in, for input ``x``: (batch, neurons)."""
-    if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
-        return (x > 0).flatten(1).to(torch.int64)
-    pool = F.max_pool2d if isinstance(module, nn.MaxPool2d) else F.max_pool1d
-    _, idx = pool(x, module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode, return_indices=True)
-    return idx.flatten(1)
-
-
-def _recorder(model: nn.Module, sink: dict[str, torch.Tensor]) -> OnCall:
-    """Records each nonlinearity's linear pieces from its input; a module that runs twice is refused."""
-
-    def record(name: str, call: int, pre_activation: torch.Tensor) -> None:
-        if call > 0:
-            raise RuntimeError(f"module {name!r} runs twice in one forward pass; LC needs one module per nonlinearity")
-        sink[name] = _pieces(model.get_submodule(name), pre_activation)
-
-    return record
+    return labels(nonlinearity_calls(model, example))
 
 
 def random_frames(n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -142,11 +110,12 @@ def local_complexity(
     """
     check_at_least(radius, "radius", 0)
     check_at_least(n_directions, "n_directions", 1)
-    names = nonlinear_layers(model)
+    refuse_smooth_modules(model)
     device, dtype = model_device(model, device), model_dtype(model)
     shape = points.shape[1:]
     dim = int(points[0].numel())
-    counts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    names: list[str] = []
+    counts: dict[str, list[torch.Tensor]] = {}
     neurons: dict[str, int] = {}
     with eval_mode(model):
         for a in range(0, len(points), batch_size):
@@ -155,13 +124,16 @@ def local_complexity(
             frames = random_frames(b, dim, n_directions, seed=seed, offset=a, dtype=dtype) * radius  # (b, dim, P)
             offsets = torch.cat([frames, -frames], dim=2).transpose(1, 2)  # (b, 2P, dim)
             vertices = (x[:, None, :] + offsets).reshape(b * 2 * n_directions, *shape)
-            sink: dict[str, torch.Tensor] = {}
-            with hooked(model, names, _recorder(model, sink), inputs=True):
+            calls: list[Call] = []
+            with piecewise_calls(model, calls.append):
                 outputs = model(vertices.to(device))
             check_finite_outputs(outputs, "local complexity")
-            for name in names:
-                pieces = sink[name].view(b, 2 * n_directions, -1)
-                counts[name].append((pieces != pieces[:, :1]).any(dim=1).sum(dim=1).cpu())  # (b,) neurons that change piece
+            if not calls:
+                raise ValueError("the model runs no ReLU, LeakyReLU or max-pooling (as modules or functions): nothing to count")
+            names = names or labels(calls)
+            for name, call in zip(names, calls):
+                pieces = call.pieces().view(b, 2 * n_directions, -1)
+                counts.setdefault(name, []).append((pieces != pieces[:, :1]).any(dim=1).sum(dim=1).cpu())  # (b,) neurons that change piece
                 neurons[name] = pieces.shape[2]
     per_point = pd.DataFrame({name: torch.cat(counts[name]).numpy() for name in names})
     per_point[""] = per_point[names].sum(axis=1)

@@ -10,11 +10,12 @@ region determine them exactly; the model runs in float64 for this. The decision
 boundary is found the same way from the logits: in each final region, the
 segments where two classes tie at the top.
 
-Supported: networks whose nonlinearities are ``nn.ReLU`` or ``nn.LeakyReLU``
-modules (any architecture, skip connections included; a module called several
-times in one forward pass counts once per call, ``name#call``, in the order the
-calls run). Max-pooling cuts regions
-along lines between pairs of pooled inputs and is refused here.
+Supported: networks whose nonlinearities are ReLU or LeakyReLU, as modules or as
+functions called in ``forward`` (any architecture, skip connections included; a
+nonlinearity called several times in one forward pass counts once per call,
+``name#call``, in the order the calls run; see :mod:`.nonlinearities`).
+Max-pooling cuts regions along lines between pairs of pooled inputs and is
+refused here.
 
 Convex polygons are clipped by half-planes by hand (Sutherland-Hodgman with one
 plane): each cut needs the exact sign bookkeeping of the two sides, which is a
@@ -38,9 +39,9 @@ from torch import nn
 
 from ..data.datasets import first_of_each_class
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
-from ._model import NonFiniteOutputError, hooked, model_device
+from ._model import NonFiniteOutputError, model_device
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-from .local_complexity import nonlinear_layers
+from .nonlinearities import nonlinearity_calls, piecewise_calls, refuse_smooth_modules
 
 _TOL = 1e-9
 
@@ -184,10 +185,7 @@ def partition2d(
     -------
     Partition
     """
-    names = nonlinear_layers(model)
-    pooling = [n for n in names if not isinstance(model.get_submodule(n), (nn.ReLU, nn.LeakyReLU))]
-    if pooling:
-        raise ValueError(f"partition2d supports ReLU and LeakyReLU networks; max-pooling modules are not supported: {', '.join(pooling)}")
+    refuse_smooth_modules(model)
     if points is not None:
         flat = points.flatten(1).double()
         if len(flat) != 3:
@@ -222,10 +220,14 @@ def partition2d(
     plane = torch.from_numpy(basis).to(device)
     start = torch.from_numpy(origin_np).to(device)
 
+    pooling = sorted({c.name for c in nonlinearity_calls(net, start.view(1, *shape)) if c.kind.startswith("max_pool")})
+    if pooling:
+        raise ValueError(f"partition2d supports ReLU and LeakyReLU networks; max-pooling is not supported: {', '.join(pooling)}")
+
     def run(uv: np.ndarray) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor]:
         x = (start + torch.from_numpy(uv).to(device) @ plane).view(len(uv), *shape)
         sink: dict[tuple[str, int], torch.Tensor] = {}  # in the order the calls run
-        with hooked(net, names, lambda name, call, pre: sink.__setitem__((name, call), pre.flatten(1)), inputs=True):
+        with piecewise_calls(net, lambda c: sink.__setitem__((c.name, c.call), c.pre.flatten(1))):
             out = net(x)
         if not bool(torch.isfinite(out).all()):
             raise NonFiniteOutputError("the model's outputs hold NaN or inf on the plane (has it diverged?): its partition is undefined")
