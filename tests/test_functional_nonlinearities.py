@@ -153,3 +153,20 @@ def test_other_clamps_are_not_relus():
             return torch.relu(h.clamp(min=1e-6) + h.clamp(0, 6) + torch.clamp(h, max=0))
 
     assert nonlinear_layers(Clamps(), torch.randn(2, 4)) == ["relu()"]
+
+
+def test_positional_inplace_relu_keeps_its_pre_activation():
+    class Positional(ModuleMLP):
+        def forward(self, x):
+            h = F.relu(self.fc1(x), True)
+            h = F.leaky_relu(self.fc2(h), 0.1, True)
+            return self.out(self.fc3(h).relu_())
+
+    torch.manual_seed(0)
+    a, b = ModuleMLP(), Positional()
+    b.load_state_dict(a.state_dict())
+    points = torch.randn(30, 6, generator=torch.Generator().manual_seed(2))
+    ta = local_complexity(a, points, radius=0.3, n_directions=4)
+    tb = local_complexity(b, points, radius=0.3, n_directions=4)
+    assert list(tb.layer) == ["relu()", "leaky_relu()", "relu_()", ""]
+    np.testing.assert_array_equal(ta.lc.to_numpy(), tb.lc.to_numpy())

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "analysis": {"probes", "models", "train", "store", "report", "experiments", "runner", "tracker", "estimators", "sweep"},
     "report": {"models", "train", "runner", "tracker", "experiments", "sweep"},
     "train": {"store", "report", "experiments", "runner", "tracker", "sweep"},
+    "integrations": {"runner", "sweep", "experiments", "report", "cli"},
 }
 
 

@@ -140,3 +140,32 @@ def test_a_forward_function_for_other_batches():
     got = captured(model, {"x": x, "scale": 2.0}, ["head"], forward=forward, batch_size=4)["head"]
     with torch.no_grad():
         torch.testing.assert_close(got, model(2 * x))
+
+
+def test_classification_probes_take_a_logits_key():
+    from layerscope.probes.attacks import robust_accuracy
+    from layerscope.probes.csr import critical_sample_ratio
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+        def forward(self, x):
+            return self.net(x)
+
+    class Wrapped(Plain):  # the same network, its logits inside an output object
+        def forward(self, x):
+            return Out(logits=self.net(x), hidden=x)
+
+    torch.manual_seed(0)
+    plain, wrapped = Plain(), Wrapped()
+    wrapped.load_state_dict(plain.state_dict())
+    x, y = torch.rand(80, 4), torch.randint(0, 3, (80,))
+    csr = critical_sample_ratio(plain, x, radius=0.2, step=0.05, noise=0.01, seed=1)
+    assert 0 < csr <= 1
+    assert critical_sample_ratio(wrapped, x, radius=0.2, step=0.05, noise=0.01, seed=1, logits_key="logits") == csr
+    robust = robust_accuracy(plain, x, y, eps=0.1, lower=0.0, upper=1.0)
+    assert robust_accuracy(wrapped, x, y, eps=0.1, lower=0.0, upper=1.0, logits_key="logits") == robust
+    with pytest.raises(KeyError, match="without 'scores'; choose from logits, hidden"):
+        robust_accuracy(wrapped, x, y, eps=0.1, logits_key="scores")

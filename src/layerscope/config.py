@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .data.datasets import DATASETS
 from .estimators import ESTIMATORS
-from .models import MODELS
+from .models import check_model_name
 from .probes.base import ProbeSettings
 from .probes.registry import PROBES
 from .train.schedule import ScheduleConfig, TrainConfig
@@ -85,7 +85,7 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        return _registered(v, sorted(MODELS), "model")
+        return check_model_name(v)
 
 
 class ProbeConfig(_Strict):
@@ -105,6 +105,11 @@ class ProbeConfig(_Strict):
     memory_budget_mb: int = Field(1024, gt=0, description="MiB for the activations held at once plus the estimators' working memory on one layer (see probes.capture.capture)")
     batch_size: int = Field(256, gt=0)
     save_weights: bool = False
+    tokens: Literal["mean", "first", "last", "all", "flatten"] = Field(
+        "mean", description="how a layer output of shape (inputs, tokens, features) becomes points (see probes.capture); 'flatten' for 1-D convolutions"
+    )
+    max_token_points: int = Field(10_000, gt=0, description="with tokens = 'all': at most this many token points per layer (seeded subsample)")
+    tensorboard: bool = Field(False, description="also write every stored row to RUN/tensorboard as TensorBoard scalars")
 
     @field_validator("measures")
     @classmethod

@@ -44,14 +44,23 @@ def prepare_data(cfg: RunConfig) -> Dataset:
 def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
     """Build the model, filling in the input geometry and class count from the data."""
     shape = data.input_shape
-    known = {"in_features": math.prod(shape), "in_channels": shape[0], "image_size": shape[-1], "num_classes": data.num_classes}
     params = dict(cfg.model.params)
-    from .models import MODELS
+    library = cfg.model.name.partition(":")[0] if ":" in cfg.model.name else None
+    if library is None:
+        known = {"in_features": math.prod(shape), "in_channels": shape[0], "image_size": shape[-1], "num_classes": data.num_classes}
+        from .models import MODELS
 
-    accepted = inspect.signature(MODELS[cfg.model.name]).parameters
-    for key, value in known.items():
-        if key in accepted and key not in params:
-            params[key] = value
+        accepted = inspect.signature(MODELS[cfg.model.name]).parameters
+        for key, value in known.items():
+            if key in accepted and key not in params:
+                params[key] = value
+    else:  # a library's model: its own argument names
+        params.setdefault("num_classes", data.num_classes)
+        if library == "timm" and len(shape) == 3:
+            params.setdefault("in_chans", shape[0])
+        elif library == "torchvision" and len(shape) == 3 and shape[0] != 3 and "in_channels" not in params:
+            raise ConfigError(f"model.name: {cfg.model.name} takes 3-channel images and {cfg.data.name} has {shape[0]}; "
+                              "use a timm model (in_chans is set from the data) or a 3-channel data set")
     torch.manual_seed(cfg.seed)
     try:
         model = build_model(cfg.model.name, **params)
@@ -86,6 +95,12 @@ def model_probes(cfg: RunConfig, data: Dataset, store: RunStore, plan: TrainingP
         checkpoints=plan.checkpoints,
     )
     return [PROBES[name].build(cfg.probes.settings(name), context) for name in cfg.probes.model_probes]
+
+
+def _tensorboard(store: RunStore) -> Callable[[Any], None]:
+    from .integrations.tensorboard import TensorBoardMirror
+
+    return TensorBoardMirror(store.run_dir / "tensorboard")
 
 
 def _git_revision() -> str | None:
@@ -296,7 +311,11 @@ def _train(
         batch_size=cfg.probes.batch_size,
         device=cfg.device,
         save_weights=cfg.probes.save_weights,
+        tokens=cfg.probes.tokens,
+        max_token_points=cfg.probes.max_token_points,
+        seed=cfg.seed,
         model_probes=model_probes(cfg, data, store, plan),
+        on_frame=_tensorboard(store) if cfg.probes.tensorboard else None,
     )
     train(
         model,

@@ -13,7 +13,7 @@ from any training loop::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -59,6 +59,9 @@ class Tracker:
         returning :class:`~layerscope.results.Row` s (local complexity, CSR,
         robustness, partitions: see :mod:`layerscope.probes.registry`). A probe
         that raises is skipped at that checkpoint with a :class:`ProbeWarning`.
+    on_frame : callable, optional
+        Called with each checkpoint's rows once they are stored (to mirror them
+        elsewhere, e.g. :class:`layerscope.integrations.tensorboard.TensorBoardMirror`).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Tracker:
         forward: Forward | None = None,
         seed: int = 0,
         model_probes: Sequence[Probe] = (),
+        on_frame: Callable[[pd.DataFrame], None] | None = None,
     ) -> None:
         self.store = store
         self.inputs = dict(inputs)
@@ -92,6 +96,7 @@ class Tracker:
         self.save_weights = save_weights
         self.reading = {"tokens": tokens, "max_token_points": max_token_points, "forward": forward, "seed": seed}
         self.model_probes = list(model_probes)
+        self.on_frame = on_frame
         self._skipped: set[tuple[str, str]] = set()
         self._input_rows: dict[str, list[Row]] = {}
 
@@ -143,6 +148,8 @@ class Tracker:
         self.store.write_checkpoint(int(step), frame)
         if self.save_weights:
             self.store.save_weights(int(step), model)
+        if self.on_frame is not None:
+            self.on_frame(frame)
         return frame
 
     def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float]) -> None:

@@ -72,6 +72,22 @@ def logits_of(outputs: object, key: str | None = None) -> torch.Tensor:
     return select(outputs, split_selector(f"output:{key}")[1] if key else [], f"output:{key}" if key else "output")
 
 
+class Logits(nn.Module):
+    """A model whose output is the logits that ``key`` picks from the wrapped model's output (``"logits"``, ``"0"``)."""
+
+    def __init__(self, model: nn.Module, key: str) -> None:
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        return logits_of(self.model(*args, **kwargs), self.key)
+
+
+def with_logits(model: nn.Module, key: str | None) -> nn.Module:
+    """``model`` itself, or with ``key`` a wrapper returning the logits in its output (for classification probes)."""
+    return model if key is None else Logits(model, key)
+
+
 @contextlib.contextmanager
 def hooked(model: nn.Module, names: Sequence[str], on_call: OnCall, *, inputs: bool = False) -> Iterator[None]:
     """Report each call of each named module to ``on_call(name, call, tensor)``, with calls counted from 0.

@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
-from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
+from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype, with_logits
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 
@@ -118,8 +118,12 @@ def robust_accuracy(
     seed: int = 0,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    logits_key: str | None = None,
 ) -> float:
     """Accuracy of ``model`` (in eval mode, restored afterwards) on adversarial versions of ``(x, y)``.
+
+    ``logits_key`` picks the logits from a model whose output is not one tensor
+    (``"logits"`` for a Hugging Face ``ModelOutput``, ``"0"`` for a tuple).
 
     ``attack`` is ``"pgd"`` (random start, ``steps`` steps) or ``"fgsm"``; the other
     parameters are those of :func:`pgd`. Works inside ``torch.no_grad()`` and
@@ -129,6 +133,7 @@ def robust_accuracy(
     """
     if attack not in ("pgd", "fgsm"):
         raise ValueError(f"attack must be 'pgd' or 'fgsm', got {attack!r}")
+    model = with_logits(model, logits_key)
     device = model_device(model, device)
     correct = 0
     with eval_mode(model):
@@ -159,9 +164,10 @@ class RobustnessProbe:
         upper: torch.Tensor | None = None,
         seed: int = 0,
         device: str | None = None,
+        logits_key: str | None = None,
     ) -> None:
         self.inputs = inputs
-        self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device}
+        self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device, "logits_key": logits_key}
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
         rows = []

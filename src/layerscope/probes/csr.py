@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
-from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype
+from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype, with_logits
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 
@@ -33,8 +33,12 @@ def critical_sample_ratio(
     seed: int = 0,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    logits_key: str | None = None,
 ) -> float:
     """The fraction of ``x`` whose predicted class can be changed within the box of ``radius``.
+
+    ``logits_key`` picks the logits from a model whose output is not one tensor
+    (``"logits"`` for a Hugging Face ``ModelOutput``, ``"0"`` for a tuple).
 
     Parameters
     ----------
@@ -63,6 +67,7 @@ def critical_sample_ratio(
     """
     check_at_least(radius, "radius", 0)
     check_at_least(steps, "steps", 1)
+    model = with_logits(model, logits_key)
     device, dtype = model_device(model, device), model_dtype(model)
     flipped_total = 0
     with eval_mode(model), gradients_on():
@@ -95,9 +100,10 @@ def critical_sample_ratio(
 class CSRProbe:
     """CSR at a checkpoint on fixed inputs, as rows (metric ``csr``, layer ``""``)."""
 
-    def __init__(self, inputs: dict[str, torch.Tensor], *, radius: float, step_size: float, noise: float, steps: int = 10, seed: int = 0, device: str | None = None) -> None:
+    def __init__(self, inputs: dict[str, torch.Tensor], *, radius: float, step_size: float, noise: float, steps: int = 10, seed: int = 0, device: str | None = None,
+                 logits_key: str | None = None) -> None:
         self.inputs = inputs
-        self.params = {"radius": radius, "step": step_size, "noise": noise, "steps": steps, "seed": seed, "device": device}
+        self.params = {"radius": radius, "step": step_size, "noise": noise, "steps": steps, "seed": seed, "device": device, "logits_key": logits_key}
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
         rows = []

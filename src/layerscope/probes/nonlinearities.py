@@ -48,6 +48,8 @@ _LEAKY = _functions(F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch.
 _CLAMP = _functions(torch.clamp, torch.clip, torch.clamp_, torch.clip_, torch.Tensor.clamp, torch.Tensor.clip, torch.Tensor.clamp_, torch.Tensor.clip_)
 _CLAMP_MIN = _functions(torch.clamp_min, torch.clamp_min_, torch.Tensor.clamp_min, torch.Tensor.clamp_min_)
 _POOL = {F.max_pool1d: "max_pool1d", F.max_pool2d: "max_pool2d"}
+_IN_PLACE = _functions(torch.relu_, F.relu_, torch.Tensor.relu_, F.leaky_relu_, torch._C._nn.leaky_relu_, torch.clamp_, torch.clip_,
+                       torch.Tensor.clamp_, torch.Tensor.clip_, torch.clamp_min_, torch.Tensor.clamp_min_)
 _SMOOTH = _functions(
     F.gelu, torch.tanh, torch.Tensor.tanh, F.tanh, torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, F.silu, F.elu, F.softplus, F.mish,
     F.selu, torch.selu, F.celu, torch.celu, F.hardswish, F.softmax, torch.softmax, torch.Tensor.softmax, F.logsigmoid,
@@ -136,7 +138,10 @@ class _Intercept(TorchFunctionMode):
                 name = f"{name}.{function}()" if name else f"{function}()"
             call = self.calls.get(name, 0)
             self.calls[name] = call + 1
-            self.on_call(Call(name, call, kind, args[0].detach().clone(), pool))  # a copy: in-place forms change the input
+            pre = args[0].detach()
+            if func in _IN_PLACE or kwargs.get("inplace") is True or (func in (F.relu, F.leaky_relu) and any(a is True for a in args[1:])):
+                pre = pre.clone()  # the call is about to overwrite its input
+            self.on_call(Call(name, call, kind, pre, pool))
         return func(*args, **kwargs)
 
 

@@ -1,0 +1,208 @@
+"""A layerscope run written from someone else's training loop: the part the callbacks share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import check_folder_name
+from ..probes.capture import TOKENS, Forward, Inputs, n_inputs
+from ..probes.geometry import check_estimators
+from ..store import RunLock, RunStore
+from ..tracker import Tracker
+from ..train.schedule import checkpoint_steps
+
+
+def transformer_blocks(model: nn.Module) -> list[str]:
+    """The blocks of a transformer (or any stack): the children of the largest ``nn.ModuleList`` whose
+    children are all of one type (``bert.encoder.layer.0``, ``...1``, ...). Empty if there is none."""
+    best: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > len(best) and len({type(m) for m in module}) == 1:
+            best = [f"{name}.{i}" for i in range(len(module))]
+    return best
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite scalar numbers among a trainer's metrics (tensors with one element included)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[str(key)] = float(value)
+    return out
+
+
+class TrackedRun:
+    """A run folder that a training loop fills: the plan of checkpoints, the tracker, ``run.parquet``'s status.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The run's folder (``runs/NAME``): the same layout as ``layerscope run``.
+    inputs : mapping of split to inputs
+        Probe inputs per split (``{"test": x}``; for token models a dict of tensors:
+        ``{"test": {"input_ids": ..., "attention_mask": ...}}``), the same at every checkpoint.
+    layers : sequence of str, optional
+        Layer selectors (``MODULE``, ``MODULE:KEY``, patterns, type names); default:
+        the model's transformer blocks (:func:`transformer_blocks`) and
+        ``output:logits``, or layerscope's default layers for other models.
+    estimators : sequence of str
+    checkpoints : int
+        Checkpoints on a log scale of steps (0 and the last step included), as
+        ``schedule.kind = "log"`` of a config; ``every`` instead measures every that many steps.
+    tokens, max_token_points, forward, batch_size, memory_budget_mb, device, seed
+        As in :class:`layerscope.tracker.Tracker`.
+    overwrite : bool
+        Start afresh in a folder that holds a run (only ever a layerscope run is deleted).
+    tensorboard : bool or str
+        Mirror every stored row to TensorBoard: ``True`` writes to ``FOLDER/tensorboard``,
+        a path writes there.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        inputs: Mapping[str, Inputs],
+        *,
+        layers: Sequence[str] | None = None,
+        estimators: Sequence[str] = ("twonn",),
+        checkpoints: int = 12,
+        every: int | None = None,
+        tokens: str = "mean",
+        max_token_points: int = 10_000,
+        forward: Forward | None = None,
+        batch_size: int = 256,
+        memory_budget_mb: int = 1024,
+        device: str | None = None,
+        seed: int = 0,
+        overwrite: bool = False,
+        tensorboard: bool | str = False,
+    ) -> None:
+        self.folder = Path(folder)
+        check_folder_name(self.folder.name)
+        if not inputs:
+            raise ValueError("give probe inputs for at least one split, e.g. inputs={'test': x}")
+        for split, x in inputs.items():
+            if n_inputs(x) < 3:
+                raise ValueError(f"probe inputs {split!r}: {n_inputs(x)} inputs; the estimators need many more (hundreds)")
+        if tokens not in TOKENS:
+            raise ValueError(f"tokens must be one of {', '.join(TOKENS)}, got {tokens!r}")
+        if every is None and checkpoints < 2:
+            raise ValueError(f"checkpoints must be >= 2 (step 0 and the last), got {checkpoints}")
+        if every is not None and every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.inputs, self.layers, self.estimators = dict(inputs), layers, check_estimators(estimators)
+        self.checkpoints, self.every = checkpoints, every
+        self.options = {"tokens": tokens, "max_token_points": max_token_points, "forward": forward, "batch_size": batch_size,
+                        "memory_budget": memory_budget_mb * 2**20, "device": device, "seed": seed}
+        self.overwrite, self.tensorboard = overwrite, tensorboard
+        self.store = RunStore(self.folder)
+        self.plan: list[int] = []
+        self.measured: set[int] = set()
+        self.tracker: Tracker | None = None
+        self.info: dict[str, Any] = {}
+        self._lock: RunLock | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.tracker is not None
+
+    def begin(self, model: nn.Module, total_steps: int, *, resuming: bool, trainer: str, settings: Mapping[str, Any]) -> None:
+        """Open the run: lock the folder, write ``run.parquet`` (status running, the plan), build the tracker.
+
+        Raises
+        ------
+        FileExistsError
+            The folder holds a run and training starts from step 0 without ``overwrite``.
+        """
+        if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
+            raise ValueError(f"the trainer does not know its number of steps ({total_steps}); give it max_steps or max_epochs")
+        total_steps = int(total_steps)
+        self._lock = self.store.lock()
+        self._lock.acquire()
+        try:
+            resumes = 0
+            if self.store.is_run():
+                if resuming:
+                    resumes = int(self.store.read_run().get("resumes") or 0) + 1
+                    self.measured = set(self.store.completed_steps())
+                elif self.overwrite:
+                    self.store.clear()
+                else:
+                    raise FileExistsError(f"{self.folder} holds a run already: pass overwrite=True to start it again, or choose another folder")
+            self.plan = checkpoint_steps(total_steps, "every" if self.every else "log", num=self.checkpoints, every=self.every)
+            layers = list(self.layers) if self.layers is not None else None
+            if layers is None and transformer_blocks(model):
+                layers = [*transformer_blocks(model), "output:logits"]
+            self.info = {
+                "run_id": self.folder.name,
+                "config": {"trainer": trainer, "settings": dict(settings), "layers": layers, "estimators": self.estimators,
+                           "tokens": self.options["tokens"], "checkpoints": self.plan, "splits": list(self.inputs)},
+                "seed": self.options["seed"],
+                "versions": {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+                "git_revision": None,
+                "start_time": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "end_time": None,
+                "status": "running",
+                "error": None,
+                "resumes": resumes,
+                "total_steps": total_steps,
+                "checkpoints": self.plan,
+            }
+            self.store.create()
+            self.store.write_run(self.info)
+            on_frame = None
+            if self.tensorboard:
+                from .tensorboard import TensorBoardMirror
+
+                target = self.folder / "tensorboard" if self.tensorboard is True else Path(self.tensorboard)
+                on_frame = TensorBoardMirror(target)
+            options = dict(self.options)
+            memory_budget, batch_size, device = options.pop("memory_budget"), options.pop("batch_size"), options.pop("device")
+            self.tracker = Tracker(self.store, self.inputs, run_id=self.folder.name, layers=layers, estimators=self.estimators,
+                                   memory_budget=memory_budget, batch_size=batch_size, device=device, on_frame=on_frame, **options)
+        except BaseException:
+            self._release()
+            raise
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is a planned checkpoint not yet measured."""
+        return self.active and step in self.plan and step not in self.measured
+
+    def measure(self, model: nn.Module, step: int, epoch: float | None, metrics: Mapping[str, Any]) -> None:
+        """Measure the model at ``step`` (once per step) and store the trainer's scalar metrics beside it."""
+        if not self.active or step in self.measured:
+            return
+        with torch.no_grad():
+            self.tracker.measure(model, step, epoch, _scalars(metrics))
+        self.measured.add(step)
+
+    def end(self, status: str = "finished", error: str | None = None) -> None:
+        """Close the run: its status (finished, failed with the error, interrupted) and end time; release the lock."""
+        if not self.active:
+            return
+        try:
+            self.store.write_run({**self.info, "status": status, "error": error, "end_time": dt.datetime.now(dt.timezone.utc).isoformat()})
+        finally:
+            if self.tracker is not None and self.tracker.on_frame is not None and hasattr(self.tracker.on_frame, "close"):
+                self.tracker.on_frame.close()
+            self.tracker = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
