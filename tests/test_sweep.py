@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -286,3 +287,33 @@ def test_sweep_report_figures_and_correlation(tmp_path, local_ray):
     assert correlation(np.arange(3.0), np.arange(3.0)) is None and correlation(np.ones(5), np.arange(5.0)) is None
     # not a sweep, not a folder
     assert CliRunner().invoke(app, ["report", str(tmp_path / "nothing")]).exit_code == 2
+
+
+def test_locations_of_sweep_folders(tmp_path):
+    import pyarrow.fs as pafs
+
+    from layerscope.store.remote import Mirror, location
+
+    assert location(tmp_path.as_uri()).local() == tmp_path and location("runs").local() == (Path.cwd() / "runs")
+    with pytest.raises(ValueError, match=r"'gs:/bucket' looks like a URI with one slash; write 'gs://bucket'"):
+        location("gs:/bucket")
+    with pytest.raises(ValueError, match="cannot open 'nosuch://x'"):
+        location("nosuch://x")
+    # a mirror uploads the training state after the results it refers to, and never the lock or temporaries
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    where = location("run", pafs.SubTreeFileSystem(str(remote), pafs.LocalFileSystem()))
+    mirror = Mirror(where, local=tmp_path / "work")
+    mirror.download()
+    order = []
+    original = type(where).write_bytes
+    try:
+        type(where).write_bytes = lambda self, name, data: (order.append(name), original(self, name, data))[1]
+        (tmp_path / "work" / "results").mkdir()
+        for name in ("results/step-000000001.parquet", "state.pt", "run.parquet", ".lock", ".state.pt.tmp-1"):
+            (tmp_path / "work" / name).write_text(name)
+        assert mirror.upload() == 3 and mirror.upload() == 0
+    finally:
+        type(where).write_bytes = original
+    assert order == ["results/step-000000001.parquet", "state.pt", "run.parquet"]
+    assert sorted(p.name for p in (remote / "run").rglob("*") if p.is_file()) == ["run.parquet", "state.pt", "step-000000001.parquet"]

@@ -305,7 +305,7 @@ class _LiveTable:
     def __exit__(self, *exc: object) -> None:
         if console.is_terminal:
             self.live.__exit__(*exc)
-        else:
+        elif self.states:  # nothing when the engine stopped before its first trial (a bad file, an unreachable --out)
             console.print(_trial_table(self.states, self.title))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import time
@@ -102,6 +103,8 @@ def location(out: str | os.PathLike[str] | Location, filesystem: pafs.FileSystem
     if filesystem is not None:
         return Location(None, text) if isinstance(filesystem, pafs.LocalFileSystem) else Location(filesystem, text)
     if "://" not in text:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", text):
+            raise ValueError(f"{text!r} looks like a URI with one slash; write {text.replace(':/', '://', 1)!r}, or ./{text} for a local folder")
         return Location(None, os.path.abspath(text))  # absolute: Ray's workers need not share the driver's folder
     try:
         fs, path = pafs.FileSystem.from_uri(text)
