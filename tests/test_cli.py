@@ -92,3 +92,19 @@ def test_demo_runs_on_digits():
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert "digits (1797 images x 64 pixels)" in result.stdout
+
+
+def test_the_command_line_starts_without_torch_or_pandas():
+    """`layerscope --help` answers at once: the heavy libraries load only in the commands that use them."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import layerscope.cli, sys; print([m for m in ('torch', 'pandas', 'numpy', 'sklearn') if m in sys.modules])"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app, id_estimators
+
+    help_text = " ".join(CliRunner().invoke(app, ["id", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert f"Estimator(s) to run: {', '.join(id_estimators())} (default: all)" in help_text  # the help's list is the registry's

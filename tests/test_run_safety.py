@@ -275,3 +275,31 @@ def test_corrupt_files_give_one_line_errors(tmp_path):
     with pytest.warns(UserWarning, match=f"{bad.name} cannot be read"):
         page = make_report(tmp_path / "a")
     assert page.exists()
+
+
+def test_divergence_found_without_a_sync_per_step_names_the_first_bad_step():
+    """With finiteness read every 25 steps (as on a GPU), the error still names the first non-finite
+    step, and no checkpoint after it reaches the callbacks."""
+    import torch
+    from torch import nn
+
+    from layerscope.train import TrainConfig, train, training_plan
+    from layerscope.train.schedule import ScheduleConfig
+
+    torch.manual_seed(0)
+    x, y = torch.randn(640, 5), torch.randint(0, 3, (640,))
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+    settings = TrainConfig(optimizer="sgd", lr=0.05, batch_size=64, epochs=10)
+    plan = training_plan(settings, ScheduleConfig(kind="every", every=40), len(x))
+    seen = []
+
+    class Poison:
+        def on_checkpoint(self, model, step, epoch, metrics):
+            seen.append(step)
+            if step == 40:
+                with torch.no_grad():
+                    model[0].weight[0, 0] = float("nan")  # every later loss is NaN, from step 40 on
+
+    with pytest.raises(FloatingPointError, match="training diverged at step 40: loss is nan"):
+        train(model, x, y, x, y, settings, plan, callbacks=[Poison()], finite_check_every=25)
+    assert seen == [0, 40]  # the checkpoint at step 80 was never measured

@@ -11,13 +11,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .estimators import ESTIMATORS, Estimate, NeighborEstimator
+# torch, pandas and the estimators are imported inside the commands that use them, so that
+# `layerscope --help` and argument errors answer at once (importing torch takes seconds).
 
 app = typer.Typer(help="Geometry of neural network representations.", no_args_is_help=True, add_completion=False)
 console = Console(soft_wrap=True)  # paths in messages stay whole
 
-#: Estimators whose value is an intrinsic dimension (all but the power-law exponent).
-ID_ESTIMATORS = [name for name, cls in ESTIMATORS.items() if cls.is_dimension]
+
+def id_estimators() -> list[str]:
+    """Estimators whose value is an intrinsic dimension (all but the power-law exponent)."""
+    from .estimators import ESTIMATORS
+
+    return [name for name, cls in ESTIMATORS.items() if cls.is_dimension]
 
 
 def _fail(message: str) -> None:
@@ -30,7 +35,9 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: object, *
     Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
-def _estimate_all(X: object, names: list[str], device: str | None) -> list[Estimate]:
+def _estimate_all(X: object, names: list[str], device: str | None) -> list:
+    from .estimators import ESTIMATORS, NeighborEstimator
+
     results = []
     for name in names:
         cls = ESTIMATORS[name]
@@ -39,7 +46,7 @@ def _estimate_all(X: object, names: list[str], device: str | None) -> list[Estim
     return results
 
 
-def _print_table(results: list[Estimate], title: str) -> None:
+def _print_table(results: list, title: str) -> None:
     table = Table(title=title)
     table.add_column("estimator")
     table.add_column("dimension", justify="right")
@@ -54,7 +61,7 @@ def _print_table(results: list[Estimate], title: str) -> None:
 def id_command(
     path: Annotated[Path, typer.Argument(help="Point cloud: .npy, .npz, .csv or .parquet, one row per point.")],
     estimator: Annotated[
-        list[str] | None, typer.Option("--estimator", "-e", help=f"Estimator(s) to run: {', '.join(ID_ESTIMATORS)}.")
+        list[str] | None, typer.Option("--estimator", "-e", help="Estimator(s) to run: twonn, mle, gride, pc_id, participation_ratio (default: all).")
     ] = None,
     key: Annotated[str | None, typer.Option(help="Array name inside an .npz file.")] = None,
     device: Annotated[str | None, typer.Option(help="Device for neighbour searches (cpu, cuda).")] = None,
@@ -63,10 +70,11 @@ def id_command(
     """Estimate the intrinsic dimension of a point cloud stored in a file."""
     from .data.files import load_points
 
-    names = estimator or ID_ESTIMATORS
-    unknown = [n for n in names if n not in ID_ESTIMATORS]
+    known = id_estimators()
+    names = estimator or known
+    unknown = [n for n in names if n not in known]
     if unknown:
-        _fail(f"unknown estimator {unknown[0]!r}; choose from {', '.join(ID_ESTIMATORS)}")
+        _fail(f"unknown estimator {unknown[0]!r}; choose from {', '.join(known)}")
     try:
         X = load_points(path, key=key)
         results = _estimate_all(X, names, device)
@@ -84,7 +92,7 @@ def demo() -> None:
     from sklearn.datasets import load_digits
 
     X = load_digits().data
-    results = _estimate_all(X, ID_ESTIMATORS, None)
+    results = _estimate_all(X, id_estimators(), None)
     _print_table(results, f"scikit-learn digits ({X.shape[0]} images x {X.shape[1]} pixels)")
     console.print(
         "TwoNN, MLE and GRIDE measure the local dimension of the data manifold; PC-ID (90% variance) and "
