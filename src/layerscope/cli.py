@@ -365,7 +365,8 @@ def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = 
     if table.empty:
         _fail(f"no layerscope runs in {folder}")
     view = Table(title=f"runs in {folder}")
-    for column in ("run", "status", "checkpoints", "last step", "started", "ended"):
+    view.add_column("run", no_wrap=True, min_width=max(len(str(r)) for r in table.run_id))  # names whole, whatever the width
+    for column in ("status", "checkpoints", "last step", "started", "ended"):
         view.add_column(column)
     for _, r in table.iterrows():
         steps = RunStore(r["folder"]).completed_steps()
@@ -373,7 +374,9 @@ def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = 
             view.add_row(str(r["run_id"]), "[red]unreadable[/]", str(len(steps)), str(steps[-1]) if steps else "-", "-", "-")
             continue
         ended = r.get("end_time")
-        view.add_row(str(r["run_id"]), str(r["status"]), str(len(steps)), str(steps[-1]) if steps else "-", str(r["start_time"])[:19], "-" if ended is None or ended != ended else str(ended)[:19])
+        total = r.get("total_steps")
+        last = "-" if not steps else (f"{steps[-1]}/{int(total)}" if isinstance(total, (int, float)) and total == total else str(steps[-1]))
+        view.add_row(str(r["run_id"]), str(r["status"]), str(len(steps)), last, str(r["start_time"])[:19], "-" if ended is None or ended != ended else str(ended)[:19])
     console.print(view)
     for _, r in table[table.status == "unreadable"].iterrows():
         Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {r['error']}", highlight=False)
