@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from layerscope.data.manifolds import affine_subspace, hypersphere
+from layerscope.data.manifolds import affine_subspace, curved_manifold, hypersphere
 from layerscope.estimators import DuplicatePointsWarning, nearest_neighbors
 from layerscope.estimators.neighbors import neighbors_without_duplicates
 
@@ -16,7 +16,7 @@ def reference(X, k):
 
 @pytest.mark.parametrize("n,dim,ambient", [(500, 3, 3), (2000, 5, 40), (1200, 30, 300), (50, 2, 4)])
 @pytest.mark.parametrize("k", [1, 2, 12])
-def test_matches_kdtree(n, dim, ambient, k):
+def test_matchesreference(n, dim, ambient, k):
     X = affine_subspace(n, dim, ambient, seed=n + k)
     nb = nearest_neighbors(X, k)
     dist, idx = reference(X, k)
@@ -124,3 +124,63 @@ def test_many_copies_of_one_point_and_float32():
     assert kept[0] == 0 and len(kept) == 401
     assert nb.distances.min() > 0
 
+
+
+@pytest.mark.parametrize("k", [2, 20])
+def test_bfloat16_candidates_give_the_exact_neighbours(k):
+    """bf16 products are coarse: on high-dimensional Gaussian data with 20 neighbours the certificate
+    fails often, and the answer must still be exact (by the float32 retry and the fallback)."""
+    g = np.random.default_rng(0)
+    for X in (curved_manifold(1500, 5, 64, seed=2), g.standard_normal((1500, 100))):
+        got = nearest_neighbors(X, k, precision="bfloat16")
+        d, i = reference(X, k)
+        np.testing.assert_allclose(got.distances, d, rtol=1e-12)
+        assert (got.indices == i).mean() > 0.999  # the rest are exact ties
+
+
+def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeypatch):
+    import layerscope.estimators.neighbors as nb
+
+    seen = []
+    original = nb._certified_candidates
+
+    def spy(source, n_cand, k, dtype, dev, backend):
+        seen.append((dtype, n_cand))
+        return original(source, n_cand, k, dtype, dev, backend)
+
+    monkeypatch.setattr(nb, "_certified_candidates", spy)
+    monkeypatch.setattr(nb, "native_bfloat16", lambda device: True)
+    g = np.random.default_rng(1)
+    nearest_neighbors(g.standard_normal((300, 64)), 2)
+    assert seen == [(torch.float32, 10)]  # narrow points: float32
+    seen.clear()
+    wide = g.standard_normal((400, 4096)) * 0.1 + np.repeat(g.standard_normal((40, 4096)), 10, axis=0)  # 40 tight clusters
+    got = nearest_neighbors(wide, 20)
+    d, i = reference(wide, 20)
+    np.testing.assert_allclose(got.distances, d, rtol=1e-12)
+    assert seen[0] == (torch.bfloat16, 36)
+    if len(seen) > 1:  # bf16 left too many rows uncertain: searched again in float32
+        assert seen[1] == (torch.float32, 28)
+    monkeypatch.setattr(nb, "native_bfloat16", lambda device: False)
+    seen.clear()
+    nearest_neighbors(wide, 2)
+    assert seen == [(torch.float32, 10)]
+
+
+def test_bf16_too_coarse_for_the_data_is_searched_again_in_float32(monkeypatch):
+    import layerscope.estimators.neighbors as nb
+
+    seen = []
+    original = nb._certified_candidates
+
+    def spy(*args):
+        result = original(*args)
+        seen.append((args[3], int(result[2].sum())))
+        return result
+
+    monkeypatch.setattr(nb, "_certified_candidates", spy)
+    X = np.random.default_rng(0).standard_normal((1500, 100))  # 20 neighbours in 100 dimensions: distances within 1%
+    got = nearest_neighbors(X, 20, precision="bfloat16")
+    assert seen[0][0] == torch.bfloat16 and seen[0][1] > 32  # bf16 could not vouch for many rows
+    assert seen[1] == (torch.float32, 0) and got.n_fallback == 0
+    np.testing.assert_allclose(got.distances, reference(X, 20)[0], rtol=1e-12)
