@@ -196,6 +196,7 @@ def test_storage_that_is_not_local_is_mirrored_and_a_killed_trial_resumes_from_i
     folder, states = run_sweep(path, "sweeps", filesystem=fs, on_progress=on_progress, poll=0.05)
     assert killed and [s.status for s in states] == ["finished"] * 4 and states[0].retries == 1
     assert str(folder) == "subtree://sweeps/mirror"
+    assert not local.exists()  # the finished trial's local copy is removed
     assert not (trial_dir / ".lock").exists() and not list(trial_dir.rglob(".*.tmp-*"))
     assert RunStore(trial_dir).read_run()["status"] == "finished" and RunStore(trial_dir).read_run()["resumes"] == 1
     _same_as_a_plain_run(trial_dir, trials[0].config, tmp_path)

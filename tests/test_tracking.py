@@ -362,3 +362,18 @@ def test_a_new_probe_through_the_registry_alone(tmp_path, request):
     text = make_report(run_dir).read_text()
     assert "toy.png" in text and (run_dir / "toy.png").stat().st_size > 10_000
     assert "`toy_norm` | mean norm of the output, times scale" in results.metric_table()
+
+
+def test_pcid_figure_draws_the_split_that_has_geometry():
+    """Geometry measured on train inputs only, accuracy rows on test: the figure must draw the train split."""
+    from layerscope.report import figure_pcid_vs_twonn
+    from layerscope.results import Row, to_frame
+
+    rows = []
+    for step in (0, 10):
+        frame = [Row("train", layer, metric, value + step, 0.1) for layer, value in (("a", 5.0), ("b", 3.0)) for metric in ("twonn", "pc_id")]
+        frame.append(Row("test", "", "test_acc", 0.5, 0.01))
+        rows.append(to_frame(frame, run_id="r", step=step))
+    fig = figure_pcid_vs_twonn(pd.concat(rows, ignore_index=True))
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 4 and "train inputs" in ax.get_title()

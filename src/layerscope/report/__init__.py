@@ -94,7 +94,8 @@ def figure_pcid_vs_twonn(results: pd.DataFrame) -> Figure:
     """PC-ID beside TwoNN across layers, at initialisation and at the end of training."""
     layers = layer_order(results)
     steps = sorted(results.step.unique())
-    split = "test" if "test" in set(results.split) else sorted(set(results.split) - {""})[0]
+    measured = set(results[results.metric.isin(["twonn", "pc_id"]) & (results.layer != "")].split)  # not the accuracy rows' splits
+    split = "test" if "test" in measured else sorted(measured)[0]
     fig, ax = subplots(figsize=(7.5, 4.5))
     for metric, marker in (("twonn", "o"), ("pc_id", "s")):
         value, _ = _pivot(results, metric, split)

@@ -211,11 +211,15 @@ class Mirror:
         self._thread.start()
         return self.local
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self.upload()
+        if exc_type is None:  # all of it is remote now: the local copy is not needed
+            import shutil
+
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 @contextlib.contextmanager
