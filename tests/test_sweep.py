@@ -318,3 +318,40 @@ def test_locations_of_sweep_folders(tmp_path):
         type(where).write_bytes = original
     assert order == ["results/step-000000001.parquet", "state.pt", "run.parquet"]
     assert sorted(p.name for p in (remote / "run").rglob("*") if p.is_file()) == ["run.parquet", "state.pt", "step-000000001.parquet"]
+
+
+def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tmp_path, local_ray, monkeypatch):
+    """An injected fault: the first attempt of one trial raises after step 40 (a few checkpoints in);
+    Ray retries it, the retry resumes from the last checkpoint, and the table equals an unfailed run's."""
+    import sys
+
+    from ray import cloudpickle  # the pickler Ray sends tasks with
+
+    import layerscope.sweep as engine
+
+    path = write(tmp_path, name="flaky", epochs=3)
+    _, trials = load_sweep(path)
+    victim, marker, real = trials[0].name, tmp_path / "failed-once", engine._run_trial
+
+    def flaky(config, target, threads, progress=None):
+        if config["name"] == victim and not marker.exists():
+            marker.write_text("the first attempt raised")
+
+            def boom(step, total):
+                if step == 40:
+                    raise RuntimeError("injected fault")
+
+            return real(config, target, threads, boom)
+        return real(config, target, threads, progress)
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    try:
+        monkeypatch.setattr(engine, "_run_trial", flaky)
+        folder, states = run_sweep(path, tmp_path / "out", poll=0.05)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert marker.exists() and [s.status for s in states] == ["finished"] * 4
+    run_dir = folder / victim
+    assert states[0].retries == 1 and RunStore(run_dir).read_run()["resumes"] == 1
+    assert RunStore(run_dir).read_run()["error"] is None
+    _same_as_a_plain_run(run_dir, trials[0].config, tmp_path)
