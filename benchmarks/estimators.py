@@ -32,11 +32,6 @@ LABELS = {
 }
 
 
-# Large blocks straight from mmap, so that memory freed before the fits leaves the resident
-# set at once and the fits' own peak shows (glibc would otherwise keep and reuse it).
-MEASURED_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-
-
 def _rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -123,7 +118,7 @@ def main() -> None:
             for library in args.libraries:
                 out = subprocess.run(
                     [sys.executable, __file__, "--one", library, str(n), str(d), "--repeats", str(args.repeats)],
-                    capture_output=True, text=True, check=False, env=MEASURED_ENV,
+                    capture_output=True, text=True, check=False,
                 )
                 if out.returncode != 0:
                     print(f"| {n} | {d} | {LABELS[library]} | failed: {out.stderr.strip().splitlines()[-1]} | | | | |")

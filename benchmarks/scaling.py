@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +28,7 @@ LABELS = {"layerscope": "layerscope TwoNN(n_subsamples=0)", "skdim": "scikit-dim
 def measure(library: str, n: int, d: int, timeout: float) -> dict | str:
     try:
         out = subprocess.run([sys.executable, str(HERE / "estimators.py"), "--one", library, str(n), str(d), "--repeats", "1"],
-                             capture_output=True, text=True, timeout=timeout, check=False,
-                             env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"})
+                             capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return f"over {timeout / 60:.0f} min"
     if out.returncode != 0:
