@@ -34,6 +34,7 @@ to keep in step with the run folders.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import re
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
@@ -238,32 +240,26 @@ class _Peek:
     status: str | None
     resumes: int
     total_steps: int | None
-    steps: list[str]
+    last_step: int | None  # the last finished checkpoint
+    last_file: str | None  # its results file, relative to results/
 
 
 def _peek(run: Location) -> _Peek:
     """A trial's state read from its folder (local or remote) without taking its lock."""
-    import io
-
-    import pyarrow.parquet as pq
-
     try:
         info = pq.read_table(io.BytesIO(run.read_bytes("run.parquet"))).to_pylist()[0]
     except (OSError, IndexError, ValueError):  # not written yet, or being replaced
-        return _Peek(None, 0, None, [])
-    results = run.join("results")
-    steps = sorted(f for f in results.files() if f.startswith("step-") and f.endswith(".parquet"))
+        return _Peek(None, 0, None, None, None)
+    files = sorted(f for f in run.join("results").files() if f.startswith("step-") and f.endswith(".parquet"))
     total = info.get("total_steps")
-    return _Peek(info.get("status"), int(info.get("resumes") or 0), None if total is None else int(total), steps)
+    last = files[-1] if files else None
+    return _Peek(info.get("status"), int(info.get("resumes") or 0), None if total is None else int(total),
+                 None if last is None else int(last.removeprefix("step-").removesuffix(".parquet")), last)
 
 
 def _test_acc(run: Location, step_file: str) -> float | None:
-    import io
-
-    import pyarrow.parquet as pq
-
     try:
-        rows = pq.read_table(io.BytesIO(run.join("results").read_bytes(step_file)), columns=["split", "layer", "metric", "value"]).to_pylist()
+        rows = pq.read_table(io.BytesIO(run.join("results").read_bytes(step_file)), columns=["layer", "metric", "value"]).to_pylist()
     except (OSError, ValueError):
         return None
     return next((r["value"] for r in rows if r["metric"] == "test_acc" and r["layer"] == ""), None)
@@ -300,13 +296,9 @@ def run_trials(
     states = {t.name: TrialState(t.name, t.values) for t in trials}
     todo = []
     for trial in trials:
-        peek = _peek(folder.join(trial.name))
-        if peek.status == "finished":
+        if _peek(folder.join(trial.name)).status == "finished":
+            _update(states[trial.name], folder.join(trial.name), 0)
             states[trial.name].status = "skipped"
-            states[trial.name].total_steps = peek.total_steps
-            if peek.steps:
-                states[trial.name].step = int(peek.steps[-1][5:14])
-                states[trial.name].test_acc = _test_acc(folder.join(trial.name), peek.steps[-1])
         else:
             todo.append(trial)
     notify(list(states.values()))
@@ -336,10 +328,8 @@ def _update(state: TrialState, run: Location, first_resume: int) -> None:
         state.status = "running"
     state.total_steps = peek.total_steps or state.total_steps
     state.retries = max(state.retries, peek.resumes - first_resume)
-    if peek.steps:
-        step = int(peek.steps[-1][5:14])
-        if step != state.step:
-            state.step, state.test_acc = step, _test_acc(run, peek.steps[-1])
+    if peek.last_step is not None and peek.last_step != state.step:
+        state.step, state.test_acc = peek.last_step, _test_acc(run, peek.last_file)
 
 
 def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str, TrialState], resources: Resources,
@@ -443,8 +433,6 @@ def run_sweep(
 
 def write_trials(folder: Location | Path, sweep: str, trials: list[Trial]) -> None:
     """``trials.parquet``: one row per trial with its axis values (as strings, a column per axis) and its status."""
-    import io
-
     from .store import atomic_write
 
     folder = location(folder)

@@ -83,11 +83,6 @@ def interiors(P: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.concatenate([c[:, None], c[:, None] + 0.5 * (ends - c[:, None])], axis=1)
 
 
-def centres(P: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """The vertex mean of each polygon (m, 2): inside a convex polygon."""
-    return np.where(_valid(P, n)[..., None], P, 0.0).sum(1) / n[:, None]
-
-
 def extent(P: np.ndarray, n: np.ndarray) -> np.ndarray:
     """The largest absolute coordinate of each polygon's vertices (m,)."""
     return np.where(_valid(P, n)[..., None], np.abs(P), 0.0).max(axis=(1, 2))

@@ -41,7 +41,6 @@ from ..data.datasets import first_of_each_class
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row
 from . import _polygons as polygons
 from ._model import NonFiniteOutputError, model_device
-from ._polygons import pad
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 from .nonlinearities import Call, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
 
@@ -245,7 +244,7 @@ def partition2d(
     order = list(run(np.zeros((1, 2)))[0])
     repeated = {name for name, call in order if call > 0}
     labels = [f"{name}#{call}" if name in repeated else name for name, call in order]
-    P, n = pad([np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)])
+    P, n = polygons.pad([np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)])
     per_layer = []
     for key in order:
         P, n = _cut(P, n, key, run, max_regions)
