@@ -1,4 +1,4 @@
-"""TwoNN: layerscope against scikit-dimension and dadapy, on the same arrays, in one run.
+"""TwoNN: layerscope against torchid, scikit-dimension and dadapy, on the same arrays, in one run.
 
     python benchmarks/estimators.py                       # N in {2000, 10000}, D in {100, 1000, 10000}
     python benchmarks/estimators.py --n 2000 --d 100 1000  # a subset
@@ -8,7 +8,13 @@ curved manifold, float64), then the library's fit is timed `--repeats` times (th
 minimum is reported: the first call pays one-off set-up such as kernel JIT) and the
 peak memory is the process's peak resident set during the fits minus its resident
 set just before them. Every library runs in the same environment and thread count.
-Prints a markdown table with the ratios peer / layerscope.
+Two floors are timed the same way: the full product X X^T in 1024-row blocks in float32
+and in bfloat16 (torch), which any exact search by products must approach.
+Prints a markdown table with the ratios peer / layerscope and each estimate's relative
+difference from dadapy's (float64 throughout).
+
+torchid declares an old Python range but runs here; in the benchmark's environment:
+    pip install --ignore-requires-python torchid faiss-cpu
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ import time
 import warnings
 from pathlib import Path
 
-LIBRARIES = ["layerscope", "layerscope+err", "skdim", "dadapy"]
+LIBRARIES = ["layerscope", "layerscope+err", "torchid", "skdim", "dadapy", "gemm-f32", "gemm-bf16"]
+PEERS = ("torchid", "skdim", "dadapy", "gemm-f32", "gemm-bf16")
 LABELS = {
     "layerscope": "layerscope TwoNN(n_subsamples=0)",
     "layerscope+err": "layerscope TwoNN() (+ 20 subsample errors)",
+    "torchid": "torchid TwoNN (faiss flat index)",
     "skdim": "scikit-dimension TwoNN",
     "dadapy": "dadapy compute_id_2NN",
+    "gemm-f32": "floor: X X^T in float32 blocks",
+    "gemm-bf16": "floor: X X^T in bfloat16 blocks",
 }
 
 
@@ -61,6 +71,18 @@ def fit_once(library: str, X):  # noqa: ANN001 - any array
         from dadapy import Data
 
         return Data(X, verbose=False).compute_id_2NN()[0]
+    if library == "torchid":
+        import torch
+        import torchid
+
+        return torchid.estimators.TwoNN().fit(torch.from_numpy(X)).dimension_
+    if library.startswith("gemm"):
+        import torch
+
+        T = torch.from_numpy(X).to(torch.float32 if library == "gemm-f32" else torch.bfloat16)
+        for a in range(0, len(T), 1024):
+            T[a : a + 1024] @ T.T
+        return float("nan")
     raise ValueError(library)
 
 
@@ -109,7 +131,8 @@ def main() -> None:
           f"numpy {np.__version__} BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
     print(f"# data: curved_manifold(N, dim=10, D), float64; time = min of {args.repeats} fit calls; "
           "memory = peak RSS during the fits minus RSS before\n")
-    header = "| N | D | library | time (s) | peak extra memory (MiB) | estimate | time ratio peer/layerscope | memory ratio |"
+    header = ("| N | D | library | time (s) | peak extra memory (MiB) | estimate (relative difference from dadapy) "
+              "| time ratio peer/layerscope | memory ratio |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for n in args.n:
@@ -125,13 +148,17 @@ def main() -> None:
                     continue
                 rows[library] = json.loads(out.stdout.strip().splitlines()[-1])
             base = rows.get("layerscope")
+            reference = rows.get("dadapy", {}).get("estimate")
             for library, r in rows.items():
                 ratio_t = ratio_m = ""
-                if base and library in ("skdim", "dadapy"):
-                    ratio_t = f"{r['seconds'] / base['seconds']:.1f}x"
+                if base and library in PEERS:
+                    ratio_t = f"{r['seconds'] / base['seconds']:.2f}x"
                     ratio_m = f"{r['extra_mib'] / max(base['extra_mib'], 1):.1f}x"
+                estimate = "" if r["estimate"] != r["estimate"] else f"{r['estimate']:.6f}"
+                if estimate and reference:
+                    estimate += f" ({abs(r['estimate'] / reference - 1):.0e})"
                 print(f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {r['extra_mib']:.0f} | "
-                      f"{r['estimate']:.4f} | {ratio_t} | {ratio_m} |", flush=True)
+                      f"{estimate} | {ratio_t} | {ratio_m} |", flush=True)
 
 
 if __name__ == "__main__":

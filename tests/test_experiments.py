@@ -11,7 +11,7 @@ from layerscope.store import RunStore
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-@pytest.mark.parametrize("size", ["quick", "full"])
+@pytest.mark.parametrize("size", ["quick", "medium", "full"])
 def test_every_preset_config_validates(name, size):
     configs = EXPERIMENTS[name].configs(size)
     assert len(configs) >= 2
@@ -48,7 +48,7 @@ def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         folder = reproduce("tiny", "quick", tmp_path)
         findings = json.loads((folder / "findings.json").read_text())
-        assert findings == [{"claim": "two runs exist", "measured": "['a', 'b']", "holds": True}]
+        assert findings == [{"claim": "two runs exist", "measured": "['a', 'b']", "holds": True, "confidence": None, "seeds": None}]
         assert "| two runs exist | ['a', 'b'] | holds |" in (folder / "findings.md").read_text()
         assert (folder / "summary.png").exists() and (folder / "a" / "report.html").exists()
         assert "two runs exist" in (folder / "report.html").read_text() and "a/report.html" in (folder / "report.html").read_text()
@@ -59,7 +59,7 @@ def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
         assert store.read_run()["status"] == "finished"
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         reproduce("nope")
-    with pytest.raises(ValueError, match="size must be 'quick' or 'full'"):
+    with pytest.raises(ValueError, match="size must be one of quick, medium, full"):
         reproduce("tiny", "huge", tmp_path)
 
 
@@ -99,3 +99,47 @@ def test_cli_reproduce_errors_clearly():
 
     result = CliRunner().invoke(app, ["reproduce", "smith2020"])
     assert result.exit_code == 2 and "unknown experiment 'smith2020'; choose from ansuini2019, tan2024, humayun2024" in result.output
+
+
+def _few_steps(cfg):
+    """A medium-size config cut to a few steps on a few hundred examples (what CI can afford)."""
+    raw = cfg.model_dump(mode="json")
+    raw["data"]["n_train"] = 256
+    raw["data"]["probe_size"] = min(raw["data"]["probe_size"], 120)
+    raw["train"].update(steps=6, epochs=None)
+    if raw["schedule"]["kind"] == "log":
+        raw["schedule"]["num"] = 4
+    probes = raw["probes"]
+    for name in ("lc", "pgd", "csr"):
+        if name in probes:
+            probes[name]["n_points"] = 40
+    if "partition" in probes:
+        probes["partition"]["pictures"] = 2
+    return parse_config(raw, "medium config cut short")
+
+
+@pytest.mark.xdist_group("ray")
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_medium_sizes_run_a_few_steps_and_give_findings_over_seeds(name, tmp_path, monkeypatch):
+    # the medium sizes take up to 30 minutes each (run for docs/results.md, not in CI): here every
+    # setting of each, two seeds, runs 6 steps on 256 examples, and the findings and summary are
+    # computed over the seeds (the same code as the full runs)
+    from layerscope.data.datasets import FASHION_SYSTEM_DIR
+
+    configs = EXPERIMENTS[name].configs("medium")
+    assert all(c.seed in (0, 1, 2) for c in configs) and len({c.seed for c in configs}) == 3
+    if any(c.data.name == "fashion_mnist" for c in configs) and not FASHION_SYSTEM_DIR.is_dir():
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    short = [_few_steps(c) for c in configs if c.seed < 2]
+    experiment = EXPERIMENTS[name]
+    monkeypatch.setitem(layerscope.experiments.EXPERIMENTS, name, Experiment(name, experiment.paper, lambda size: short, experiment.findings, experiment.summary))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = reproduce(name, "medium", tmp_path)
+    findings = json.loads((folder / "findings.json").read_text())
+    assert findings and all(f["holds"] in (True, False, None) for f in findings)
+    over_two = [f for f in findings if f["seeds"] == 2]
+    assert over_two, "no finding was combined over the two seeds"
+    assert all(f["confidence"] is None or 0 <= f["confidence"] <= 1 for f in findings)
+    assert "seed 0:" in over_two[0]["measured"] and "seed 1:" in over_two[0]["measured"]
+    assert (folder / "summary.png").stat().st_size > 10_000

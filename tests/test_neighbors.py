@@ -36,6 +36,27 @@ def test_blocks_and_triangle_cover_every_pair(monkeypatch):
     np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("budget_rows", [97, 250, 1000])
+def test_superblocks_of_the_search_copy_cover_every_pair(monkeypatch, precision, budget_rows):
+    # a search copy larger than its memory budget is made a superblock at a time: 1000 points in
+    # superblocks of about 97 (11 parts), 250 (4 parts) or one block; uneven sizes, small row blocks
+    import layerscope.estimators.neighbors as nbm
+
+    X = hypersphere(1000, 4, 10, seed=1)
+    itemsize = torch.finfo(getattr(torch, precision)).bits // 8
+    monkeypatch.setattr(nbm, "_SEARCH_BYTES", 2 * budget_rows * 10 * itemsize)
+    monkeypatch.setattr(nbm, "_BLOCK_BYTES", 64 * 4 * 100)
+    parts = nbm._superblocks(1000, 10, getattr(torch, precision))
+    assert [a for a, _ in parts][0] == 0 and parts[-1][1] == 1000
+    assert all(b == c for (_, b), (c, _) in zip(parts[:-1], parts[1:], strict=True))
+    assert len(parts) == {97: 11, 250: 4, 1000: 1}[budget_rows]
+    nb = nearest_neighbors(X, 5, precision=precision)
+    dist, idx = reference(X, 5)
+    np.testing.assert_array_equal(nb.indices, idx)
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)
+
+
 def test_precision_low_dimensional_subspace_far_from_origin():
     # The case: float32 |x|^2+|y|^2-2xy on a 2-D subspace gave zero distances.
     rng = np.random.default_rng(0)
@@ -54,9 +75,14 @@ def test_precision_low_dimensional_subspace_far_from_origin():
             np.testing.assert_allclose(nb.distances[i], d[order], rtol=1e-9)
 
 
-def test_certificate_triggers_exact_fallback():
-    # with a single extra candidate, some rows cannot be certified and are scanned in float64;
-    # the answer must be exact all the same
+@pytest.mark.parametrize("superblock_rows", [None, 700])
+def test_certificate_triggers_exact_fallback(monkeypatch, superblock_rows):
+    # with a single extra candidate, some rows cannot be certified and are scanned in float64
+    # (whole, or 700 rows of the points at a time); the answer must be exact all the same
+    import layerscope.estimators.neighbors as nbm
+
+    if superblock_rows:
+        monkeypatch.setattr(nbm, "_SEARCH_BYTES", 2 * superblock_rows * 50 * 8)
     X = affine_subspace(3000, 2, 50, seed=3) + 1e3
     nb = nearest_neighbors(X, 2, margin=1)
     assert 0 < nb.n_fallback < len(X)

@@ -101,10 +101,10 @@ def test_subsets_use_exact_neighbours():
     members = np.sort(rng.choice(1500, size=int(round(1500 * 0.9)), replace=False))
     fresh = TwoNN(n_subsamples=0).fit(X[members]).mu_
     nb = neighbors_without_duplicates(X, 8)[0]
-    cheap = _subset_ratios(torch.from_numpy(X), nb.indices, nb.distances, np.random.default_rng(3), 0.9)
+    cheap = _subset_ratios(torch.from_numpy(X), np.arange(len(X)), nb.indices, nb.distances, np.random.default_rng(3), 0.9)
     np.testing.assert_allclose(cheap, fresh, rtol=1e-12)
     # and a point whose listed neighbours all fall out of the subset is searched exactly
-    cheap_short = _subset_ratios(torch.from_numpy(X), nb.indices[:, :2], nb.distances[:, :2], np.random.default_rng(3), 0.9)
+    cheap_short = _subset_ratios(torch.from_numpy(X), np.arange(len(X)), nb.indices[:, :2], nb.distances[:, :2], np.random.default_rng(3), 0.9)
     np.testing.assert_allclose(cheap_short, fresh, rtol=1e-12)
     assert est.dimension_err_ > 0
 

@@ -182,7 +182,7 @@ def report_command(
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(help="ansuini2019, tan2024 or humayun2024.")],
-    size: Annotated[str, typer.Option(help="quick (minutes on a laptop CPU, offline data) or full (the paper's setup).")] = "quick",
+    size: Annotated[str, typer.Option(help="quick (minutes on a laptop CPU, offline data), medium (three seeds, under 30 minutes on 2 CPU cores, offline data) or full (the paper's setup).")] = "quick",
     out: Annotated[Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN); a path every machine of a cluster sees.")] = Path("runs"),
     address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Runs at once (default: one per CPU).", min=1)] = None,

@@ -50,7 +50,10 @@ import torch
 from ._validation import Array, as_tensor, check_device, check_int, check_points, default_duplicate_tol, unit_factor
 
 # Memory for one block of the distance matrix (bytes); blocks are sized to it.
-_BLOCK_BYTES = 128 * 2**20
+_BLOCK_BYTES = 40 * 2**20
+# Memory for the rounded copy of the data that the candidate search multiplies: past it the
+# copy is made a superblock of rows at a time (two held at once).
+_SEARCH_BYTES = 96 * 2**20
 # Memory for the row chunks of the streaming passes (centring, hashing).
 _CHUNK_BYTES = 16 * 2**20
 # Memory for the coordinate differences of one re-rank chunk (bytes): small, to stay in cache.
@@ -210,12 +213,12 @@ def _certified_candidates(source: torch.Tensor, n_cand: int, k: int, dtype: torc
     rows' mask, and the squared norms (float64) of the centred data.
     """
     n = source.shape[0]
-    Xc, sq = _centred(source, dtype, dev)
     if backend == "faiss":
+        Xc, sq = _centred(source, dtype, dev)
         approx, cand = _candidates_faiss(Xc, n_cand)
+        del Xc
     else:
-        approx, cand = _candidates_torch(Xc, sq, n_cand)
-    del Xc
+        approx, cand, sq = _candidates_torch(source, dtype, dev, n_cand)
     exact = _exact_distances(source, torch.arange(n), cand.cpu(), dev)  # (n, n_cand), float64
     exact, order = exact.sort(dim=1)
     cand = cand.cpu().gather(1, order)
@@ -247,29 +250,43 @@ def _matmul_precision(device: torch.device) -> Iterator[None]:
 
 
 def _centred(source: torch.Tensor, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The data minus its mean (accumulated in float64), as ``dtype`` on ``device``, and squared norms.
+    """The data minus its mean, as ``dtype`` on ``device``, and the squared norms of the rounded rows."""
+    return _centred_rows(source, source.mean(0), 0, source.shape[0], dtype, device)
+
+
+def _centred_rows(source: torch.Tensor, mean: torch.Tensor, a: int, b: int, dtype: torch.dtype,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``a:b`` of the data minus ``mean``, as ``dtype`` on ``device``, and their squared norms.
 
     Centring removes the cancellation that data far from the origin would cause in
-    ``|x|^2 + |y|^2 - 2 x.y``.
+    ``|x|^2 + |y|^2 - 2 x.y``. The subtraction is done at the source's precision
+    before rounding (data far from 0 keep their digits), a chunk at a time, so no
+    temporary of the source's size is made; the norms are those of the rounded
+    points, so that the fast distances are the rounded points' own and only the
+    products' rounding is left.
     """
-    mean = source.mean(0)
     work = torch.promote_types(dtype, torch.float32)  # norms at least in float32
-    if source.element_size() <= torch.finfo(dtype).bits // 8:
-        out = source.to(device=device, dtype=dtype, copy=True)
-        out -= mean.to(device=device, dtype=dtype)
-        sq = torch.linalg.vector_norm(out, dim=1).square_()  # no n x d temporary
-        return out, sq.to(work)
-    # subtract at the source's precision before rounding (data far from 0 keep their digits), a
-    # chunk at a time; the norms are those of the rounded points, so that the fast distances are
-    # the rounded points' own and only the products' rounding is left
-    out = torch.empty(source.shape, dtype=dtype, device=device)
-    sq = torch.empty(source.shape[0], dtype=work, device=device)
-    step = max(1, _CHUNK_BYTES // (8 * source.shape[1]))
-    for a in range(0, source.shape[0], step):
-        chunk = (source[a : a + step] - mean).to(device=device, dtype=dtype)
-        out[a : a + step] = chunk
-        sq[a : a + step] = torch.linalg.vector_norm(chunk, dim=1, dtype=work).square_()
+    out = torch.empty((b - a, source.shape[1]), dtype=dtype, device=device)
+    sq = torch.empty(b - a, dtype=work, device=device)
+    step = max(1, _CHUNK_BYTES // (source.element_size() * source.shape[1]))
+    for c in range(a, b, step):
+        e = min(c + step, b)
+        chunk = (source[c:e] - mean).to(device=device, dtype=dtype)
+        out[c - a : e - a] = chunk
+        sq[c - a : e - a] = torch.linalg.vector_norm(chunk, dim=1, dtype=work).square_()
     return out, sq
+
+
+def _superblocks(n: int, d: int, dtype: torch.dtype) -> list[tuple[int, int]]:
+    """Row ranges of the search copy: all rows at once when the copy fits in ``_SEARCH_BYTES``,
+    else equal ranges of which two at a time fit."""
+    itemsize = torch.finfo(dtype).bits // 8
+    if n * d * itemsize <= _SEARCH_BYTES:
+        return [(0, n)]
+    rows = max(1, _SEARCH_BYTES // (2 * d * itemsize))
+    parts = math.ceil(n / rows)
+    edges = [round(i * n / parts) for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def _merge(best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,34 +297,68 @@ def _merge(best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch
     return keep_v, all_i.gather(1, pos)
 
 
-def _candidates_torch(Xc: torch.Tensor, sq: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """K smallest fast squared distances per row, upper-triangle blocks only."""
-    n = Xc.shape[0]
-    device = Xc.device
-    work = sq.dtype  # float32 for bf16 data: the distances are formed and ranked in float32
+def _candidates_torch(source: torch.Tensor, dtype: torch.dtype, device: torch.device,
+                      K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K smallest fast squared distances per row (upper-triangle blocks only), their
+    indices, and the squared norms of the centred, rounded rows.
+
+    The rounded copy of the data is made a superblock of rows at a time (see
+    :func:`_superblocks`), so that at most two superblocks are held: at N = D = 10,000
+    in bf16 the whole copy would be 191 MiB. Superblock ``i`` is paired with the later
+    ones from the last back to ``i + 1``, which then serves as the next ``i``: each
+    superblock but the first is rounded about ``(parts - 1) / 2`` times more, which is
+    cheap beside the products (N D parts / 2 conversions against N^2 D / 2 products).
+    """
+    n, d = source.shape
+    mean = source.mean(0)
+    work = torch.promote_types(dtype, torch.float32)  # bf16 products are ranked in float32
     best_v = torch.full((n, K), math.inf, dtype=work, device=device)
     best_i = torch.full((n, K), -1, dtype=torch.int64, device=device)
+    sq = torch.empty(n, dtype=work, device=device)
+    bounds = _superblocks(n, d, dtype)
+    width = max(b - a for a, b in bounds)
     # Small row blocks keep the triangle close to half the square (N^2/2 + N*block/2).
-    block = int(min(n, 1024, max(64, _BLOCK_BYTES // (4 * n))))
+    block = int(min(width, 1024, max(64, _BLOCK_BYTES // (4 * width))))
+
+    def rows_vs(Xi: torch.Tensor, a: int, Xj: torch.Tensor, c: int, same: bool) -> None:
+        """Products of superblock rows ``a..`` (``Xi``) with columns ``c..`` (``Xj``)."""
+        for start in range(0, Xi.shape[0], block):
+            stop = min(start + block, Xi.shape[0])
+            r0, r1 = a + start, a + stop
+            cols = Xj[start:] if same else Xj  # within a superblock: the triangle only
+            c0 = r0 if same else c
+            d2 = (Xi[start:stop] @ cols.T).to(work)
+            d2.mul_(-2).add_(sq[c0 : c0 + cols.shape[0]]).add_(sq[r0:r1, None])
+            if same:
+                d2.diagonal()[:] = math.inf  # a point is not its own neighbour
+            v, i = d2.topk(min(K, d2.shape[1]), dim=1, largest=False)
+            v, i = _pad(v, i + c0, K)
+            best_v[r0:r1], best_i[r0:r1] = _merge(best_v[r0:r1], best_i[r0:r1], v, i)
+            skip = stop - start if same else 0  # the same products, seen from the columns' rows
+            if cols.shape[0] > skip:
+                tail = d2[:, skip:].T
+                v, i = tail.topk(min(K, stop - start), dim=1, largest=False)
+                v, i = _pad(v, i + r0, K)
+                t0 = c0 + skip
+                t1 = c0 + cols.shape[0]
+                best_v[t0:t1], best_i[t0:t1] = _merge(best_v[t0:t1], best_i[t0:t1], v, i)
+
+    def load(j: int) -> torch.Tensor:
+        a, b = bounds[j]
+        X, sq[a:b] = _centred_rows(source, mean, a, b, dtype, device)
+        return X
+
     with _matmul_precision(device):
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            b = stop - start
-            # d2[r, c] = |x_{start+r} - x_{start+c}|^2 for columns start.. n
-            d2 = (Xc[start:stop] @ Xc[start:].T).to(work)
-            d2.mul_(-2).add_(sq[start:]).add_(sq[start:stop, None])
-            d2.diagonal()[:] = math.inf  # a point is not its own neighbour
-            kk = min(K, d2.shape[1])
-            v, i = d2.topk(kk, dim=1, largest=False)
-            v, i = _pad(v, i + start, K)
-            best_v[start:stop], best_i[start:stop] = _merge(best_v[start:stop], best_i[start:stop], v, i)
-            if stop < n:  # the same products, seen from the later rows
-                tail = d2[:, b:].T  # (n - stop, b)
-                kk = min(K, b)
-                v, i = tail.topk(kk, dim=1, largest=False)
-                v, i = _pad(v, i + start, K)
-                best_v[stop:], best_i[stop:] = _merge(best_v[stop:], best_i[stop:], v, i)
-    return best_v, best_i
+        Xi = load(0)
+        for i, (a, _) in enumerate(bounds):
+            rows_vs(Xi, a, Xi, a, same=True)
+            Xj = None
+            for j in range(len(bounds) - 1, i, -1):
+                Xj = None  # free the previous one first: two superblocks at most
+                Xj = load(j)
+                rows_vs(Xi, a, Xj, bounds[j][0], same=False)
+            Xi = Xj
+    return best_v, best_i, sq
 
 
 def _pad(v: torch.Tensor, i: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,18 +411,29 @@ def _exact_distances(source: torch.Tensor, rows: torch.Tensor, cols: torch.Tenso
 
 
 def _exhaustive(source: torch.Tensor, rows: torch.Tensor, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """k nearest neighbours of ``rows`` by a float64 scan of every point, then exact re-rank."""
+    """k nearest neighbours of ``rows`` by a float64 scan of every point, then exact re-rank.
+
+    The points are scanned a superblock at a time (as in the candidate search), so the
+    float64 copy is never whole."""
     n, d = source.shape
     n_cand = min(k + 8, n - 1)
-    Xc, sq = _centred(source, torch.float64, device)
+    mean = source.mean(0)
+    Xq, sq_q = _centred_rows(source[rows.to(source.device)], mean, 0, len(rows), torch.float64, device)
     q = rows.to(device)
-    step = max(1, _BLOCK_BYTES // (8 * n))
-    cand = torch.empty((len(rows), n_cand), dtype=torch.int64)
-    for a in range(0, len(rows), step):
-        qa = q[a : a + step]
-        d2 = sq[qa, None] + sq[None, :] - 2 * (Xc[qa] @ Xc.T)
-        d2[torch.arange(len(qa), device=device), qa] = math.inf
-        cand[a : a + step] = d2.topk(n_cand, dim=1, largest=False).indices.cpu()
+    best_v = torch.full((len(rows), n_cand), math.inf, dtype=torch.float64, device=device)
+    best_i = torch.full((len(rows), n_cand), -1, dtype=torch.int64, device=device)
+    for a, b in _superblocks(n, d, torch.float64):
+        Xb, sq_b = _centred_rows(source, mean, a, b, torch.float64, device)
+        step = max(1, _BLOCK_BYTES // (8 * (b - a)))
+        for s in range(0, len(rows), step):
+            d2 = sq_q[s : s + step, None] + sq_b[None, :] - 2 * (Xq[s : s + step] @ Xb.T)
+            own = (q[s : s + step] >= a) & (q[s : s + step] < b)
+            d2[own.nonzero().flatten(), q[s : s + step][own] - a] = math.inf
+            v, i = d2.topk(min(n_cand, b - a), dim=1, largest=False)
+            v, i = _pad(v, i + a, n_cand)
+            best_v[s : s + step], best_i[s : s + step] = _merge(best_v[s : s + step], best_i[s : s + step], v, i)
+        del Xb
+    cand = best_i.cpu()
     exact = _exact_distances(source, rows, cand, device)
     exact, order = exact.sort(dim=1)
     return exact[:, :k], cand.gather(1, order)[:, :k]

@@ -171,11 +171,10 @@ class TwoNN(NeighborEstimator):
             self.dimension_err_ = float("nan")
             self.error_method_ = "none"
         elif n_sub:
-            source = points[torch.from_numpy(kept).to(points.device)]
             rng = np.random.default_rng(self.random_state)
             dims = [
                 dimension_from_ratios(
-                    _subset_ratios(source, nb.indices, nb.distances, rng, fraction),
+                    _subset_ratios(points, kept, nb.indices, nb.distances, rng, fraction),
                     discard_fraction=discard,
                     method=self.method,
                 )[0]
@@ -213,13 +212,16 @@ def _warn_near_copies(mu: np.ndarray, dimension: float) -> None:
 
 
 def _subset_ratios(
-    source: torch.Tensor, indices: np.ndarray, distances: np.ndarray, rng: np.random.Generator, fraction: float
+    points: torch.Tensor, kept: np.ndarray, indices: np.ndarray, distances: np.ndarray, rng: np.random.Generator, fraction: float
 ) -> np.ndarray:
     """Ratios r2/r1 within a random subset, from the whole set's neighbour lists.
 
-    A point's first two neighbours within the subset are the first two of its
-    listed neighbours that are in the subset, unless fewer than two of the listed
-    ones are; those few points get an exact search within the subset.
+    ``indices`` and ``distances`` refer to the rows ``points[kept]``. A point's first
+    two neighbours within the subset are the first two of its listed neighbours that
+    are in the subset, unless fewer than two of the listed ones are; those few points
+    get an exact search within the subset (the only use of the points themselves:
+    their subset is gathered then, not before, since a copy of the data is as large
+    as the data).
     """
     n = len(indices)
     members = np.sort(rng.choice(n, size=max(3, int(round(n * fraction))), replace=False))
@@ -235,7 +237,7 @@ def _subset_ratios(
     r1 = distances[members, first]
     r2 = distances[members, second]
     if not enough.all():
-        sub = source[torch.from_numpy(members).to(source.device)]
+        sub = points[torch.from_numpy(kept[members]).to(points.device)]
         for i in np.flatnonzero(~enough):
             d = torch.linalg.vector_norm(sub - sub[i], dim=1, dtype=torch.float64).cpu().numpy()
             d[i] = np.inf

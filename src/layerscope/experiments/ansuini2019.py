@@ -5,16 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
+from ..analysis.phases import THRESHOLD
 from ..config import RunConfig
-from .base import Experiment, Finding, load_runs, make_config, profile, value
+from .base import Evidence, Experiment, Finding, by_seed, load_runs, make_config, over_seeds, profile, seeded, value
 
 _A_LAYERS = ["pool1", "pool2", "relu3", "output"]
 
+#: Medium size: Fashion-MNIST (Debian package dataset-fashion-mnist), 10,000 training images.
+_M_DATA = {"name": "fashion_mnist", "n_train": 10000, "probe_size": 500, "probe_splits": ["train"]}
+_M_TRAIN = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 4}
+# The architecture family of the medium size: (setting, model, training overrides, last hidden layer).
+# VGG- and ResNet-style nets 9 and 10 layers deep for the profile across depth; with an MLP on
+# 1,000 images, a wider MLP and the small CNN they span about 15 points of test accuracy.
+_M_FAMILY = [
+    ("mlp-small-data", {"name": "mlp", "params": {"width": 128, "depth": 2}}, {"n_train": 1000}, "relu1"),
+    ("mlp", {"name": "mlp", "params": {"width": 256, "depth": 3}}, {}, "relu2"),
+    ("cnn", {"name": "ansuini_cnn"}, {}, "relu3"),
+    ("vgg", {"name": "vgg", "params": {"width": 16, "depth": 4}}, {}, "pool"),
+    ("resnet", {"name": "resnet", "params": {"width": 16, "blocks": [1, 1, 1, 1]}}, {}, "pool"),
+]
+_LAST_HIDDEN = {name: layer for name, _, _, layer in _M_FAMILY}
+
 
 def configs(size: str) -> list[RunConfig]:
+    if size == "medium":
+        return _medium()
     if size == "quick":
         data = {"name": "mnist5k", "probe_size": 1000, "probe_splits": ["train"]}
         train = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64, "epochs": 6}
@@ -34,58 +53,148 @@ def configs(size: str) -> list[RunConfig]:
     return configs
 
 
-def findings(folder: Path) -> list[Finding]:
-    runs = load_runs(folder)
-    trained = runs["width-1.0"]
+def _medium() -> list[RunConfig]:
+    """Deeper nets on harder data, three seeds each (the mechanism: early layers of a deep net
+    can expand the representation beyond the input's ID before the later layers compress it)."""
+    configs = []
+    for name, model, data, last in _M_FAMILY:
+        deep = name in ("vgg", "resnet")
+        probes = {"measures": ["twonn", "pc_id"] if deep else ["twonn"], "layers": None if deep else [last, "output"],
+                  "estimator_params": {"pc_id": {"n_bootstrap": 4}}}
+        configs.append(make_config({"name": name, "data": {**_M_DATA, **data}, "model": model, "train": _M_TRAIN,
+                                    "schedule": {"kind": "epoch"}, "probes": probes}))
+    configs.append(make_config({"name": "vgg-random-labels", "data": {**_M_DATA, "label_noise": 1.0}, "model": _M_FAMILY[3][1],
+                                "train": _M_TRAIN, "schedule": {"kind": "log", "num": 2}, "probes": {"measures": ["twonn"]}}))
+    return seeded(configs)
+
+
+_SMALL = "The ID of every layer is orders of magnitude below its width."
+_HUNCH = "Across depth the ID first rises, then falls (the hunchback{where})."
+_COMPRESS = "The trained net's profile ends lower than the untrained one's (the last hidden layer compresses)."
+_FLAT = "An untrained network gives a flat profile (here: range across layers below 25% of its mean)."
+_RANDOM = "Training on random labels removes the compression of the last hidden layer."
+_PC_HIGH = "PC-ID is far higher than TwoNN."
+_PC_BLIND = "PC-ID cannot tell a trained network from an untrained one (here: it changes less than TwoNN at the last hidden layer)."
+_ACC = "The last hidden layer's ID predicts test accuracy: lower ID, higher accuracy{where}."
+
+
+def _layers(r: pd.DataFrame, metric: str = "twonn") -> list[str]:
+    """The measured layers in model order, the input first."""
+    rows = r[(r.metric == metric) & (r.layer != "") & (r.split == "train")]
+    return list(dict.fromkeys(rows.sort_values("step", kind="stable").layer))
+
+
+def _profile_evidence(trained: pd.DataFrame, random_runs: pd.DataFrame | None, last_hidden: str, where: str) -> dict[str, Evidence]:
+    """The profile findings on one trained run (and its random-label twin), for one seed."""
     last = int(trained.step.max())
-    layers = ["input", *_A_LAYERS]
+    layers = _layers(trained)
+    if "input" in layers:
+        layers = ["input", *[layer for layer in layers if layer != "input"]]
+    hidden = [layer for layer in layers if layer not in ("input", "output")]
+    h = slice(1, len(layers) - 1) if layers[-1] == "output" else slice(1, len(layers))
     widths = profile(trained, last, "train", layers, "n_features")
     id_trained = profile(trained, last, "train", layers)
     id_untrained = profile(trained, 0, "train", layers)
-    random_runs = runs["random-labels"]
-    id_random = profile(random_runs, int(random_runs.step.max()), "train", layers)
-    pc_trained = profile(trained, last, "train", layers, "pc_id")
-    pc_untrained = profile(trained, 0, "train", layers, "pc_id")
-    hidden = slice(1, -1)
-    findings = [
-        Finding("The ID of every layer is orders of magnitude below its width.",
-                "hidden-layer TwoNN / width: " + ", ".join(f"{layer} {d:.1f}/{w:.0f}" for layer, d, w in zip(layers[hidden], id_trained[hidden], widths[hidden])),
-                bool(np.all(id_trained[hidden] < widths[hidden] / 10))),
-        Finding("Across depth the ID first rises, then falls (the hunchback).",
-                "trained profile " + " -> ".join(f"{v:.1f}" for v in id_trained) + f"; maximum at {layers[int(np.argmax(id_trained))]}",
-                bool(0 < int(np.argmax(id_trained)) < len(layers) - 1)),
-        Finding("The trained net's profile ends lower than the untrained one's (the last hidden layer compresses).",
-                f"last hidden layer (relu3): trained {id_trained[-2]:.1f}, untrained {id_untrained[-2]:.1f}",
-                bool(id_trained[-2] < id_untrained[-2])),
-        Finding("An untrained network gives a flat profile (here: range across layers below 25% of its mean).",
-                "untrained profile " + " -> ".join(f"{v:.1f}" for v in id_untrained) + f" (range {np.ptp(id_untrained) / np.mean(id_untrained):.0%} of the mean)",
-                bool(np.ptp(id_untrained) < 0.25 * np.mean(id_untrained))),
-        Finding("Training on random labels removes the compression of the last hidden layer.",
-                f"relu3 with random labels {id_random[-2]:.1f}, with true labels {id_trained[-2]:.1f}",
-                bool(id_random[-2] > id_trained[-2])),
-        Finding("PC-ID is far higher than TwoNN.",
-                "hidden layers, trained: PC-ID " + ", ".join(f"{v:.0f}" for v in pc_trained[hidden]) + "; TwoNN " + ", ".join(f"{v:.1f}" for v in id_trained[hidden]),
-                bool(np.all(pc_trained[hidden] > 3 * id_trained[hidden]))),
-        Finding("PC-ID cannot tell a trained network from an untrained one (here: it changes less than TwoNN at the last hidden layer).",
-                f"relu3: PC-ID trained {pc_trained[-2]:.0f} / untrained {pc_untrained[-2]:.0f}; TwoNN trained {id_trained[-2]:.1f} / untrained {id_untrained[-2]:.1f}",
-                bool(abs(np.log(pc_trained[-2] / pc_untrained[-2])) < abs(np.log(id_trained[-2] / id_untrained[-2])))),
-    ]
-    # last hidden layer's ID against test accuracy over the nets of different widths
+    k = layers.index(last_hidden)
+    out: dict[str, Evidence] = {}
+    ratio = np.log10(widths[h] / id_trained[h])
+    out[_SMALL] = Evidence("hidden-layer TwoNN / width: " + ", ".join(f"{layer} {d:.1f}/{w:.0f}" for layer, d, w in zip(hidden, id_trained[h], widths[h])),
+                           bool(np.all(ratio > 1)), effect=float(ratio.min() - 1))
+    peak = int(np.argmax(id_trained))
+    out[_HUNCH.format(where=where)] = Evidence(
+        "trained profile " + " -> ".join(f"{v:.1f}" for v in id_trained) + f"; maximum at {layers[peak]}",
+        bool(0 < peak < len(layers) - 1),
+        # relative height of the highest hidden layer above the higher of the two ends
+        effect=float((id_trained[h].max() - max(id_trained[0], id_trained[-1])) / id_trained[0]))
+    out[_COMPRESS] = Evidence(f"last hidden layer ({last_hidden}): trained {id_trained[k]:.1f}, untrained {id_untrained[k]:.1f}",
+                              bool(id_trained[k] < id_untrained[k]), effect=float(id_untrained[k] - id_trained[k]))
+    spread = np.ptp(id_untrained) / np.mean(id_untrained)
+    out[_FLAT] = Evidence("untrained profile " + " -> ".join(f"{v:.1f}" for v in id_untrained) + f" (range {spread:.0%} of the mean)",
+                          bool(spread < 0.25), effect=float(0.25 - spread))
+    if random_runs is not None:
+        id_random = value(random_runs, "twonn", last_hidden, int(random_runs.step.max()), "train")
+        out[_RANDOM] = Evidence(f"{last_hidden} with random labels {id_random:.1f}, with true labels {id_trained[k]:.1f}",
+                                bool(id_random > id_trained[k]), effect=float(id_random - id_trained[k]))
+    if "pc_id" in set(trained.metric):
+        pc_t = profile(trained, last, "train", layers, "pc_id")
+        pc_u = profile(trained, 0, "train", layers, "pc_id")
+        out[_PC_HIGH] = Evidence("hidden layers, trained: PC-ID " + ", ".join(f"{v:.0f}" for v in pc_t[h]) + "; TwoNN " + ", ".join(f"{v:.1f}" for v in id_trained[h]),
+                                 bool(np.all(pc_t[h] > 3 * id_trained[h])), effect=float((pc_t[h] / id_trained[h]).min() - 3))
+        change_pc, change_id = abs(np.log(pc_t[k] / pc_u[k])), abs(np.log(id_trained[k] / id_untrained[k]))
+        out[_PC_BLIND] = Evidence(f"{last_hidden}: PC-ID trained {pc_t[k]:.0f} / untrained {pc_u[k]:.0f}; TwoNN trained {id_trained[k]:.1f} / untrained {id_untrained[k]:.1f}",
+                                  bool(change_pc < change_id), effect=float(change_id - change_pc))
+    return out
+
+
+def _correlation(ids: list[float], accs: list[float], what: str, claim: str, seeds: int | None) -> Finding:
+    """Pearson r of ID against accuracy, its 95% Fisher interval, and the one-sided confidence that r < 0."""
+    from scipy import stats
+
+    n = len(ids)
+    if n < 4 or np.ptp(ids) == 0 or np.ptp(accs) == 0:
+        return Finding(claim, f"{n} {what}: too few, or no spread", None, None, seeds)
+    r = float(np.corrcoef(ids, accs)[0, 1])
+    z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1 / np.sqrt(n - 3)
+    low, high = np.tanh(z - 1.96 * se), np.tanh(z + 1.96 * se)
+    confidence = float(stats.norm.cdf(-z / se))  # 1 - p of H0: rho >= 0, by Fisher's z
+    measured = (f"{n} {what}: ID {min(ids):.1f} to {max(ids):.1f}, test accuracy {min(accs):.3f} to {max(accs):.3f}; "
+                f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}); confidence that r < 0: {confidence:.3f}")
+    if seeds is None:  # one run per net (quick): the sign alone, as before
+        return Finding(claim, measured, bool(r < 0), confidence, None)
+    return Finding(claim, measured, bool(confidence >= THRESHOLD), confidence, seeds)
+
+
+def findings(folder: Path) -> list[Finding]:
+    runs = load_runs(folder)
+    seeds = by_seed(runs)
+    if "width-1.0" in runs:  # quick or full: Ansuini et al.'s CNN at several widths, one seed
+        ev = _profile_evidence(runs["width-1.0"], runs["random-labels"], "relu3", "")
+        out = [over_seeds(claim, {0: e}) for claim, e in ev.items()]
+        ids, accs = [], []
+        for name, r in runs.items():
+            if name.startswith("width-"):
+                step = int(r.step.max())
+                ids.append(value(r, "twonn", "relu3", step, "train"))
+                accs.append(value(r, "test_acc", "", step, "test"))
+        out.append(_correlation(ids, accs, "nets of different widths", _ACC.format(where=""), None))
+        return out
+    evidence: dict[str, dict[int, Evidence]] = {}
+    for seed, group in seeds.items():
+        for net, random_runs in (("vgg", group.get("vgg-random-labels")), ("resnet", None)):
+            for claim, e in _profile_evidence(group[net], random_runs, _LAST_HIDDEN[net], f"; {net}").items():
+                key = claim if "hunchback" in claim else f"{claim} ({net})"
+                evidence.setdefault(key, {})[seed] = e
+    out = [over_seeds(claim, by) for claim, by in evidence.items()]
+    # ID against accuracy: across the architecture family at the end of training ...
     ids, accs = [], []
-    for name, r in runs.items():
-        if name.startswith("width-"):
-            step = int(r.step.max())
-            ids.append(value(r, "twonn", "relu3", step, "train"))
-            accs.append(value(r, "test_acc", "", step, "test"))
-    corr = float(np.corrcoef(ids, accs)[0, 1]) if len(ids) > 2 else float("nan")
-    findings.append(Finding("The last hidden layer's ID predicts test accuracy: lower ID, higher accuracy.",
-                            f"{len(ids)} nets: ID " + ", ".join(f"{i:.1f}" for i in ids) + "; test accuracy " + ", ".join(f"{a:.3f}" for a in accs) + f"; Pearson r = {corr:.2f}",
-                            bool(corr < 0) if np.isfinite(corr) else None))
-    return findings
+    for group in seeds.values():
+        for net, layer in _LAST_HIDDEN.items():
+            if net in group:
+                r = group[net]
+                step = int(r.step.max())
+                ids.append(value(r, "twonn", layer, step, "train"))
+                accs.append(value(r, "test_acc", "", step, "test"))
+    out.append(_correlation(ids, accs, f"nets ({len(_LAST_HIDDEN)} architectures x {len(seeds)} seeds) at the end of training",
+                            _ACC.format(where=", across architectures"), len(seeds)))
+    # ... and across training lengths: the deep nets after each epoch, one correlation per run, over seeds
+    per_run: dict[int, Evidence] = {}
+    for seed, group in seeds.items():
+        rs = []
+        for net in ("vgg", "resnet"):
+            r = group[net]
+            steps = sorted(s for s in r.step.unique() if s > 0)
+            ids = [value(r, "twonn", _LAST_HIDDEN[net], s, "train") for s in steps]
+            accs = [value(r, "test_acc", "", s, "test") for s in steps]
+            rs.append(float(np.corrcoef(ids, accs)[0, 1]) if np.ptp(ids) > 0 and np.ptp(accs) > 0 else 0.0)
+        per_run[seed] = Evidence(", ".join(f"{net} r = {c:.2f}" for net, c in zip(("vgg", "resnet"), rs)), bool(np.mean(rs) < 0), effect=-float(np.mean(rs)))
+    out.append(over_seeds(_ACC.format(where=", across training lengths (Pearson r over the epochs of each deep net; effect: -r)"), per_run))
+    return out
 
 
 def summary(folder: Path) -> Figure:
     runs = load_runs(folder)
+    if "width-1.0" not in runs:
+        return _medium_summary(runs)
     layers = ["input", "pool1", "pool2", "relu3", "output"]
     fig, (ax_p, ax_acc, ax_pc) = subplots(1, 3, figsize=(15, 4.2))
     depth = np.linspace(0, 1, len(layers))
@@ -123,6 +232,58 @@ def summary(folder: Path) -> Figure:
     ax_pc.set_xticks(depth, layers)
     ax_pc.set_title("PC-ID (90% variance) against TwoNN (Fig. 6)")
     ax_pc.legend(fontsize=8)
+    for ax in (ax_p, ax_acc, ax_pc):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
+    """Profiles of the deep nets (mean and s.d. over seeds), ID against accuracy over the family, PC-ID against TwoNN."""
+    seeds = by_seed(runs)
+    fig, (ax_p, ax_acc, ax_pc) = subplots(1, 3, figsize=(16, 4.6))
+
+    def band(ax, nets, metric, step_of, style, label, colour):  # noqa: ANN001, ANN202
+        curves = []
+        for group in seeds.values():
+            if nets in group:
+                r = group[nets]
+                layers = ["input", *[la for la in _layers(r) if la != "input"]]
+                curves.append(profile(r, step_of(r), "train", layers, metric))
+        if not curves:
+            return
+        c = np.array(curves)
+        depth = np.linspace(0, 1, c.shape[1])
+        ax.plot(depth, c.mean(0), style, color=colour, ms=4, label=f"{label} (n={len(c)})")
+        ax.fill_between(depth, c.mean(0) - c.std(0), c.mean(0) + c.std(0), color=colour, alpha=0.15, lw=0)
+
+    end, start = (lambda r: int(r.step.max())), (lambda r: 0)
+    band(ax_p, "vgg", "twonn", end, "o-", "VGG trained", "C0")
+    band(ax_p, "vgg", "twonn", start, "o--", "VGG untrained", "C0")
+    band(ax_p, "vgg-random-labels", "twonn", end, "o:", "VGG random labels", "C2")
+    band(ax_p, "resnet", "twonn", end, "s-", "ResNet trained", "C1")
+    band(ax_p, "resnet", "twonn", start, "s--", "ResNet untrained", "C1")
+    ax_p.set_xlabel("relative depth (input to output)")
+    ax_p.set_ylabel("TwoNN intrinsic dimension")
+    ax_p.set_title("ID across depth (mean, band: 1 s.d. over seeds)")
+    ax_p.legend(fontsize=7)
+    for i, (net, layer) in enumerate(_LAST_HIDDEN.items()):
+        pts = [(value(g[net], "twonn", layer, int(g[net].step.max()), "train"), value(g[net], "test_acc", "", int(g[net].step.max()), "test"))
+               for g in seeds.values() if net in g]
+        if pts:
+            ax_acc.scatter(*zip(*pts), s=40, color=f"C{i}", label=net)
+    ax_acc.set_xlabel("last hidden layer ID (end of training)")
+    ax_acc.set_ylabel("test accuracy")
+    ax_acc.set_title("last hidden layer ID against accuracy, every net and seed")
+    ax_acc.legend(fontsize=7)
+    band(ax_pc, "vgg", "pc_id", end, "o-", "PC-ID trained", "C3")
+    band(ax_pc, "vgg", "pc_id", start, "o--", "PC-ID untrained", "C3")
+    band(ax_pc, "vgg", "twonn", end, "o-", "TwoNN trained", "C0")
+    band(ax_pc, "vgg", "twonn", start, "o--", "TwoNN untrained", "C0")
+    ax_pc.set_yscale("log")
+    ax_pc.set_xlabel("relative depth (VGG)")
+    ax_pc.set_title("PC-ID (90% variance) against TwoNN, VGG")
+    ax_pc.legend(fontsize=7)
     for ax in (ax_p, ax_acc, ax_pc):
         ax.grid(alpha=0.3)
     fig.tight_layout()

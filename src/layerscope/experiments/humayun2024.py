@@ -11,17 +11,23 @@ from matplotlib.figure import Figure
 from .._plotting import subplots
 from ..analysis.phases import LC_PATTERN, THRESHOLD, detect_phases
 from ..config import RunConfig
-from ..store import load
-from .base import Experiment, Finding, load_runs, make_config
+from .base import Evidence, Experiment, Finding, by_seed, load_runs, make_config, over_seeds, seeded
 
 
 def configs(size: str) -> list[RunConfig]:
     if size == "quick":
         data = {"name": "mnist5k", "n_train": 1000, "probe_size": 200, "probe_splits": ["test"]}
-        steps, points = 20000, 200
+        steps, points, pgd = 20000, 200, {"n_points": 500, "eps": 0.3}
+    elif size == "medium":
+        # the mechanism: the final LC descent (region migration) comes late, after the fit of the
+        # training set; longer training than quick (the paper: 1e5 steps), three seeds, and robust
+        # accuracy at radii set by the data's own scale rather than one eps in input units
+        data = {"name": "mnist5k", "n_train": 1000, "probe_size": 300, "probe_splits": ["test"]}
+        steps, points = MEDIUM_STEPS, 200
+        pgd = {"n_points": 300, "eps": 0.25, "eps_unit": "data", "eps_grid": [0.1, 0.5, 1.0]}
     else:
         data = {"name": "mnist", "n_train": 1000, "probe_size": 1000, "probe_splits": ["test"]}
-        steps, points = 100000, 1000
+        steps, points, pgd = 100000, 1000, {"n_points": 500, "eps": 0.3}
     configs = []
     for scale in (1.0, 4.0):
         configs.append(make_config({
@@ -32,69 +38,97 @@ def configs(size: str) -> list[RunConfig]:
             "schedule": {"kind": "log", "num": 30},
             "probes": {"measures": ["lc", "pgd", "partition"], "layers": [], "partition": {"pictures": 4},
                        "lc": {"radius": 1.0, "n_directions": 25, "n_points": points, "splits": ["train", "test", "random", "boundary"]},
-                       "pgd": {"n_points": 500, "eps": 0.3}},
+                       "pgd": pgd},
         }))
-    return configs
+    if size != "medium":
+        return configs
+    runs = seeded(configs)
+    # pictures of the linear regions for the first seed only: they show the same thing for every seed
+    return [c if c.seed == 0 else make_config({**c.model_dump(), "probes": {**c.probes.model_dump(), "measures": ["lc", "pgd"]}}) for c in runs]
+
+
+#: Training steps of the medium size (the paper trains 1e5; this fits 30 minutes on 2 cores).
+MEDIUM_STEPS = 40000
+
+_PHASES = "LC descends, ascends, then descends again ({name})."
+_GROK = "With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later."
+_COINCIDE = "Delayed generalization coincides with the final LC descent (regions migrate away from the data)."
+_ROBUST = "Adversarial robustness also arrives late (delayed robustness)."
+_MIGRATE = "Late in training the linear regions migrate to the decision boundary: LC at the boundary rises relative to LC at the data ({name})."
 
 
 def findings(folder: Path) -> list[Finding]:
-    findings = []
+    evidence: dict[str, dict[int, Evidence]] = {}
+    for seed, runs in by_seed(load_runs(folder)).items():
+        for claim, e in _evidence(runs).items():
+            evidence.setdefault(claim, {})[seed] = e
+    return [over_seeds(claim, by) for claim, by in evidence.items()]
+
+
+def _evidence(runs: dict[str, pd.DataFrame]) -> dict[str, Evidence]:
+    """The findings measured on one seed's runs, in the order they are reported."""
+    out: dict[str, Evidence] = {}
     for name in ("init-scale-1", "init-scale-4"):
-        r = load(folder / name)
+        r = runs[name]
         lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
-        acc = r[r.layer == ""].pivot_table(index="step", columns="metric", values="value")
+        acc = r[(r.layer == "") & r.split.isin(["train", "test"])].pivot_table(index="step", columns="metric", values="value")
         try:
             d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN, errors=lc.error)
             conf = d2.confidence
-            text = (f"{name}: descent to step {d1.end_step} (90% interval {up.start_interval[0]}-{up.start_interval[1]}), "
+            text = (f"descent to step {d1.end_step} (90% interval {up.start_interval[0]}-{up.start_interval[1]}), "
                     f"ascent to step {up.end_step} ({d2.start_interval[0]}-{d2.start_interval[1]}), descent after (confidence {conf:.2f})")
-            ok = conf >= THRESHOLD
+            out[_PHASES.format(name=name)] = Evidence(text, conf >= THRESHOLD, confidence=conf)
         except ValueError:
-            text, ok, d2 = f"{name}: no descent-ascent-descent fit", False, None
-        findings.append(Finding(f"LC descends, ascends, then descends again ({name}).", text, ok))
-        findings.append(_migration(name, r, acc["train_acc"]))
-        if name == "init-scale-4":
-            train_acc, test_acc = acc["train_acc"], acc["test_acc"]
-            first_fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)]) if (train_acc >= 0.99).any() else None
-            if first_fit is None:
-                findings.append(Finding("With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later.", "train accuracy never reached 0.99", False))
-                continue
-            at_fit = float(test_acc.loc[first_fit])
-            final = float(test_acc.iloc[-1])
-            rise_step = int(test_acc.index[np.argmax(test_acc.values >= at_fit + 0.5 * (final - at_fit))])
-            findings.append(Finding(
-                "With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later.",
-                f"train accuracy >= 0.99 at step {first_fit} (test {at_fit:.3f}); test accuracy {final:.3f} at the end, half of that rise by step {rise_step}",
-                bool(final - at_fit > 0.2 and rise_step > 2 * first_fit)))
-            if d2 is not None:
-                findings.append(Finding("Delayed generalization coincides with the final LC descent (regions migrate away from the data).",
-                                        f"final descent begins at step {d2.start_step}; test accuracy half-way rise at step {rise_step}",
-                                        bool(rise_step >= d2.start_step)))
-            robust = r[(r.metric == "robust_acc") & (r.layer == "")].sort_values("step")
-            if len(robust):
-                findings.append(Finding("Adversarial robustness also arrives late (delayed robustness).",
-                                        f"robust accuracy at step {first_fit}: {float(robust.set_index('step').value.get(first_fit, np.nan)):.3f}; at the end {float(robust.value.iloc[-1]):.3f}",
-                                        bool(float(robust.value.iloc[-1]) > float(robust.set_index('step').value.get(first_fit, 1.0)))))
-    return findings
+            d2 = None
+            out[_PHASES.format(name=name)] = Evidence("no descent-ascent-descent fit", False, confidence=0.0)
+        out[_MIGRATE.format(name=name)] = _migration(r, acc["train_acc"])
+        if name != "init-scale-4":
+            continue
+        train_acc, test_acc = acc["train_acc"], acc["test_acc"]
+        if not (train_acc >= 0.99).any():
+            out[_GROK] = Evidence("train accuracy never reached 0.99", False, effect=-1.0)
+            continue
+        first_fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)])
+        at_fit = float(test_acc.loc[first_fit])
+        final = float(test_acc.iloc[-1])
+        rise_step = int(test_acc.index[np.argmax(test_acc.values >= at_fit + 0.5 * (final - at_fit))])
+        # effect: how far the late rise of test accuracy clears 0.2, and is also late (half of it after twice the fit's step)
+        late = rise_step > 2 * first_fit
+        out[_GROK] = Evidence(f"train accuracy >= 0.99 at step {first_fit} (test {at_fit:.3f}); test accuracy {final:.3f} at the end, "
+                              f"half of that rise by step {rise_step}", bool(final - at_fit > 0.2 and late),
+                              effect=(final - at_fit - 0.2) if late else -1.0)
+        if d2 is not None:
+            out[_COINCIDE] = Evidence(f"final descent begins at step {d2.start_step}; test accuracy half-way rise at step {rise_step}",
+                                      bool(rise_step >= d2.start_step), effect=float(np.log1p(rise_step) - np.log1p(d2.start_step)))
+        robust = r[(r.metric == "robust_acc") & (r.layer == "") & (r.split == "test")].set_index("step").value.sort_index()
+        if len(robust) and first_fit in robust.index:
+            at, end = float(robust[first_fit]), float(robust.iloc[-1])
+            grid = r[(r.metric == "robust_acc") & (r.layer == "") & r.split.str.startswith("test@")]
+            curve = "; ".join(f"eps {split.split('=')[1]}: {float(g.set_index('step').value.get(first_fit, np.nan)):.2f} -> {float(g.sort_values('step').value.iloc[-1]):.2f}"
+                              for split, g in sorted(grid.groupby("split"), key=lambda kv: float(kv[0].split("=")[1])))
+            out[_ROBUST] = Evidence(f"robust accuracy at step {first_fit} (training set fitted): {at:.3f}; at the end {end:.3f}"
+                                    + (f" (at the fit -> at the end, eps in units of the data scale: {curve})" if curve else ""),
+                                    bool(end > at), effect=end - at)
+    return out
 
 
-def _migration(name: str, r: pd.DataFrame, train_acc: pd.Series) -> Finding:
+def _migration(r: pd.DataFrame, train_acc: pd.Series) -> Evidence:
     """Regions migrating to the decision boundary, as a number: LC at boundary points over LC at the training points,
     when the net first fits its training set and at the end (errors by the delta method)."""
-    claim = f"Late in training the linear regions migrate to the decision boundary: LC at the boundary rises relative to LC at the data ({name})."
     lc = r[(r.metric == "lc") & (r.layer == "")].pivot_table(index="step", columns="split", values=["value", "error"])
     if ("value", "boundary") not in lc.columns or not (train_acc >= 0.99).any():
-        return Finding(claim, "no boundary points measured, or the training set never fitted", None)
+        return Evidence("no boundary points measured, or the training set never fitted", None)
     ratio = lc["value", "boundary"] / lc["value", "train"]
     error = ratio * np.hypot(lc["error", "boundary"] / lc["value", "boundary"], lc["error", "train"] / lc["value", "train"])
     fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)])
     end = int(ratio.dropna().index[-1])
     if fit not in ratio.dropna().index:
-        return Finding(claim, f"no boundary LC at step {fit}", None)
+        return Evidence(f"no boundary LC at step {fit}", None)
     rise = ratio[end] - ratio[fit]
     both = float(np.hypot(error[end], error[fit]))
-    return Finding(claim, f"LC(boundary) / LC(train points): {ratio[fit]:.2f} +- {error[fit]:.2f} at step {fit} (training set fitted), "
-                          f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}; rise {rise:.2f} = {rise / both:.1f} error bars", bool(rise > 2 * both))
+    return Evidence(f"LC(boundary) / LC(train points): {ratio[fit]:.2f} +- {error[fit]:.2f} at step {fit} (training set fitted), "
+                    f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}; rise {rise:.2f} = {rise / both:.1f} error bars",
+                    bool(rise > 2 * both), effect=float(rise))
 
 
 def summary(folder: Path) -> Figure:

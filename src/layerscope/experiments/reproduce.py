@@ -13,7 +13,7 @@ from ..store.remote import location
 from ..sweep import Trial, TrialState, run_trials
 from .base import Finding
 
-SIZES = ("quick", "full")
+SIZES = ("quick", "medium", "full")
 
 
 def reproduce(
@@ -44,7 +44,7 @@ def reproduce(
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if size not in SIZES:
-        raise ValueError(f"size must be 'quick' or 'full', got {size!r}")
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     experiment = EXPERIMENTS[name]
     folder = Path(out) / f"{name}-{size}"
     configs = experiment.configs(size)
@@ -65,18 +65,25 @@ def reproduce(
 
 
 def write_findings(folder: Path, paper: str, findings: list[Finding], command: str) -> None:
-    verdict = {True: "holds", False: "does not hold", None: "not measurable"}
-    lines = [f"# {paper}", "", f"Command: `{command}`", "", "| finding | measured on this run | verdict |", "|---|---|---|"]
-    lines += [f"| {f.claim} | {f.measured} | {verdict[f.holds]} |" for f in findings]
+    lines = [f"# {paper}", "", f"Command: `{command}`", "", "| finding | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {f.claim} | {f.measured} | {verdict_text(f)} |" for f in findings]
     (folder / "findings.md").write_text("\n".join(lines) + "\n")
     (folder / "findings.json").write_text(json.dumps([asdict(f) for f in findings], indent=2))
+
+
+def verdict_text(f: Finding) -> str:
+    """"holds (confidence 0.99, 3 seeds)", "does not hold", "not measurable"."""
+    text = {True: "holds", False: "does not hold", None: "not measurable"}[f.holds]
+    extra = [f"confidence {f.confidence:.2f}"] if f.confidence is not None and f.holds is not None else []
+    extra += [f"{f.seeds} seeds"] if f.seeds else []
+    return f"{text} ({', '.join(extra)})" if extra else text
 
 
 def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str], command: str) -> Path:
     """``report.html``: the summary figure, the findings with verdicts, links to every run's report."""
     verdict = {True: "holds", False: "does not hold", None: "not measurable"}
     rows = "".join(
-        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td class='{verdict[f.holds].replace(' ', '-')}'>{verdict[f.holds]}</td></tr>"
+        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td class='{verdict[f.holds].replace(' ', '-')}'>{html.escape(verdict_text(f))}</td></tr>"
         for f in findings
     )
     links = " ".join(f"<a href='{html.escape(r)}/report.html'>{html.escape(r)}</a>" for r in runs)
@@ -85,7 +92,7 @@ def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str
 td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}} .holds{{color:#1a7f37}} .does-not-hold{{color:#b42318}}</style></head>
 <body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>
 <img src="summary.png" alt="summary figure"><h2>Findings</h2>
-<table><tr><th>finding</th><th>measured on this run</th><th>verdict</th></tr>{rows}</table>
+<table><tr><th>finding</th><th>measured</th><th>verdict</th></tr>{rows}</table>
 <h2>Runs</h2><p>{links}</p></body></html>
 """
     path = folder / "report.html"

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
 from ..analysis.phases import ID_PATTERN, THRESHOLD, detect_phases
 from ..config import RunConfig
-from .base import Experiment, Finding, load_runs, make_config, value
+from .base import Evidence, Experiment, Finding, by_seed, load_runs, make_config, over_seeds, seeded, value
 
 
 def configs(size: str) -> list[RunConfig]:
+    if size == "medium":
+        return _medium()
     if size == "quick":
         data = {"name": "mnist5k", "probe_size": 1000, "probe_splits": ["train", "test"]}
         regimes = {"sgd": {"optimizer": "sgd", "lr": 0.01, "batch_size": 64},
@@ -36,65 +39,132 @@ def configs(size: str) -> list[RunConfig]:
     return configs
 
 
+def _medium() -> list[RunConfig]:
+    """Two setups, three seeds each, checkpoints dense in the first epochs (log-spaced, 24).
+
+    The mechanism: the expansion is an early phase of feature learning, over in the
+    first few hundred steps, so the quick size's 12 checkpoints over 6 epochs of an
+    easy task can miss it. Setup 1: a VGG-style net (6 convolutions) on Fashion-MNIST
+    under three optimizer regimes and 50% label noise. Setup 2: an MLP on MNIST-1D
+    (a harder task whose input is 40 numbers, not an image).
+    """
+    vgg = {"name": "vgg", "params": {"width": 16, "depth": 3}}
+    fashion = {"name": "fashion_mnist", "n_train": 10000, "probe_size": 1000, "probe_splits": ["train", "test"]}
+    regimes = {"sgd": {"optimizer": "sgd", "lr": 0.02, "batch_size": 128},
+               "momentum": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128},
+               "adam": {"optimizer": "adam", "lr": 0.001, "batch_size": 128}}
+    probes = {"measures": ["twonn", "alpha", "csr", "pgd"], "layers": ["pool", "classifier"],
+              "csr": {"n_points": 200}, "pgd": {"n_points": 200, "eps": 0.1}}
+    schedule = {"kind": "log", "num": 24}
+    configs = [make_config({"name": f"vgg-{name}", "data": fashion, "model": vgg, "train": {**t, "epochs": 3, "weight_decay": 1e-4},
+                            "schedule": schedule, "probes": probes}) for name, t in regimes.items()]
+    configs.append(make_config({"name": "vgg-momentum-noise-0.5", "data": {**fashion, "label_noise": 0.5}, "model": vgg,
+                                "train": {**regimes["momentum"], "epochs": 3, "weight_decay": 1e-4}, "schedule": schedule, "probes": probes}))
+    configs.append(make_config({"name": "mlp1d-momentum", "data": {"name": "mnist1d", "probe_size": 1000, "probe_splits": ["train", "test"]},
+                                "model": {"name": "mlp", "params": {"width": 256, "depth": 4}},
+                                "train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 30, "weight_decay": 1e-4},
+                                "schedule": schedule, "probes": {**probes, "layers": ["relu3", "out"]}}))
+    return seeded(configs)
+
+
+_EXPAND = "Over training the ID of the representation first expands, then compresses{where}."
+_CSR = "The ID curve tracks hypothesis complexity measured by the critical sample ratio."
+_ALPHA = "At the end of training the spectrum exponent alpha predicts adversarial robustness."
+
+
+def _last_hidden(r: pd.DataFrame) -> str:
+    """The last hidden layer a run measured (the layer before the output)."""
+    layers = [la for la in dict.fromkeys(r[(r.metric == "twonn") & (r.layer != "")].layer) if la != "input"]
+    return layers[-2] if len(layers) > 1 else layers[-1]
+
+
+def _run_evidence(r: pd.DataFrame) -> tuple[Evidence, float | None, float, float]:
+    """One run: its expansion-then-compression evidence, its ID-CSR correlation, its final alpha and robust accuracy."""
+    layer = _last_hidden(r)
+    curve = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
+    try:
+        expansion, compression = detect_phases(curve.step, curve.value, ID_PATTERN, errors=curve.error)
+        low, high = compression.start_interval
+        ev = Evidence(f"peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f})",
+                      compression.confidence >= THRESHOLD, confidence=compression.confidence)
+    except ValueError:
+        ev = Evidence("no expansion-then-compression fit", False, confidence=0.0)
+    csr = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
+    merged = curve.merge(csr, on="step", suffixes=("_id", "_csr"))
+    corr = float(np.corrcoef(merged.value_id, merged.value_csr)[0, 1]) if len(merged) > 2 and merged.value_csr.std() > 0 else None
+    last = int(r.step.max())
+    return ev, corr, value(r, "alpha", layer, last, "test"), value(r, "robust_acc", "", last, "test")
+
+
 def findings(folder: Path) -> list[Finding]:
-    runs = load_runs(folder)
-    layer = "relu3" if "relu3" in set(next(iter(runs.values())).layer) else "layer4"
-    found, peaks, corr_csr, alphas, robust = [], [], [], [], []
-    for name, r in runs.items():
-        curve = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
-        try:
-            expansion, compression = detect_phases(curve.step, curve.value, ID_PATTERN, errors=curve.error)
-            ok = compression.confidence >= THRESHOLD
-            low, high = compression.start_interval
-            peaks.append(f"{name}: peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f})")
-        except ValueError:
-            ok = False
-            peaks.append(f"{name}: no expansion-then-compression fit")
-        found.append(ok)
-        csr = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
-        merged = curve.merge(csr, on="step", suffixes=("_id", "_csr"))
-        if len(merged) > 2 and merged.value_csr.std() > 0:
-            corr_csr.append(float(np.corrcoef(merged.value_id, merged.value_csr)[0, 1]))
-        last = int(r.step.max())
-        alphas.append(value(r, "alpha", layer, last, "test"))
-        robust.append(value(r, "robust_acc", "", last, "test"))
-    corr_end = float(np.corrcoef(alphas, robust)[0, 1]) if len(alphas) > 2 else float("nan")
-    return [
-        Finding("Over training the ID of the representation first expands, then compresses, across optimizers and label noise.",
-                "; ".join(peaks), bool(np.mean(found) >= 0.5)),
-        Finding("The ID curve tracks hypothesis complexity measured by the critical sample ratio.",
-                "Pearson r between ID and CSR over checkpoints, per run: " + ", ".join(f"{c:.2f}" for c in corr_csr) if corr_csr else "CSR was 0 at every checkpoint",
-                bool(np.mean(corr_csr) > 0) if corr_csr else None),
-        Finding("At the end of training the spectrum exponent alpha predicts adversarial robustness.",
-                "end of training, per run: alpha " + ", ".join(f"{a:.2f}" for a in alphas) + "; robust accuracy " + ", ".join(f"{b:.3f}" for b in robust) + f"; Pearson r = {corr_end:.2f}",
-                bool(abs(corr_end) > 0.5) if np.isfinite(corr_end) else None),
-    ]
+    seeds = by_seed(load_runs(folder))
+    per_setting: dict[str, dict[int, Evidence]] = {}
+    csr_ev: dict[int, Evidence] = {}
+    alpha_ev: dict[int, Evidence] = {}
+    for seed, runs in seeds.items():
+        corrs, alphas, robust = [], [], []
+        for name, r in runs.items():
+            ev, corr, alpha, rob = _run_evidence(r)
+            per_setting.setdefault(name, {})[seed] = ev
+            if corr is not None:
+                corrs.append(corr)
+            alphas.append(alpha)
+            robust.append(rob)
+        csr_ev[seed] = Evidence("Pearson r between ID and CSR over checkpoints, per run: " + ", ".join(f"{c:.2f}" for c in corrs) if corrs else "CSR was 0 at every checkpoint",
+                                bool(np.mean(corrs) > 0) if corrs else None, effect=float(np.mean(corrs)) if corrs else None)
+        r_end = float(np.corrcoef(alphas, robust)[0, 1]) if len(alphas) > 2 else float("nan")
+        alpha_ev[seed] = Evidence("end of training, per run: alpha " + ", ".join(f"{a:.2f}" for a in alphas) + "; robust accuracy "
+                                  + ", ".join(f"{b:.3f}" for b in robust) + f"; Pearson r = {r_end:.2f}",
+                                  bool(abs(r_end) > 0.5) if np.isfinite(r_end) else None, effect=abs(r_end) - 0.5 if np.isfinite(r_end) else None)
+    out = []
+    if len(seeds) == 1:  # one run per setting (quick, full): the majority of runs, as before
+        (seed,) = seeds
+        found = [by[seed].holds for by in per_setting.values()]
+        out.append(Finding(_EXPAND.format(where=", across optimizers and label noise"),
+                           "; ".join(f"{name}: {by[seed].measured}" for name, by in per_setting.items()), bool(np.mean(found) >= 0.5)))
+    else:
+        settings = {name: over_seeds(_EXPAND.format(where=f" ({name})"), by) for name, by in per_setting.items()}
+        held = [name for name, f in settings.items() if f.holds]
+        out.append(Finding(_EXPAND.format(where=", across optimizers and label noise"),
+                           f"found (in a majority of seeds) in {len(held)} of {len(settings)} settings" + (f": {', '.join(held)}" if held else ""),
+                           bool(len(held) >= len(settings) / 2), None, len(seeds)))
+        out += list(settings.values())
+    out.append(over_seeds(_CSR, csr_ev))
+    out.append(over_seeds(_ALPHA, alpha_ev))
+    return out
 
 
 def summary(folder: Path) -> Figure:
-    runs = load_runs(folder)
-    fig, (ax_id, ax_csr, ax_ar) = subplots(1, 3, figsize=(15, 4.2))
-    layer = "relu3" if "relu3" in set(next(iter(runs.values())).layer) else "layer4"
-    for name, r in runs.items():
-        c = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
-        ax_id.plot(c.step, c.value, "o-", ms=3, label=name)
-        c = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
-        ax_csr.plot(c.step, c.value, "o-", ms=3, label=name)
-        last = int(r.step.max())
-        a = r[(r.metric == "alpha") & (r.layer == layer) & (r.step == last) & (r.split == "test")].value
-        b = r[(r.metric == "robust_acc") & (r.step == last)].value
-        if len(a) and len(b):
-            ax_ar.scatter(a, b, s=50)
-            ax_ar.annotate(name, (float(a.iloc[0]), float(b.iloc[0])), fontsize=8)
-    for ax, title, ylabel in ((ax_id, f"ID of {layer} over training", "TwoNN ID"), (ax_csr, "critical sample ratio over training", "CSR")):
+    seeds = by_seed(load_runs(folder))
+    fig, (ax_id, ax_csr, ax_ar) = subplots(1, 3, figsize=(16, 4.6))
+    settings = list(dict.fromkeys(name for runs in seeds.values() for name in runs))
+    for seed, runs in seeds.items():
+        for name, r in runs.items():
+            colour, first = f"C{settings.index(name) % 10}", seed == min(seeds)
+            layer = _last_hidden(r)
+            c = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
+            ax_id.plot(c.step, c.value, "o-" if first else "-", ms=3, lw=1.2 if first else 0.7, alpha=1 if first else 0.5, color=colour,
+                       label=f"{name} ({layer})" if first else None)
+            c = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
+            ax_csr.plot(c.step, c.value, "o-" if first else "-", ms=3, lw=1.2 if first else 0.7, alpha=1 if first else 0.5, color=colour,
+                        label=name if first else None)
+            last = int(r.step.max())
+            a = r[(r.metric == "alpha") & (r.layer == layer) & (r.step == last) & (r.split == "test")].value
+            b = r[(r.metric == "robust_acc") & (r.step == last) & (r.split == "test")].value
+            if len(a) and len(b):
+                ax_ar.scatter(a, b, s=40, color=colour, label=name if first else None)
+    more = f" (seed {min(seeds)} with markers, other seeds thin)" if len(seeds) > 1 else ""
+    for ax, title, ylabel in ((ax_id, "ID of the last hidden layer over training" + more, "TwoNN ID"),
+                              (ax_csr, "critical sample ratio over training", "CSR")):
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    ax_ar.set_xlabel(f"alpha of {layer} at the end")
+    ax_ar.set_xlabel("alpha of the last hidden layer at the end")
     ax_ar.set_ylabel("robust accuracy (PGD) at the end")
     ax_ar.set_title("spectrum exponent against robustness")
+    ax_ar.legend(fontsize=7)
     for ax in (ax_id, ax_csr, ax_ar):
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
@@ -167,6 +167,8 @@ class RobustnessProbe:
         logits_key: str | None = None,
     ) -> None:
         self.inputs = inputs
+        self.grid: list[tuple[float, float]] = []  # (label, eps in input units) of further radii
+        self.unit: float | None = None  # the data scale, with eps_unit = "data" (stored as rows)
         self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device, "logits_key": logits_key}
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
@@ -174,6 +176,11 @@ class RobustnessProbe:
         for split, (x, y) in self.inputs.items():
             value = robust_accuracy(model, x, y, **self.params)
             rows.append(Row(split, MODEL_LEVEL, "robust_acc", value, proportion_error(round(value * len(x)), len(x))))
+            for label, eps in self.grid:  # robust accuracy against eps: split "test@eps=E"
+                value = robust_accuracy(model, x, y, **{**self.params, "eps": eps})
+                rows.append(Row(f"{split}@eps={label:g}", MODEL_LEVEL, "robust_acc", value, proportion_error(round(value * len(x)), len(x))))
+        if self.unit is not None:
+            rows.append(Row(next(iter(self.inputs)), MODEL_LEVEL, "pgd_data_scale", self.unit))
         return rows
 
 
@@ -181,23 +188,59 @@ class PGDSettings(ProbeSettings):
     """Robust accuracy under an L-infinity attack of radius eps (input units)."""
 
     eps: float = Field(0.1, ge=0)
+    eps_grid: list[float] = Field([], description="further radii: robust accuracy at each, in rows of split 'SPLIT@eps=E' (robust accuracy against eps)")
+    eps_unit: Literal["input", "data"] = Field(
+        "input", description="'data': eps and eps_grid are multiples of the data's scale (see data_scale), not input units")
     steps: int = Field(10, ge=1)
     attack: Literal["pgd", "fgsm"] = "pgd"
     n_points: int = Field(500, ge=1, description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure")
     splits: list[Literal["train", "test"]] = ["test"]
 
+    @field_validator("eps_grid")
+    @classmethod
+    def _grid(cls, v: list[float]) -> list[float]:
+        if any(not e >= 0 for e in v):
+            raise ValueError(f"eps_grid values must be >= 0, got {v}")
+        return v
+
+
+def data_scale(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The scale of L-infinity attacks on these labelled inputs: the median over inputs of half the
+    L-infinity distance to the nearest input of another class. A perturbation that large can carry an
+    input half way to a differently labelled one, so robust accuracy at eps = 1 x this scale tests
+    what separates the classes, whatever the data's units."""
+    flat = x.reshape(len(x), -1).double()
+    half = torch.empty(len(x), dtype=torch.float64)
+    for a in range(0, len(x), 256):  # (256, n) L-infinity distances at a time
+        d = (flat[a : a + 256, None, :] - flat[None, :, :]).abs().amax(-1)
+        d[y[a : a + 256, None] == y[None, :]] = torch.inf
+        half[a : a + 256] = d.min(1).values / 2
+    if not torch.isfinite(half).any():
+        raise ValueError("the data scale needs inputs of at least two classes")
+    return float(half[torch.isfinite(half)].median())
+
 
 def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
     inputs = {split: run.inputs(split, settings.n_points) for split in settings.splits}
     lower, upper = run.bounds
-    return RobustnessProbe(inputs, eps=settings.eps, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper, seed=run.seed, device=run.device)
+    unit = 1.0
+    if settings.eps_unit == "data":
+        x, y = inputs[settings.splits[0]]
+        unit = data_scale(x.cpu(), y.cpu())
+    probe = RobustnessProbe(inputs, eps=settings.eps * unit, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper,
+                            seed=run.seed, device=run.device)
+    probe.grid = [(e, e * unit) for e in settings.eps_grid]
+    probe.unit = unit
+    return probe
 
 
 SPEC = ProbeSpec(
     name="pgd",
     settings=PGDSettings,
     build=_build,
-    metrics=(Metric("robust_acc", "accuracy under the PGD or FGSM attack of radius eps (layer \"\")", "Agresti-Coull binomial standard error"),),
+    metrics=(Metric("robust_acc", "accuracy under the PGD or FGSM attack of radius eps (layer \"\"; split 'test@eps=E' for the radii of eps_grid)",
+                    "Agresti-Coull binomial standard error"),
+             Metric("pgd_data_scale", "with eps_unit = 'data': the data scale eps is a multiple of (median half L-infinity distance to the nearest input of another class)")),
     figures=(
         FigureSpec("over_training", "robust_acc.png", "Robust accuracy over training", ("robust_acc",)),
         FigureSpec("alpha_vs_robustness", "alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", ("alpha", "robust_acc")),
