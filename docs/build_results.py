@@ -1,45 +1,108 @@
-"""Assemble docs/results.md from the quick runs of the three papers.
+"""Assemble docs/results.md from the quick and medium reproductions of the three papers.
 
-    layerscope reproduce ansuini2019 --size quick --out runs
-    layerscope reproduce tan2024 --size quick --out runs
-    layerscope reproduce humayun2024 --size quick --out runs
+    for name in ansuini2019 tan2024 humayun2024; do
+        layerscope reproduce $name --size quick --out runs
+        layerscope reproduce $name --size medium --out runs
+    done
     python docs/build_results.py runs
 
-Copies each experiment's summary figure to docs/figures/ and its findings table
-(computed from the runs by the paper modules of layerscope.experiments) into the page, between
-the hand-written notes of docs/results_notes.md.
+The findings are computed from the runs by the paper modules of
+layerscope.experiments (so the page shows what the current code concludes from
+them); each experiment's summary figure is copied to docs/figures/; the hand-written
+notes of docs/results_notes.md go between the tables (``<!-- experiment: NAME -->``
+after a paper's quick section, ``<!-- medium: NAME -->`` after its medium section).
+The wall time of a size is its runs' first start to last end (run.parquet).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from layerscope.experiments import EXPERIMENTS
+from layerscope.experiments.reproduce import verdict_text
+from layerscope.store import RunStore, find_runs
+
 HERE = Path(__file__).parent
+FULL_STATUS = "not run here (needs the papers' data files and, realistically, a GPU)"
+
+
+def wall_minutes(folder: Path) -> float:
+    runs = [RunStore(r).read_run() for r in find_runs(folder)]
+    start = min(pd.Timestamp(r["start_time"]) for r in runs)
+    end = max(pd.Timestamp(r["end_time"]) for r in runs)
+    return (end - start).total_seconds() / 60
+
+
+def table(findings: list) -> str:
+    lines = ["| finding | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {f.claim} | {f.measured} | {verdict_text(f)} |" for f in findings]
+    return "\n".join(lines)
+
+
+def quick_match(claim: str, quick: list) -> object | None:
+    """The quick finding a medium finding refines: the quick claim (without its final period) that
+    begins the medium one, the longest if several do."""
+    matches = [f for f in quick if claim.startswith(f.claim.rstrip("."))]
+    return max(matches, key=lambda f: len(f.claim)) if matches else None
+
+
+def section(name: str, size: str, folder: Path) -> tuple[list[str], list]:
+    experiment = EXPERIMENTS[name]
+    findings = experiment.findings(folder)
+    figure = f"{name}-{size}.png"
+    shutil.copy(folder / "summary.png", HERE / "figures" / figure)
+    minutes = wall_minutes(folder)
+    n_runs = len(find_runs(folder))
+    lines = [f"### {size} size", "", f"Command: `layerscope reproduce {name} --size {size}` ({n_runs} runs, "
+             f"{minutes:.1f} minutes from the first run's start to the last one's end)", "",
+             f"![{name} {size} runs](figures/{figure})", "", table(findings), ""]
+    return lines, findings
 
 
 def main() -> None:
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
-    notes = (HERE / "results_notes.md").read_text().split("<!-- experiment:")
-    page = [notes[0].rstrip(), ""]
-    for block in notes[1:]:
-        name, text = block.split("-->", 1)
-        name = name.strip()
-        folder = runs / f"{name}-quick"
-        shutil.copy(folder / "summary.png", HERE / "figures" / f"{name}-quick.png")
-        findings = (folder / "findings.md").read_text().split("\n", 2)[2]  # drop the title line
-        page += [f"## {name}", "", f"![{name} quick run](figures/{name}-quick.png)", "", findings.strip(), ""]
-        for run in sorted(p for p in folder.iterdir() if (p / "partition").is_dir()):
+    notes = (HERE / "results_notes.md").read_text()
+    intro, rest = notes.split("<!-- experiment:", 1)
+    found = re.findall(r"<!-- (experiment|medium): (\S+) -->\n(.*?)(?=<!-- |\Z)", "<!-- experiment:" + rest, re.S)
+    blocks = {(kind, name): text for kind, name, text in found}
+    names = list(dict.fromkeys(name for _, name in blocks))
+    summary = ["## Every finding: quick, medium and full sizes", "",
+               "| paper | finding | quick (one run per setting) | medium (three seeds per setting) | full |", "|---|---|---|---|---|"]
+    body: list[str] = []
+    for name in names:
+        body += [f"## {name}", ""]
+        quick_lines, quick = section(name, "quick", runs / f"{name}-quick")
+        body += quick_lines
+        for run in sorted(p for p in (runs / f"{name}-quick").iterdir() if (p / "partition").is_dir()):
             pictures = sorted((run / "partition").glob("step-*.png"))
             shown = []
             for label, picture in (("first", pictures[0]), ("last", pictures[-1])):
                 target = f"{name}-{run.name}-partition-{label}.png"
                 shutil.copy(picture, HERE / "figures" / target)
                 shown.append(f"![{run.name} {picture.stem}](figures/{target})")
-            page += [f"Linear regions of `{run.name}` on the plane through three test digits, at initialisation and at the end:", "", " ".join(shown), ""]
-        page += [text.strip(), ""]
-    (HERE / "results.md").write_text("\n".join(page) + "\n")
+            body += [f"Linear regions of `{run.name}` on the plane through three test digits, at initialisation and at the end:", "", " ".join(shown), ""]
+        body += [blocks.get(("experiment", name), "").strip(), ""]
+        medium_folder = runs / f"{name}-medium"
+        medium = []
+        if (medium_folder / "summary.png").exists():
+            medium_lines, medium = section(name, "medium", medium_folder)
+            body += medium_lines + [blocks.get(("medium", name), "").strip(), ""]
+        matched = set()
+        for f in medium:
+            q = quick_match(f.claim, quick)
+            if q is not None:
+                matched.add(q.claim)
+            summary.append(f"| {name} | {f.claim} | {verdict_text(q) if q else '(not in the quick size)'} | {verdict_text(f)} | {FULL_STATUS} |")
+        for q in quick:
+            if q.claim not in matched:
+                summary.append(f"| {name} | {q.claim} | {verdict_text(q)} | {'not run' if not medium else '(see above)'} | {FULL_STATUS} |")
+    page = [intro.rstrip(), "", *summary, "", *body]
+    (HERE / "results.md").write_text("\n".join(page).rstrip() + "\n")
     print(f"wrote {HERE / 'results.md'}")
 
 

@@ -141,5 +141,33 @@ def test_medium_sizes_run_a_few_steps_and_give_findings_over_seeds(name, tmp_pat
     over_two = [f for f in findings if f["seeds"] == 2]
     assert over_two, "no finding was combined over the two seeds"
     assert all(f["confidence"] is None or 0 <= f["confidence"] <= 1 for f in findings)
-    assert "seed 0:" in over_two[0]["measured"] and "seed 1:" in over_two[0]["measured"]
+    assert any("seed 0:" in f["measured"] and "seed 1:" in f["measured"] for f in over_two)
     assert (folder / "summary.png").stat().st_size > 10_000
+
+
+def test_over_seeds_verdicts():
+    from scipy import stats
+
+    from layerscope.experiments.base import Evidence, by_seed, over_seeds, seeded
+
+    # effects: a one-sided t-test over seeds, the same as scipy's
+    effects = {0: 0.8, 1: 1.1, 2: 0.5}
+    f = over_seeds("c", {s: Evidence(f"e={e}", e > 0, effect=e) for s, e in effects.items()})
+    p = stats.ttest_1samp(list(effects.values()), 0.0, alternative="greater").pvalue
+    assert f.confidence == pytest.approx(1 - p) and f.holds == (1 - p >= 0.96) and f.seeds == 3
+    assert "seed 0: e=0.8" in f.measured and "seed 2: e=0.5" in f.measured
+    mixed = over_seeds("c", {0: Evidence("", True, effect=1.0), 1: Evidence("", False, effect=-1.2), 2: Evidence("", True, effect=0.3)})
+    assert mixed.holds is False and mixed.confidence < 0.6
+    # calibrated confidences (phase patterns): a majority of seeds must pass the threshold
+    two_of_three = over_seeds("c", {0: Evidence("", True, confidence=0.99), 1: Evidence("", True, confidence=0.97), 2: Evidence("", False, confidence=0.2)})
+    assert two_of_three.holds is True and two_of_three.confidence == pytest.approx((0.99 + 0.97 + 0.2) / 3)
+    assert "2 of 3 seeds" in two_of_three.measured
+    one_of_three = over_seeds("c", {0: Evidence("", True, confidence=0.99), 1: Evidence("", False, confidence=0.9), 2: Evidence("", False, confidence=0.5)})
+    assert one_of_three.holds is False
+    # one seed: its own verdict; effects missing on all but one seed: not measurable
+    assert over_seeds("c", {0: Evidence("m", True, effect=-1.0)}).holds is True
+    assert over_seeds("c", {0: Evidence("", None), 1: Evidence("", True, effect=1.0)}).holds is None
+    # seeded names and seeds, read back by by_seed
+    cfgs = seeded(tiny_configs("quick")[:1], (0, 4))
+    assert [(c.name, c.seed) for c in cfgs] == [("a-seed0", 0), ("a-seed4", 4)]
+    assert by_seed({"a-seed0": 1, "a-seed4": 2, "b": 3}) == {0: {"a": 1, "b": 3}, 4: {"a": 2}}

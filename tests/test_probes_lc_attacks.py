@@ -165,3 +165,46 @@ def test_csr_runs_in_eval_mode():
     critical_sample_ratio(net, torch.randn(20, 4), radius=0.1)
     assert torch.equal(before, net[1].running_mean)  # BatchNorm statistics untouched
     assert net.training  # mode restored
+
+
+def test_data_scale_is_half_the_linf_gap_to_the_other_class():
+    from layerscope.probes.attacks import data_scale
+
+    # class 0 at 0 and 0.5, class 1 at 3: half L-infinity gaps 1.5 (from 0), 1.25 (from 0.5), 1.25 (from 3)
+    x = torch.tensor([[0.0, 0.0], [0.5, -0.2], [3.0, 1.0]])
+    y = torch.tensor([0, 0, 1])
+    assert data_scale(x, y) == pytest.approx(1.25)
+    # the same for images: the L-infinity distance is over every pixel, and the scale follows the units
+    images = x.view(3, 1, 1, 2) * 7.0
+    assert data_scale(images, y) == pytest.approx(1.25 * 7.0)
+    with pytest.raises(ValueError, match="at least two classes"):
+        data_scale(x, torch.zeros(3, dtype=torch.long))
+
+
+def test_pgd_probe_eps_grid_in_units_of_the_data_scale(trained):
+    from layerscope.probes.attacks import PGDSettings, RobustnessProbe, _build, data_scale
+
+    model, data = trained
+    x, y = data.x_test[:120], data.y_test[:120]
+
+    class Context:
+        bounds = (data.lower, data.upper)
+        seed, device = 0, "cpu"
+
+        def inputs(self, split, n):
+            return x[:n], y[:n]
+
+    settings = PGDSettings(eps=0.25, eps_grid=[0.1, 1.0], eps_unit="data", n_points=120)
+    probe = _build(settings, Context())
+    rows = {r.split: r for r in probe(model, 0) if r.metric == "robust_acc"}
+    scale = data_scale(x, y)
+    assert [r.value for r in probe(model, 0) if r.metric == "pgd_data_scale"] == [pytest.approx(scale)]
+    kw = {"lower": data.lower, "upper": data.upper, "seed": 0}
+    assert rows["test"].value == pytest.approx(robust_accuracy(model, x, y, eps=0.25 * scale, **kw))
+    assert rows["test@eps=0.1"].value == pytest.approx(robust_accuracy(model, x, y, eps=0.1 * scale, **kw))
+    assert rows["test@eps=0.1"].value >= rows["test"].value >= rows["test@eps=1"].value
+    # in input units (the default) no scale is computed or stored
+    plain = RobustnessProbe({"test": (x, y)}, eps=0.25)
+    assert [r.split for r in plain(model, 0)] == ["test"]
+    with pytest.raises(ValueError, match="eps_grid"):
+        PGDSettings(eps_grid=[-0.1])

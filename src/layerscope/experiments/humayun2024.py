@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -24,7 +25,7 @@ def configs(size: str) -> list[RunConfig]:
         # accuracy at radii set by the data's own scale rather than one eps in input units
         data = {"name": "mnist5k", "n_train": 1000, "probe_size": 300, "probe_splits": ["test"]}
         steps, points = MEDIUM_STEPS, 200
-        pgd = {"n_points": 300, "eps": 0.25, "eps_unit": "data", "eps_grid": [0.1, 0.5, 1.0]}
+        pgd = {"n_points": 300, "eps": 0.1, "eps_unit": "data", "eps_grid": [0.05, 0.25, 0.5, 1.0]}
     else:
         data = {"name": "mnist", "n_train": 1000, "probe_size": 1000, "probe_splits": ["test"]}
         steps, points, pgd = 100000, 1000, {"n_points": 500, "eps": 0.3}
@@ -132,34 +133,53 @@ def _migration(r: pd.DataFrame, train_acc: pd.Series) -> Evidence:
 
 
 def summary(folder: Path) -> Figure:
-    runs = load_runs(folder)
-    fig, axes = subplots(1, len(runs), figsize=(7.5 * len(runs), 4.4), squeeze=False)
-    for ax, (name, r) in zip(axes[0], runs.items()):
-        for split in ("train", "test", "random", "boundary"):
-            c = r[(r.metric == "lc") & (r.layer == "") & (r.split == split)].sort_values("step")
-            ax.plot(c.step, c.value, "o-", ms=2, label=f"LC, {split} points")
-        train_lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
-        try:
-            for phase in detect_phases(train_lc.step, train_lc.value, LC_PATTERN, errors=train_lc.error)[1:]:
-                ax.axvline(phase.start_step, color="0.5", ls=":", lw=1)
-                ax.axvspan(*phase.start_interval, color="0.5", alpha=0.12, lw=0)
-        except ValueError:
-            pass
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("local complexity (neurons)")
-        twin = ax.twinx()
-        for metric, style in (("train_acc", "k-"), ("test_acc", "k--"), ("robust_acc", "r-.")):
-            c = r[(r.metric == metric) & (r.layer == "")].sort_values("step")
-            twin.plot(c.step, c.value, style, lw=1.2, label=metric)
-        twin.set_ylim(0, 1.02)
-        twin.set_ylabel("accuracy")
-        ax.set_title(f"{name}: LC and accuracy over training (dotted: phase changes)")
-        ax.legend(loc="upper left", fontsize=7)
-        twin.legend(loc="lower right", fontsize=7)
-        ax.grid(alpha=0.3)
+    """LC at each kind of point and the accuracies over training: one panel per run, a row per
+    initial scale and a column per seed; robust accuracy at each eps measured (red, darker for larger eps)."""
+    seeds = by_seed(load_runs(folder))
+    settings = list(dict.fromkeys(name for runs in seeds.values() for name in runs))
+    fig, axes = subplots(len(settings), len(seeds), figsize=(7 * len(seeds), 4.4 * len(settings)), squeeze=False)
+    for col, (seed, runs) in enumerate(seeds.items()):
+        for row, name in enumerate(settings):
+            ax = axes[row][col]
+            if name not in runs:
+                ax.set_visible(False)
+                continue
+            _draw_run(ax, name if len(seeds) == 1 else f"{name}, seed {seed}", runs[name])
     fig.tight_layout()
     return fig
+
+
+def _draw_run(ax, title: str, r: pd.DataFrame) -> None:  # noqa: ANN001 - matplotlib axes
+    for split in ("train", "test", "random", "boundary"):
+        c = r[(r.metric == "lc") & (r.layer == "") & (r.split == split)].sort_values("step")
+        ax.plot(c.step, c.value, "o-", ms=2, label=f"LC, {split} points")
+    train_lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
+    try:
+        for phase in detect_phases(train_lc.step, train_lc.value, LC_PATTERN, errors=train_lc.error)[1:]:
+            ax.axvline(phase.start_step, color="0.5", ls=":", lw=1)
+            ax.axvspan(*phase.start_interval, color="0.5", alpha=0.12, lw=0)
+    except ValueError:
+        pass
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("local complexity (neurons)")
+    twin = ax.twinx()
+    for metric, style in (("train_acc", "k-"), ("test_acc", "k--")):
+        c = r[(r.metric == metric) & (r.layer == "")].sort_values("step")
+        twin.plot(c.step, c.value, style, lw=1.2, label=metric)
+    robust = r[(r.metric == "robust_acc") & (r.layer == "")]
+    unit = "data scale" if "pgd_data_scale" in set(r.metric) else "input units"
+    splits = sorted(robust.split.unique(), key=lambda s: float(s.split("=")[1]) if "@eps=" in s else -1.0)
+    for i, split in enumerate(splits):
+        c = robust[robust.split == split].sort_values("step")
+        label = "robust acc (configured eps)" if "@eps=" not in split else f"robust acc, eps {split.split('=')[1]} x {unit}"
+        twin.plot(c.step, c.value, "-.", color=matplotlib.colormaps["Reds"](0.45 + 0.5 * i / max(len(splits) - 1, 1)), lw=1.2, label=label)
+    twin.set_ylim(0, 1.02)
+    twin.set_ylabel("accuracy")
+    ax.set_title(f"{title}: LC and accuracy over training (dotted: phase changes)", fontsize=9)
+    ax.legend(loc="upper left", fontsize=6)
+    twin.legend(loc="lower right", fontsize=6)
+    ax.grid(alpha=0.3)
 
 
 EXPERIMENT = Experiment("humayun2024", "Humayun et al. 2024, Deep networks always grok and here is why", configs, findings, summary)
