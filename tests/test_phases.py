@@ -112,3 +112,21 @@ def test_same_seed_same_confidence():
     a = detect_phases(steps, y + np.linspace(0, 1, len(y)) ** 0.5, ID_PATTERN, seed=5)
     b = detect_phases(steps, y + np.linspace(0, 1, len(y)) ** 0.5, ID_PATTERN, seed=5)
     assert a == b
+
+
+def test_a_plateau_that_tilts_up_by_a_hair_before_a_drop_is_not_an_expansion():
+    # A curve measured on layerscope's own runs (MLP on MNIST-1D, ID of the last hidden layer):
+    # flat to 1e-3 for 10 steps, then a drop in two stages. The first phase's unconstrained fit
+    # tilts up by a hair (slope 0.03 per log step against errors of 0.37); the null "a plateau, then a
+    # drop" must be fitted with its flat phase exactly, or this reads as expansion then compression
+    # (it did: confidence 0.99).
+    steps = [0, 1, 2, 3, 5, 7, 9, 12, 17, 23, 31, 42, 58, 79, 108, 148, 202, 275, 376, 514, 703, 960]
+    values = [17.666, 17.667, 17.666, 17.669, 17.668, 17.668, 17.663, 17.631, 17.472, 17.159, 17.126, 16.727,
+              15.163, 12.708, 10.504, 9.660, 9.467, 7.346, 7.063, 7.179, 7.038, 6.882]
+    errors = [0.37, 0.37, 0.37, 0.37, 0.37, 0.37, 0.36, 0.36, 0.36, 0.34, 0.33, 0.44, 0.33, 0.25, 0.22, 0.18,
+              0.18, 0.20, 0.12, 0.15, 0.14, 0.17]
+    expansion, compression = detect_phases(steps, values, ID_PATTERN, errors=errors)
+    assert expansion.slope < 0.05 and compression.confidence < 0.8
+    # the same curve with a real rise of 3 error bars over the first steps is found
+    risen = [v + (1.1 if 3 <= s <= 12 else 0.0) + (0.6 if s in (2, 17) else 0.0) for s, v in zip(steps, values)]
+    assert detect_phases(steps, risen, ID_PATTERN, errors=errors)[1].confidence >= THRESHOLD

@@ -76,33 +76,58 @@ def _hinge_design(x: np.ndarray, knots: Sequence[float]) -> np.ndarray:
     return np.column_stack([np.ones_like(x), x, *[np.maximum(x - k, 0) for k in knots]])
 
 
+def _ramp_design(x: np.ndarray, knots: Sequence[float], free: Sequence[int]) -> np.ndarray:
+    """Columns 1 and, for each piece in ``free``, its ramp ``clip(x, k_j, k_j+1) - k_j``: a continuous
+    piecewise-linear curve whose coefficients are the free pieces' slopes (the others are flat)."""
+    edges = [x[0], *knots, x[-1]]
+    return np.column_stack([np.ones_like(x), *[np.clip(x, edges[j], edges[j + 1]) - edges[j] for j in free]])
+
+
 @dataclass(frozen=True)
 class _Family:
     """Piecewise-linear curves with a fixed number of phases, over every allowed set of breakpoints."""
 
     breakpoints: list[tuple[int, ...]]
-    projections: list[np.ndarray]  # per breakpoint set: (p, n) least-squares solution operator on whitened data
-    designs: list[np.ndarray]  # per breakpoint set: (n, p) whitened design
-    signs: np.ndarray | None  # required slope signs, or None for any
+    projections: list[np.ndarray]  # per design: (p, n) least-squares solution operator on whitened data
+    designs: list[np.ndarray]  # per design: (n, p) whitened design
+    slope_ops: list[np.ndarray]  # per design: (m, p) map from coefficients to the slopes whose signs are required
+    signs: list[np.ndarray] | None  # per design: required signs (m,), or None for any
 
     @classmethod
-    def make(cls, x: np.ndarray, w: np.ndarray, phases: int, min_points: int, signs: np.ndarray | None) -> _Family:
+    def make(cls, x: np.ndarray, w: np.ndarray, phases: int, min_points: int, signs: np.ndarray | None,
+             allow_flat: bool = False) -> _Family:
+        """With ``signs``, the slopes must have them strictly (each phase a true rise or fall); with
+        ``allow_flat`` too, any phase may instead be flat: the curves whose slopes have those signs or
+        are 0, fitted exactly (the least-squares fit under the sign constraints is the best of the fits
+        with each subset of phases held flat whose free slopes have the signs)."""
         n = len(x)
         if phases == 0:  # a constant
             sets: list[tuple[int, ...]] = [()]
         else:
             sets = [bps for bps in itertools.combinations(range(min_points, n - min_points), phases - 1)
                     if all(b2 - b1 >= min_points for b1, b2 in zip(bps, bps[1:]))]
-        designs, projections = [], []
+        breakpoints, designs, projections, ops, required = [], [], [], [], []
         for bps in sets:
-            design = np.ones((n, 1)) if phases == 0 else _hinge_design(x, [x[b] for b in bps])
-            design = design * w[:, None]
-            designs.append(design)
-            projections.append(np.linalg.pinv(design))
-        return cls(sets, projections, designs, signs)
+            knots = [x[b] for b in bps]
+            if allow_flat and signs is not None:
+                variants = [free for size in range(1, phases + 1) for free in itertools.combinations(range(phases), size)]
+                for free in variants:
+                    design = _ramp_design(x, knots, free)
+                    ops.append(np.eye(len(free) + 1)[1:])
+                    required.append(np.asarray(signs)[list(free)])
+                    breakpoints.append(bps)
+                    designs.append(design * w[:, None])
+            else:
+                design = np.ones((n, 1)) if phases == 0 else _hinge_design(x, knots)
+                ops.append(np.tril(np.ones((phases, phases))) @ np.eye(phases + 1)[1:] if phases else np.zeros((0, 1)))
+                required.append(None if signs is None else np.asarray(signs))
+                breakpoints.append(bps)
+                designs.append(design * w[:, None])
+        projections = [np.linalg.pinv(design) for design in designs]
+        return cls(breakpoints, projections, designs, ops, None if signs is None else required)
 
     def fit(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Best fit of each column of whitened curves ``Y`` (n, B): SSE (B,), index of the breakpoint set (B,), coefficients (p, B).
+        """Best fit of each column of whitened curves ``Y`` (n, B): SSE (B,), index of the design (B,), coefficients (p, B).
 
         A column with no fit of the required signs gets SSE inf.
         """
@@ -113,8 +138,8 @@ class _Family:
             coef = proj @ Y
             sse = ((Y - design @ coef) ** 2).sum(0)
             if self.signs is not None:
-                slopes = np.cumsum(coef[1:], axis=0)
-                sse[np.any(np.sign(slopes) != self.signs[:, None], axis=0)] = np.inf
+                slopes = self.slope_ops[i] @ coef
+                sse[np.any(np.sign(slopes) != self.signs[i][:, None], axis=0)] = np.inf
             better = sse < best
             best[better], which[better] = sse[better], i
             for b in np.flatnonzero(better):
@@ -123,12 +148,16 @@ class _Family:
 
 
 def _null_families(x: np.ndarray, w: np.ndarray, k: int, min_points: int) -> list[_Family]:
-    """The curves without the pattern: a constant, monotone curves (a line, and k phases all
-    rising or all falling: a plateau then a drop is not a turn), and every curve of k - 1
-    phases with any signs (for k >= 3)."""
+    """The curves without the pattern: a constant, monotone curves (a line, and k phases each
+    rising or flat, or each falling or flat: a plateau then a drop is not a turn), and every
+    curve of k - 1 phases with any signs (for k >= 3).
+
+    The monotone curves are fitted under their sign constraints exactly, flat phases
+    included: a curve that is flat, then drops, must not count as a rise then a drop
+    because its first phase's unconstrained fit happens to tilt up by a hair."""
     families = [_Family.make(x, w, 0, min_points, None), _Family.make(x, w, 1, min_points, None)]
     for sign in (1, -1):
-        families.append(_Family.make(x, w, k, min_points, np.full(k, sign)))
+        families.append(_Family.make(x, w, k, min_points, np.full(k, sign), allow_flat=True))
     for phases in range(2, k):
         families.append(_Family.make(x, w, phases, min_points, None))
     return families

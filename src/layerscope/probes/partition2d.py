@@ -45,6 +45,7 @@ from .base import ProbeContext, ProbeSettings, ProbeSpec
 from .nonlinearities import Call, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
 
 _TOL = 1e-9
+_CHAIN_BLOCK = 8192  # regions per block in the chain path's forward passes
 
 
 @dataclass(frozen=True)
@@ -246,16 +247,98 @@ def partition2d(
     labels = [f"{name}#{call}" if name in repeated else name for name, call in order]
     P, n = polygons.pad([np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]], dtype=np.float64)])
     per_layer = []
-    for key in order:
-        P, n = _cut(P, n, key, run, max_regions)
-        per_layer.append(polygons.unpad(P, n))
-    # one pass over three interior points per region: the first (the vertex mean) gives the
-    # activation patterns, all three the affine logits for the decision boundary
+    chain = _chain(network, order)
+    if chain is None:  # any architecture: each layer's pre-activations by a forward pass from the plane
+        for key in order:
+            P, n, _, _ = _cut(P, n, lambda interior, key=key: run(interior.reshape(-1, 2), stop=key)[0][key].numpy(), max_regions)
+            per_layer.append(polygons.unpad(P, n))
+        # one pass over three interior points per region: the first (the vertex mean) gives the
+        # activation patterns, all three the affine logits for the decision boundary
+        interior = polygons.interiors(P, n)
+        pre, logits_t = run(interior.reshape(-1, 2))
+        patterns = torch.cat([pre[k].view(len(P), 3, -1)[:, 0] > 0 for k in order], dim=1).numpy()
+        logits = logits_t.numpy()
+    else:
+        P, n, per_layer, patterns, logits, interior = _chain_partition(P, n, chain, plane_inputs, device, max_regions)
+    boundary = _decision_boundary(P, n, interior, logits)
+    return Partition(origin_np, basis, window, labels, per_layer, list(patterns), boundary, defining)
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """A network that is a chain of modules, split at its nonlinearities: ``segments[i]`` maps the
+    previous nonlinearity's output (the plane coordinates for i = 0) to the i-th nonlinearity's input,
+    ``activations[i]`` is that nonlinearity, ``tail`` maps the last one's output to the outputs."""
+
+    segments: list[nn.Module]
+    activations: list[nn.Module]
+    tail: nn.Module
+
+
+def _chain(network: nn.Module, order: list[tuple[str, int]]) -> _Chain | None:
+    """``network`` as a :class:`_Chain` when it is an ``nn.Sequential`` (nested ones allowed) whose
+    nonlinearities are its ReLU / LeakyReLU modules, each run once; else None."""
+    if not isinstance(network, nn.Sequential):
+        return None
+    leaves = []
+    for name, module in network.named_modules():
+        children = list(module.children())
+        if children and not isinstance(module, nn.Sequential):
+            return None  # a container with its own forward: not a plain chain
+        if not children:
+            leaves.append((name, module))
+    names = [name for name, _ in leaves]
+    activation_names = [name for name, m in leaves if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    if [(name, 0) for name in activation_names] != list(order):
+        return None  # functional nonlinearities, or modules called more than once
+    cuts = [names.index(name) for name in activation_names]
+    bounds = [-1, *cuts]
+    segments = [nn.Sequential(*[m for _, m in leaves[a + 1 : b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return _Chain(segments, [leaves[i][1] for i in cuts], nn.Sequential(*[m for _, m in leaves[cuts[-1] + 1 :]]))
+
+
+def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: Callable[[torch.Tensor], torch.Tensor],
+                     device: torch.device, max_regions: int) -> tuple:
+    """The partition of a chain network, one layer of modules per cut.
+
+    A region's children (after cutting it by layer i's lines) share its affine map of
+    layer i's pre-activations: that map, evaluated at a child's three interior points
+    and passed through the nonlinearity (fixed on the child), gives the input of the
+    next segment at those points. So each layer costs one segment's forward pass
+    instead of one through every layer before it (the general path), and the
+    activation patterns come from the same values. Exact in the same sense: float64
+    values at interior points, affine maps from three points.
+    """
+
+    def forward(module: nn.Module, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            out = module(torch.from_numpy(x).to(device) if isinstance(x, np.ndarray) else x)
+        return out.flatten(1).cpu().numpy()
+
+    per_layer, patterns = [], np.zeros((1, 0), dtype=bool)
     interior = polygons.interiors(P, n)
-    pre, logits = run(interior.reshape(-1, 2))
-    patterns = list(torch.cat([pre[k].view(len(P), 3, -1)[:, 0] > 0 for k in order], dim=1).numpy())
-    boundary = _decision_boundary(P, n, interior, logits.numpy())
-    return Partition(origin_np, basis, window, labels, per_layer, patterns, boundary, defining)
+    start = plane_inputs(torch.from_numpy(interior.reshape(-1, 2)).to(device))  # the network's input at these points
+    values = forward(chain.segments[0], start).reshape(len(P), 3, -1)
+    for i, activation in enumerate(chain.activations):
+        P, n, parent, coefficients = _cut(P, n, lambda _, values=values: values, max_regions, keep=True)
+        per_layer.append(polygons.unpad(P, n))
+        interior = polygons.interiors(P, n)
+        following = chain.segments[i + 1] if i + 1 < len(chain.segments) else chain.tail
+        signs, parts = [], []
+        for a in range(0, len(P), _CHAIN_BLOCK):  # blocks of regions: the (regions, 3, neurons) arrays stay small
+            block = slice(a, a + _CHAIN_BLOCK)
+            pre = np.einsum("rkd,rjd->rjk", coefficients[parent[block]], _homogeneous(interior[block]))
+            signs.append(pre[:, 0] > 0)
+            post = forward(activation, pre.reshape(-1, pre.shape[2]))
+            parts.append(forward(following, post).reshape(len(pre), 3, -1))
+        patterns = np.concatenate([patterns[parent], np.concatenate(signs)], axis=1)
+        values = np.concatenate(parts)
+        del coefficients
+    return P, n, per_layer, patterns, values.reshape(len(P) * 3, -1), interior
+
+
+def _homogeneous(uv: np.ndarray) -> np.ndarray:
+    return np.concatenate([uv, np.ones((*uv.shape[:-1], 1))], axis=-1)
 
 
 class _Stop(Exception):  # noqa: N818 - control flow, not an error: the layer needed has run
@@ -309,22 +392,29 @@ def _plane_network(net: nn.Module, start: torch.Tensor, plane: torch.Tensor, sha
     return (folded_net, lambda uv: uv) if same else (net, inputs)
 
 
-def _cut(P: np.ndarray, n: np.ndarray, key: tuple[str, int], run: Callable, max_regions: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Cut every region by the lines where a neuron of the nonlinearity ``key`` changes sign.
+def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray], np.ndarray], max_regions: int, block: int = 4096,
+         keep: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Cut every region by the lines where a neuron of a nonlinearity changes sign.
 
-    On a region the pre-activations are affine in (u, v): three interior points give
-    them. A neuron whose line crosses the region (vertices on both sides, beyond
-    round-off) cuts it; the cuts of all regions run together, one round per crossing
-    line (round t applies each region's t-th crossing line to its pieces so far).
+    On a region the pre-activations are affine in (u, v): their values at three
+    interior points (``values_at(interior)``, (regions, 3, neurons)) give them. A
+    neuron whose line crosses the region (vertices on both sides, beyond round-off)
+    cuts it; the cuts of all regions run together, one round per crossing line
+    (round t applies each region's t-th crossing line to its pieces so far).
+
+    Returns the pieces (regions in order, each region's pieces together), each
+    piece's region, and with ``keep`` the regions' affine maps (regions, neurons, 3).
     """
     interior = polygons.interiors(P, n)
-    pre, _ = run(interior.reshape(-1, 2), stop=key)
-    values = pre[key].numpy().reshape(len(P), 3, -1)
+    values = values_at(interior).reshape(len(P), 3, -1)
     size = polygons.extent(P, n)
     valid = np.arange(P.shape[1])[None, :] < n[:, None]
     lines, owners = [], []
+    kept = np.empty((len(P), values.shape[2], 3)) if keep else None
     for a in range(0, len(P), block):
         coefficients = _affine(interior[a : a + block], values[a : a + block])  # (b, neurons, 3)
+        if keep:
+            kept[a : a + block] = coefficients
         s = np.einsum("bkd,bjd->bkj", P[a : a + block], coefficients[..., :2]) + coefficients[:, None, :, 2]
         inside = valid[a : a + block, :, None]
         scale = _TOL * (1 + np.abs(coefficients).sum(2) * size[a : a + block, None])
@@ -353,7 +443,7 @@ def _cut(P: np.ndarray, n: np.ndarray, key: tuple[str, int], run: Callable, max_
             raise ValueError(f"more than max_regions={max_regions} regions; use a smaller window")
     by_region = np.argsort(piece_region, kind="stable")  # pieces of one region together, regions in order
     width = max(int(n.max(initial=0)), 1)
-    return P[by_region, :width], n[by_region]
+    return P[by_region, :width], n[by_region], piece_region[by_region], kept
 
 
 def _widen(P: np.ndarray, width: int) -> np.ndarray:
