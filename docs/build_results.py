@@ -6,9 +6,9 @@
     done
     python docs/build_results.py runs
 
-The findings are computed from the runs by the paper modules of
-layerscope.experiments (so the page shows what the current code concludes from
-them); each experiment's summary figure is copied to docs/figures/; the hand-written
+The findings and the summary figures are computed from the runs by the paper
+modules of layerscope.experiments (so the page shows what the current code
+concludes from them; figures go to docs/figures/); the hand-written
 notes of docs/results_notes.md go between the tables (``<!-- experiment: NAME -->``
 after a paper's quick section, ``<!-- medium: NAME -->`` after its medium section).
 The wall time of a size is its runs' first start to last end (run.parquet).
@@ -55,7 +55,7 @@ def section(name: str, size: str, folder: Path) -> tuple[list[str], list]:
     experiment = EXPERIMENTS[name]
     findings = experiment.findings(folder)
     figure = f"{name}-{size}.png"
-    shutil.copy(folder / "summary.png", HERE / "figures" / figure)
+    experiment.summary(folder).savefig(HERE / "figures" / figure, dpi=100)  # drawn by the current code
     minutes = wall_minutes(folder)
     n_runs = len(find_runs(folder))
     lines = [f"### {size} size", "", f"Command: `layerscope reproduce {name} --size {size}` ({n_runs} runs, "
@@ -89,7 +89,7 @@ def main() -> None:
         body += [blocks.get(("experiment", name), "").strip(), ""]
         medium_folder = runs / f"{name}-medium"
         medium = []
-        if (medium_folder / "summary.png").exists():
+        if medium_folder.is_dir() and find_runs(medium_folder):
             medium_lines, medium = section(name, "medium", medium_folder)
             body += medium_lines + [blocks.get(("medium", name), "").strip(), ""]
         matched = set()

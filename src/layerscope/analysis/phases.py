@@ -8,19 +8,21 @@ tests such a pattern against the simpler curves that have fewer phases:
 1. **Fits.** Each model is a continuous piecewise-linear curve in log(1 + step)
    with breakpoints at measured steps, fitted by least squares weighted by the
    measurement errors (``errors``: each value's standard error). The pattern's
-   slopes are constrained to its signs; the null models are a constant, the
-   monotone curves (a line, and as many phases as the pattern all rising or all
-   falling: a plateau and then a drop is no turn) and, for patterns of three or
-   more phases, every curve of one phase fewer (any signs).
+   slopes must have its signs strictly; the null models are a constant, the
+   monotone curves (a line, and as many phases as the pattern each rising or
+   flat, or each falling or flat: a plateau and then a drop is no turn; fitted
+   exactly under these constraints) and, for patterns of three or more phases,
+   every curve of one phase fewer (any signs).
 2. **Statistic.** ``T = SSE(best null) - SSE(pattern)``, in units of the
    measurement variance: how much better the pattern explains the curve.
 3. **Calibration.** A parametric bootstrap: curves simulated from the fitted null
    plus noise of the measured size, each fitted like the data. The confidence is
    ``1 - p``, with ``p = (1 + #{T* >= T}) / (1 + B)``. The findings call a
    pattern present at :data:`THRESHOLD` (0.96): on simulated curves without
-   it (flat, monotone; 10 and 30 checkpoints) that happens 0-5% of the time,
-   and a rise and fall of 3 error bars over 12 checkpoints is found 79% of the
-   time (94% at 4 error bars) (``benchmarks/phases.py``; the plug-in bootstrap runs about 1% over its
+   it (flat, monotone, a plateau then a fall; 10 and 30 checkpoints) that
+   happens 0-6% of the time, and a rise and fall of 3 error bars over 12
+   checkpoints is found 63% of the time (86% at 4 error bars, 100% at 6)
+   (``benchmarks/phases.py``; the plug-in bootstrap runs about 1% over its
    nominal level, hence 0.96 rather than 0.95).
 4. **Turns.** The steps where phases meet get 90% intervals from a second
    bootstrap, of curves simulated from the fitted pattern.
