@@ -28,7 +28,7 @@ from layerscope.experiments.reproduce import verdict_text
 from layerscope.store import RunStore, find_runs
 
 HERE = Path(__file__).parent
-FULL_STATUS = "not run here (needs the papers' data files and, realistically, a GPU)"
+FULL_STATUS = "not run"
 
 
 def wall_minutes(folder: Path) -> float:
@@ -45,9 +45,9 @@ def table(findings: list) -> str:
 
 
 def quick_match(claim: str, quick: list) -> object | None:
-    """The quick finding a medium finding refines: the quick claim (without its final period) that
-    begins the medium one, the longest if several do."""
-    matches = [f for f in quick if claim.startswith(f.claim.rstrip("."))]
+    """The quick finding a medium finding refines: the quick claim (without its final period and
+    parenthesis) that the medium one contains, the longest if several do."""
+    matches = [f for f in quick if f.claim.rstrip(".").rstrip(")") in claim]
     return max(matches, key=lambda f: len(f.claim)) if matches else None
 
 
@@ -72,6 +72,9 @@ def main() -> None:
     blocks = {(kind, name): text for kind, name, text in found}
     names = list(dict.fromkeys(name for _, name in blocks))
     summary = ["## Every finding: quick, medium and full sizes", "",
+               "The full sizes (`--size full`) need the papers' data files (MNIST, CIFAR-10) and, realistically, a GPU; "
+               "none has been run here. A medium finding that refines a quick one (per network, per setting) shows the "
+               "quick verdict beside it.", "",
                "| paper | finding | quick (one run per setting) | medium (three seeds per setting) | full |", "|---|---|---|---|---|"]
     body: list[str] = []
     for name in names:

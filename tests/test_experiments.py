@@ -118,6 +118,7 @@ def _few_steps(cfg):
     return parse_config(raw, "medium config cut short")
 
 
+@pytest.mark.slow  # about a minute each: CI runs them with the slow tests
 @pytest.mark.xdist_group("ray")
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_medium_sizes_run_a_few_steps_and_give_findings_over_seeds(name, tmp_path, monkeypatch):

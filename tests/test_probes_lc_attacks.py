@@ -206,5 +206,6 @@ def test_pgd_probe_eps_grid_in_units_of_the_data_scale(trained):
     # in input units (the default) no scale is computed or stored
     plain = RobustnessProbe({"test": (x, y)}, eps=0.25)
     assert [r.split for r in plain(model, 0)] == ["test"]
+    assert [(r.split, r.metric) for r in _build(PGDSettings(n_points=120), Context())(model, 0)] == [("test", "robust_acc")]
     with pytest.raises(ValueError, match="eps_grid"):
         PGDSettings(eps_grid=[-0.1])

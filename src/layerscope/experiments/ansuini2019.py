@@ -166,7 +166,7 @@ def findings(folder: Path) -> list[Finding]:
     for seed, group in seeds.items():
         for net, random_runs in (("vgg", group.get("vgg-random-labels")), ("resnet", None)):
             for claim, e in _profile_evidence(group[net], random_runs, _LAST_HIDDEN[net], f"; {net}").items():
-                key = claim if "hunchback" in claim else f"{claim} ({net})"
+                key = claim if "hunchback" in claim else f"{'VGG' if net == 'vgg' else 'ResNet'}: {claim}"
                 evidence.setdefault(key, {})[seed] = e
     out = [over_seeds(claim, by) for claim, by in evidence.items()]
     # ID against accuracy: across the architecture family at the end of training ...

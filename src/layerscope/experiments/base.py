@@ -69,7 +69,7 @@ def over_seeds(claim: str, evidence: dict[int, Evidence]) -> Finding:
 
     - Seeds with calibrated confidences (phase patterns): the finding holds when a
       majority of seeds pass :data:`THRESHOLD`. Each seed passes a curve without the
-      pattern at most 4% of the time, so a majority of 3 seeds at most about 0.5%.
+      pattern about 5% of the time at most (benchmarks/phases.py), so a majority of 3 seeds about 1% at most.
       The confidence given is the mean of the seeds'.
     - Seeds with effects: a one-sided one-sample t-test of the effects against 0;
       the finding holds when ``1 - p`` reaches :data:`THRESHOLD`.

@@ -180,7 +180,8 @@ class RobustnessProbe:
                 value = robust_accuracy(model, x, y, **{**self.params, "eps": eps})
                 rows.append(Row(f"{split}@eps={label:g}", MODEL_LEVEL, "robust_acc", value, proportion_error(round(value * len(x)), len(x))))
         if self.unit is not None:
-            rows.append(Row(next(iter(self.inputs)), MODEL_LEVEL, "pgd_data_scale", self.unit))
+            # exact: a function of the fixed probe inputs, so its error is 0
+            rows.append(Row(next(iter(self.inputs)), MODEL_LEVEL, "pgd_data_scale", self.unit, 0.0))
         return rows
 
 
@@ -230,7 +231,7 @@ def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
     probe = RobustnessProbe(inputs, eps=settings.eps * unit, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper,
                             seed=run.seed, device=run.device)
     probe.grid = [(e, e * unit) for e in settings.eps_grid]
-    probe.unit = unit
+    probe.unit = unit if settings.eps_unit == "data" else None
     return probe
 
 
