@@ -262,11 +262,14 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
         ax.fill_between(depth, c.mean(0) - c.std(0), c.mean(0) + c.std(0), color=colour, alpha=0.15, lw=0)
 
     end, start = (lambda r: int(r.step.max())), (lambda r: 0)
-    band(ax_p, "vgg", "twonn", end, "o-", "VGG trained", "C0")
-    band(ax_p, "vgg", "twonn", start, "o--", "VGG untrained", "C0")
-    band(ax_p, "vgg-random-labels", "twonn", end, "o:", "VGG random labels", "C2")
-    band(ax_p, "resnet", "twonn", end, "s-", "ResNet trained", "C1")
-    band(ax_p, "resnet", "twonn", start, "s--", "ResNet untrained", "C1")
+    curves = {ax_p: [("vgg", "twonn", end, "o-", "VGG trained", "C0"), ("vgg", "twonn", start, "o--", "VGG untrained", "C0"),
+                     ("vgg-random-labels", "twonn", end, "o:", "VGG random labels", "C2"),
+                     ("resnet", "twonn", end, "s-", "ResNet trained", "C1"), ("resnet", "twonn", start, "s--", "ResNet untrained", "C1")],
+              ax_pc: [("vgg", "pc_id", end, "o-", "PC-ID trained", "C3"), ("vgg", "pc_id", start, "o--", "PC-ID untrained", "C3"),
+                      ("vgg", "twonn", end, "o-", "TwoNN trained", "C0"), ("vgg", "twonn", start, "o--", "TwoNN untrained", "C0")]}
+    for ax, drawn in curves.items():
+        for curve in drawn:
+            band(ax, *curve)
     ax_p.set_xlabel("relative depth (input to output)")
     ax_p.set_ylabel("TwoNN intrinsic dimension")
     ax_p.set_title("ID across depth (mean, band: 1 s.d. over seeds)")
@@ -280,10 +283,6 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
     ax_acc.set_ylabel("test accuracy")
     ax_acc.set_title("last hidden layer ID against accuracy, every net and seed")
     ax_acc.legend(fontsize=7)
-    band(ax_pc, "vgg", "pc_id", end, "o-", "PC-ID trained", "C3")
-    band(ax_pc, "vgg", "pc_id", start, "o--", "PC-ID untrained", "C3")
-    band(ax_pc, "vgg", "twonn", end, "o-", "TwoNN trained", "C0")
-    band(ax_pc, "vgg", "twonn", start, "o--", "TwoNN untrained", "C0")
     ax_pc.set_yscale("log")
     ax_pc.set_xlabel("relative depth (VGG)")
     ax_pc.set_title("PC-ID (90% variance) against TwoNN, VGG")

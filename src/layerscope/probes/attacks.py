@@ -8,6 +8,7 @@ not to one scalar range as the reference code does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -165,10 +166,12 @@ class RobustnessProbe:
         seed: int = 0,
         device: str | None = None,
         logits_key: str | None = None,
+        grid: Sequence[tuple[float, float]] = (),
+        unit: float | None = None,
     ) -> None:
         self.inputs = inputs
-        self.grid: list[tuple[float, float]] = []  # (label, eps in input units) of further radii
-        self.unit: float | None = None  # the data scale, with eps_unit = "data" (stored as rows)
+        self.grid = list(grid)  # (label, eps in input units) of further radii
+        self.unit = unit  # the data scale, with eps_unit = "data" (stored as rows)
         self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device, "logits_key": logits_key}
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
@@ -228,11 +231,9 @@ def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
     if settings.eps_unit == "data":
         x, y = inputs[settings.splits[0]]
         unit = data_scale(x.cpu(), y.cpu())
-    probe = RobustnessProbe(inputs, eps=settings.eps * unit, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper,
-                            seed=run.seed, device=run.device)
-    probe.grid = [(e, e * unit) for e in settings.eps_grid]
-    probe.unit = unit if settings.eps_unit == "data" else None
-    return probe
+    return RobustnessProbe(inputs, eps=settings.eps * unit, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper,
+                           seed=run.seed, device=run.device, grid=[(e, e * unit) for e in settings.eps_grid],
+                           unit=unit if settings.eps_unit == "data" else None)
 
 
 SPEC = ProbeSpec(

@@ -431,33 +431,20 @@ def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray], np.ndar
     counts = np.bincount(owner, minlength=len(P))
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     piece_region = np.arange(len(P))
-    # Pieces of regions with no lines left are set aside once (a region's pieces all finish in the
-    # same round, in their order), so each round copies only the pieces still being cut.
-    done_P: list[np.ndarray] = []
-    done_n: list[np.ndarray] = []
-    done_region: list[np.ndarray] = []
-    n_done = 0
     for t in range(int(counts.max(initial=0))):
         active = counts[piece_region] > t
-        if not active.all():
-            done_P.append(P[~active])
-            done_n.append(n[~active])
-            done_region.append(piece_region[~active])
-            n_done += int((~active).sum())
+        if not active.any():
+            break
         line = lines_all[offsets[piece_region[active]] + t]
         Pa, na, ra = P[active], n[active], piece_region[active]
         plus, n_plus = polygons.clip_many(Pa, na, line, 1.0)
         minus, n_minus = polygons.clip_many(Pa, na, line, -1.0)
-        width = max(plus.shape[1], minus.shape[1])
-        P = np.concatenate([_widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)])
-        n = np.concatenate([n_plus[n_plus > 0], n_minus[n_minus > 0]])
-        piece_region = np.concatenate([ra[n_plus > 0], ra[n_minus > 0]])
-        if n_done + len(P) > max_regions:
+        width = max(P.shape[1], plus.shape[1], minus.shape[1])
+        P = np.concatenate([_widen(P[~active], width), _widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)])
+        n = np.concatenate([n[~active], n_plus[n_plus > 0], n_minus[n_minus > 0]])
+        piece_region = np.concatenate([piece_region[~active], ra[n_plus > 0], ra[n_minus > 0]])
+        if len(P) > max_regions:
             raise ValueError(f"more than max_regions={max_regions} regions; use a smaller window")
-    width = max([P.shape[1], *[d.shape[1] for d in done_P]])
-    P = np.concatenate([*[_widen(d, width) for d in done_P], _widen(P, width)])
-    n = np.concatenate([*done_n, n])
-    piece_region = np.concatenate([*done_region, piece_region])
     by_region = np.argsort(piece_region, kind="stable")  # pieces of one region together, regions in order
     width = max(int(n.max(initial=0)), 1)
     return P[by_region, :width], n[by_region], piece_region[by_region], kept
