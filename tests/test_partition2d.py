@@ -144,7 +144,7 @@ def test_chain_networks_give_the_general_paths_partition(make, monkeypatch):
     # general path runs the network from the plane for every layer: both must give the same partition
     import layerscope.probes.partition2d as p2d
 
-    monkeypatch.setattr(p2d, "_CHAIN_BLOCK", 7)  # many blocks of regions
+    monkeypatch.setattr(p2d, "_BLOCK_BYTES", 24 * 16 * 7)  # blocks of 7 regions of 16 neurons: many blocks
     torch.manual_seed(5)
     net = make().eval()
     pts = torch.randn(3, 20) * 2
@@ -174,3 +174,76 @@ def test_a_module_reused_or_a_custom_container_takes_the_general_path():
     assert p2d._chain(build_model("resnet", in_channels=1, width=4, blocks=(1,)), [("relu", 0)]) is None
     functional = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2))
     assert p2d._chain(functional, [("relu", 0)]) is None  # a nonlinearity that is not one of its modules
+
+
+def reference_partition(net, part):
+    """The partition by the slowest independent route: region by region, neuron by neuron, with the
+    one-polygon ``clip``; pre-activations from float64 forward passes at three interior points."""
+    net = net.double()
+    u0, u1, v0, v1 = part.window
+    regions = [np.array([[u0, v0], [u1, v0], [u1, v1], [u0, v1]])]
+    for layer in part.layers:
+        refined = []
+        for polygon in regions:
+            c = polygon.mean(0)
+            uv = np.stack([c, c + 0.3 * (polygon[0] - c), c + 0.3 * (polygon[1] - c)])
+            sink = {}
+            handle = net.get_submodule(layer).register_forward_pre_hook(lambda _m, i: sink.__setitem__("pre", i[0].flatten(1)))
+            with torch.no_grad():
+                net(torch.from_numpy(part.to_input(uv)))
+            handle.remove()
+            coefficients = np.linalg.solve(np.column_stack([uv, np.ones(3)]), sink["pre"].numpy())  # (3, neurons)
+            pieces = [polygon]
+            for line in coefficients.T:
+                s = polygon @ line[:2] + line[2]
+                tol = 1e-9 * (1 + np.abs(line).sum() * np.abs(polygon).max())
+                if s.max() > tol and s.min() < -tol:
+                    pieces = [q for p in pieces for q in (clip(p, line, 1.0), clip(p, line, -1.0)) if len(q)]
+            refined += pieces
+        regions = refined
+    return regions
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_partition_equals_a_region_by_region_reference(seed):
+    # the batched cut (candidate lines by a radius bound, only crossed pieces split, pieces of
+    # finished regions set aside) against the plain loop over regions and neurons
+    torch.manual_seed(seed)
+    net = build_model("mlp", in_features=6, width=10, depth=3, num_classes=3).eval()
+    part = partition2d(net, torch.randn(3, 6) * 2)
+    expected = reference_partition(net, part)
+    assert len(part.regions) == len(expected) > 50
+
+    def key(polygons):
+        return np.array(sorted(tuple(np.round(p.mean(0), 7)) + (len(p),) for p in polygons))
+
+    np.testing.assert_allclose(key(part.regions), key(expected), atol=1e-6)
+
+
+def test_split_many_equals_clip_polygon_by_polygon():
+    from layerscope.probes import _polygons as polygons
+
+    rng = np.random.default_rng(0)
+    shapes = []
+    for k in rng.integers(3, 9, 200):  # random convex polygons, counter-clockwise
+        angles = np.sort(rng.uniform(0, 2 * np.pi, k))
+        shapes.append(rng.normal(size=2) + rng.uniform(0.5, 2) * np.column_stack([np.cos(angles), np.sin(angles)]))
+    lines = rng.normal(size=(200, 3))
+    for i in range(0, 200, 5):  # some lines through a vertex exactly
+        v = shapes[i][i % len(shapes[i])]
+        lines[i, 2] = -(v @ lines[i, :2])
+    P, n = polygons.pad(shapes)
+    (plus, n_plus), (minus, n_minus) = polygons.split_many(P, n, polygons.sides(P, lines))
+    for i, shape in enumerate(shapes):
+        for (out, count), sign in (((plus, n_plus), 1.0), ((minus, n_minus), -1.0)):
+            np.testing.assert_allclose(out[i, : count[i]], clip(shape, lines[i], sign).reshape(-1, 2), rtol=0, atol=1e-12)
+
+
+def test_interior_points_of_a_parallelogram_are_not_collinear():
+    # its two farthest vertices from the centre are the ends of one diagonal: three points on a line
+    # made the affine solve singular (an MLP's partition failed with "Singular matrix")
+    from layerscope.probes import _polygons as polygons
+
+    P, n = polygons.pad([np.array([[0.0, 0.0], [3.0, 0.0], [4.0, 1.0], [1.0, 1.0]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])])
+    for points in polygons.interiors(P, n):
+        assert abs(np.linalg.det(np.column_stack([points, np.ones(3)]))) > 0.05  # a sixth of the area or more

@@ -43,44 +43,60 @@ def areas(P: np.ndarray, n: np.ndarray) -> np.ndarray:
     return 0.5 * np.where(_valid(P, n), cross, 0.0).sum(1)
 
 
-def clip_many(P: np.ndarray, n: np.ndarray, lines: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each polygon's part where ``sign * (a u + b v + c) >= 0`` for its line ``(a, b, c)`` (lines: (m, 3)).
+def sides(P: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """``a u + b v + c`` at every vertex (m, K) of each polygon, for its line ``(a, b, c)`` (lines: (m, 3))."""
+    return (P @ lines[:, :2, None])[..., 0] + lines[:, 2:3]
 
-    Vertex by vertex as in :func:`layerscope.probes.partition2d.clip`: a vertex on the
-    kept side stays, an edge whose ends lie strictly on opposite sides adds its
-    crossing point. A part with fewer than three vertices or no area has 0 vertices.
+
+def split_many(P: np.ndarray, n: np.ndarray, s: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Vertex by vertex as in :func:`layerscope.probes.partition2d.clip` (a vertex on the kept side
+    stays, an edge whose ends lie strictly on opposite sides adds its crossing point; a part with
+    fewer than three vertices or no area gets 0 vertices), for many polygons at once: both parts
+    of each polygon, where ``s >= 0`` and where ``s <= 0``, from the values ``s`` (m, K) of an
+    affine function at its vertices (:func:`sides`); each part as a padded batch ``(P, n)``.
+
+    The two parts share the crossing points, so they are computed once. Each part's kept
+    entries (vertex i, then the crossing on edge i) are packed to the front of its rows by
+    their running count (a scatter: cheaper than sorting the rows).
     """
     m, K, _ = P.shape
-    s = sign * (P @ lines[:, :2, None])[..., 0] + sign * lines[:, 2:3]
-    nxt = _next(P, n)
-    s_next = np.take_along_axis(s, nxt, axis=1)
-    Q = np.take_along_axis(P, nxt[..., None], axis=1)
+    rows = np.arange(m)
+    last = np.maximum(n, 1) - 1
+    s_next = np.roll(s, -1, axis=1)  # the successor's value; the last real vertex's successor is vertex 0
+    s_next[rows, last] = s[:, 0]
+    Q = np.roll(P, -1, axis=1)
+    Q[rows, last] = P[:, 0]
     valid = _valid(P, n)
-    keep = valid & (s >= 0)
     cross = valid & (((s > 0) & (s_next < 0)) | ((s < 0) & (s_next > 0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(cross, s / (s - s_next), 0.0)
-    crossing = P + t[..., None] * (Q - P)
-    entries = np.stack([P, crossing], axis=2).reshape(m, 2 * K, 2)  # vertex i, then the crossing on edge i
-    mask = np.stack([keep, cross], axis=2).reshape(m, 2 * K)
-    order = np.argsort(~mask, axis=1, kind="stable")  # the kept entries first, in their order
-    out = np.take_along_axis(entries, order[..., None], axis=1)
-    count = mask.sum(1)
-    width = max(int(count.max(initial=0)), 1)
-    out, count = out[:, :width], count.astype(np.int64)
-    count[(count < 3) | ~(areas(out, count) > 0)] = 0
-    return out, count
+    entries = np.stack([P, P + t[..., None] * (Q - P)], axis=2).reshape(m, 2 * K, 2)  # vertex i, then the crossing on edge i
+    parts = []
+    for keep in (valid & (s >= 0), valid & (s <= 0)):
+        mask = np.stack([keep, cross], axis=2).reshape(m, 2 * K)
+        count = mask.sum(1)
+        out = np.zeros((m, max(int(count.max(initial=0)), 1), 2))
+        r, c = np.nonzero(mask)
+        out[r, np.cumsum(mask, axis=1)[r, c] - 1] = entries[r, c]
+        count = count.astype(np.int64)
+        count[(count < 3) | ~(areas(out, count) > 0)] = 0
+        parts.append((out, count))
+    return parts[0], parts[1]
 
 
 def interiors(P: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Three non-collinear points inside each polygon (m, 3, 2): the vertex mean, and halfway from it
-    towards the two vertices farthest from it."""
+    """Three non-collinear points inside each polygon (m, 3, 2): the vertex mean c, and halfway from it
+    towards two vertices: a, the farthest from c, and b, the farthest from the line through c and a
+    (so the triangle is as wide as the polygon allows: the two farthest vertices can lie on one line
+    through c, as the ends of a parallelogram's long diagonal do)."""
     valid = _valid(P, n)
     c = np.where(valid[..., None], P, 0.0).sum(1) / n[:, None]
-    distance = np.where(valid, np.linalg.norm(P - c[:, None], axis=2), -np.inf)
-    far = np.argsort(-distance, axis=1, kind="stable")[:, :2]
-    ends = np.take_along_axis(P, far[..., None], axis=1)
-    return np.concatenate([c[:, None], c[:, None] + 0.5 * (ends - c[:, None])], axis=1)
+    d = P - c[:, None]
+    far = np.where(valid, np.einsum("mkd,mkd->mk", d, d), -np.inf).argmax(1)
+    a = np.take_along_axis(d, far[:, None, None], axis=1)  # (m, 1, 2)
+    off = np.where(valid, np.abs(a[..., 0] * d[..., 1] - a[..., 1] * d[..., 0]), -np.inf).argmax(1)
+    b = np.take_along_axis(d, off[:, None, None], axis=1)
+    return np.concatenate([c[:, None], c[:, None] + 0.5 * a, c[:, None] + 0.5 * b], axis=1)
 
 
 def extent(P: np.ndarray, n: np.ndarray) -> np.ndarray:
