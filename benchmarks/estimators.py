@@ -2,6 +2,7 @@
 
     python benchmarks/estimators.py                       # N in {2000, 10000}, D in {100, 1000, 10000}
     python benchmarks/estimators.py --n 2000 --d 100 1000  # a subset
+    python benchmarks/estimators.py --scaling              # the scaling tables instead (benchmarks/scaling.py)
 
 Each (library, N, D) runs in a fresh subprocess: the data are made (a 10-dimensional
 curved manifold, float64), then the library's fit is timed `--repeats` times (the
@@ -116,7 +117,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--libraries", nargs="+", default=LIBRARIES, choices=LIBRARIES)
     parser.add_argument("--one", nargs=3, metavar=("LIBRARY", "N", "D"), help=argparse.SUPPRESS)
+    parser.add_argument("--scaling", action="store_true", help="time and memory against N and D (runs benchmarks/scaling.py)")
     args = parser.parse_args()
+    if args.scaling:
+        raise SystemExit(subprocess.run([sys.executable, str(Path(__file__).with_name("scaling.py"))], check=False).returncode)
     if args.one:
         library, n, d = args.one
         print(json.dumps(run_one(library, int(n), int(d), args.repeats)))

@@ -5,9 +5,9 @@
 
 Each (library, N, D) runs in its own process through `benchmarks/estimators.py`
 (one fit, after a warm-up on 50 points; time and peak extra memory as there), with
-a limit of 10 minutes. The peers are run up to `--peer-max-n` points (scikit-dimension
-takes 1.5 GB at N = 10,000 and 3 GB at 30,000 at D = 512); layerscope (blocked exact
-search, no N x N matrix) goes on.
+a limit of 10 minutes. scikit-dimension is run up to `--skdim-max-n` points (it holds
+an N x N matrix: 1.5 GB at N = 10,000 and 3 GB at 30,000 at D = 512, so 100,000 would not
+fit in this machine's memory); layerscope, torchid and dadapy go on to 200,000.
 The growth exponent is the slope of log(time) against log(N) (or log(D)) fitted over
 the sizes where time is above 0.5 s (below it fixed costs dominate).
 """
@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-LABELS = {"layerscope": "layerscope TwoNN(n_subsamples=0)", "skdim": "scikit-dimension TwoNN", "dadapy": "dadapy compute_id_2NN"}
+LABELS = {"layerscope": "layerscope TwoNN(n_subsamples=0)", "torchid": "torchid TwoNN (faiss flat index)",
+          "skdim": "scikit-dimension TwoNN", "dadapy": "dadapy compute_id_2NN"}
 
 
 def measure(library: str, n: int, d: int, timeout: float) -> dict | str:
@@ -47,15 +48,18 @@ def exponent(sizes: list[int], seconds: list[float]) -> str:
     return f"{slope:.2f}"
 
 
-def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], peer_max_n: int, timeout: float) -> None:
+def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], skdim_max_n: int, timeout: float) -> None:
     print(f"\n| library | {axis} | " + " | ".join(str(s) for s in sizes) + " | exponent of time |")
     print("|---" * (len(sizes) + 3) + "|")
     for library in libraries:
         cells, xs, ts = [], [], []
         for size in sizes:
             n, d = (size, fixed) if axis == "N" else (fixed, size)
-            if library != "layerscope" and n > peer_max_n:
-                cells.append("not run (N above --peer-max-n)")
+            if library == "skdim" and n > skdim_max_n:
+                cells.append("not run (memory: N x N)")
+                continue
+            if cells and cells[-1].startswith("over"):
+                cells.append("not run (the smaller N was over the limit)")
                 continue
             r = measure(library, n, d, timeout)
             if isinstance(r, str):
@@ -70,7 +74,7 @@ def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], peer_ma
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--peer-max-n", type=int, default=30_000)
+    parser.add_argument("--skdim-max-n", type=int, default=30_000)
     parser.add_argument("--libraries", nargs="+", default=list(LABELS), choices=list(LABELS))
     args = parser.parse_args()
     timeout = 600.0
@@ -78,8 +82,8 @@ def main() -> None:
     ds = [64, 512, 2048] if args.quick else [64, 512, 2048, 8192, 20_000]
     print("# TwoNN time (one fit) and peak extra memory against N at D = 512 and against D at N = 10,000;"
           " data curved_manifold(N, dim=10, D), float64")
-    table("N", ns, 512, args.libraries, args.peer_max_n, timeout)
-    table("D", ds, 10_000, args.libraries, args.peer_max_n, timeout)
+    table("N", ns, 512, args.libraries, args.skdim_max_n, timeout)
+    table("D", ds, 10_000, args.libraries, args.skdim_max_n, timeout)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,8 @@ def test_probe_skips_a_picture_with_too_many_regions(tmp_path):
     lambda: nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(20, 16), nn.LeakyReLU(0.1)), nn.Linear(16, 16), nn.ReLU(),
                           nn.Dropout(0.5), nn.Linear(16, 3)),  # nested, leaky, dropout (eval)
     lambda: nn.Sequential(nn.Unflatten(1, (4, 5)), nn.Flatten(), nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 2)),  # not folded
+    lambda: nn.Sequential(nn.Unflatten(1, (1, 4, 5)), nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Conv2d(3, 2, 2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(12, 3)),  # convolutions: the pre-activations keep their (channels, height, width) shape
 ])
 def test_chain_networks_give_the_general_paths_partition(make, monkeypatch):
     # a chain of modules is partitioned one segment per layer from the parents' affine maps; the

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -352,16 +353,26 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
             out = module(torch.from_numpy(x).to(device) if isinstance(x, np.ndarray) else x)
         return out.flatten(1).cpu().numpy()
 
+    shapes = []  # each segment's output shape for one point: the flattened pre-activations get it back (convolutions)
+    with torch.no_grad():
+        x = plane_inputs(torch.zeros((1, 2), dtype=torch.float64, device=device))
+        for segment, activation in zip(chain.segments, chain.activations, strict=True):
+            x = segment(x)
+            shapes.append(tuple(x.shape[1:]))
+            x = activation(x)
     per_layer, patterns = [], np.zeros((1, 0), dtype=bool)
     parent = coefficients = None
     signs: list[np.ndarray] = []
 
-    def next_values(interior: np.ndarray, block: slice, following: nn.Module, activation: nn.Module) -> np.ndarray:
+    def next_values(interior: np.ndarray, block: slice, following: nn.Module, activation: nn.Module, shape: tuple[int, ...]) -> np.ndarray:
         """Values at the block's interior points of ``following`` after the previous layer, whose
-        pre-activations are the parents' affine maps; the previous layer's signs are kept."""
+        pre-activations (of that ``shape`` per point) are the parents' affine maps; the previous
+        layer's signs are kept."""
         pre = np.matmul(_homogeneous(interior), coefficients.take(parent[block]))  # (regions, 3, neurons)
         signs.append(pre[:, 0] > 0)
-        return forward(following, forward(activation, pre.reshape(-1, pre.shape[2]))).reshape(len(pre), 3, -1)
+        with torch.no_grad():
+            out = following(activation(torch.from_numpy(pre.reshape(-1, *shape)).to(device)))
+        return out.flatten(1).cpu().numpy().reshape(len(pre), 3, -1)
 
     for i in range(len(chain.activations)):
         if i == 0:
@@ -369,9 +380,9 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
                 start = plane_inputs(torch.from_numpy(interior.reshape(-1, 2)).to(device))  # the network's input at these points
                 return forward(chain.segments[0], start).reshape(len(interior), 3, -1)
         else:
-            values = lambda interior, block, i=i: next_values(interior, block, chain.segments[i], chain.activations[i - 1])  # noqa: E731
+            values = lambda interior, block, i=i: next_values(interior, block, chain.segments[i], chain.activations[i - 1], shapes[i - 1])  # noqa: E731
         signs.clear()
-        P, n, new_parent, coefficients_in = _cut(P, n, values, _out_features(chain.segments[i]), max_regions, keep=True)
+        P, n, new_parent, coefficients_in = _cut(P, n, values, math.prod(shapes[i]), max_regions, keep=True)
         if i > 0:
             patterns = np.concatenate([patterns, np.concatenate(signs)], axis=1)
         patterns = patterns[new_parent]
@@ -379,18 +390,9 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
         per_layer.append(polygons.unpad(P, n))
     interior = polygons.interiors(P, n)
     signs.clear()
-    logits = [next_values(interior[block], block, chain.tail, chain.activations[-1]) for block in _blocks(len(P), coefficients.parts[0].shape[2])]
+    logits = [next_values(interior[block], block, chain.tail, chain.activations[-1], shapes[-1]) for block in _blocks(len(P), math.prod(shapes[-1]))]
     patterns = np.concatenate([patterns, np.concatenate(signs)], axis=1)
     return P, n, per_layer, patterns, np.concatenate(logits).reshape(len(P) * 3, -1), interior
-
-
-def _out_features(segment: nn.Module) -> int:
-    """The width of a segment's output (its last module that has one), to size blocks; 256 if unknown."""
-    for module in reversed(list(segment.modules())):
-        for attribute in ("out_features", "out_channels"):
-            if isinstance(getattr(module, attribute, None), int):
-                return getattr(module, attribute)
-    return 256
 
 
 def _homogeneous(uv: np.ndarray) -> np.ndarray:
