@@ -1,13 +1,12 @@
 """How TwoNN's time and memory grow with N and with D: layerscope and the peers, one run.
 
-    .venv-peers/bin/python benchmarks/scaling.py              # the tables of docs/benchmarks.md (about 10 minutes)
+    .venv-peers/bin/python benchmarks/scaling.py              # the tables of docs/benchmarks.md (about 35 minutes)
     .venv-peers/bin/python benchmarks/scaling.py --quick      # small sizes only
+    .venv/bin/python benchmarks/scaling.py --subsample 100000  # past exact search: a subsample's block analysis against the full fit
 
 Each (library, N, D) runs in its own process through `benchmarks/estimators.py`
 (one fit, after a warm-up on 50 points; time and peak extra memory as there), with
-a limit of 10 minutes. scikit-dimension is run up to `--skdim-max-n` points (it holds
-an N x N matrix: 1.5 GB at N = 10,000 and 3 GB at 30,000 at D = 512, so 100,000 would not
-fit in this machine's memory); layerscope, torchid and dadapy go on to 200,000.
+a limit of 10 minutes; a library over it at some N is not run at larger N.
 The growth exponent is the slope of log(time) against log(N) (or log(D)) fitted over
 the sizes where time is above 0.5 s (below it fixed costs dominate).
 """
@@ -48,16 +47,13 @@ def exponent(sizes: list[int], seconds: list[float]) -> str:
     return f"{slope:.2f}"
 
 
-def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], skdim_max_n: int, timeout: float) -> None:
+def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], timeout: float) -> None:
     print(f"\n| library | {axis} | " + " | ".join(str(s) for s in sizes) + " | exponent of time |")
     print("|---" * (len(sizes) + 3) + "|")
     for library in libraries:
         cells, xs, ts = [], [], []
         for size in sizes:
             n, d = (size, fixed) if axis == "N" else (fixed, size)
-            if library == "skdim" and n > skdim_max_n:
-                cells.append("not run (memory: N x N)")
-                continue
             if cells and cells[-1].startswith("over"):
                 cells.append("not run (the smaller N was over the limit)")
                 continue
@@ -71,19 +67,47 @@ def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], skdim_m
         print(f"| {LABELS[library]} | {'D = ' + str(fixed) if axis == 'N' else 'N = ' + str(fixed)} | " + " | ".join(cells) + f" | {exponent(xs, ts)} |", flush=True)
 
 
+def subsample_check(n: int, d: int, m: int, blocks: int) -> None:
+    """What to do when N is too large for an exact search: TwoNN's block analysis (``twonn_scale``) on a
+    random subsample of ``m`` points, timed, against the exact fit on all ``n`` points."""
+    import time
+
+    import numpy as np
+
+    from layerscope.data.manifolds import curved_manifold
+    from layerscope.estimators import TwoNN, twonn_scale
+
+    X = curved_manifold(n, 10, d, seed=0)
+    t = time.perf_counter()
+    sample = X[np.random.default_rng(1).choice(n, m, replace=False)]
+    scale = twonn_scale(sample, max_blocks=blocks, seed=0)
+    t_scale = time.perf_counter() - t
+    print(f"# curved_manifold(N = {n}, dim=10, D = {d}): twonn_scale on a random subsample of {m} points, {blocks} block sizes: {t_scale:.1f} s\n")
+    print("| blocks | points per block | TwoNN (mean over blocks) | error (std over blocks; b = 1: the fit's) |")
+    print("|---|---|---|---|")
+    for row in scale.itertuples():
+        print(f"| {row.n_blocks} | {row.block_size:.0f} | {row.dimension:.3f} | {row.error:.3f} |")
+    t = time.perf_counter()
+    full = TwoNN(n_subsamples=0).fit(X)
+    print(f"\nexact TwoNN on all {n} points: {full.dimension_:.3f} +- {full.dimension_err_:.3f}, {time.perf_counter() - t:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skdim-max-n", type=int, default=30_000)
+    parser.add_argument("--subsample", type=int, metavar="N", help="instead: block analysis of a 20,000-point subsample of N points against the exact fit")
     parser.add_argument("--libraries", nargs="+", default=list(LABELS), choices=list(LABELS))
     args = parser.parse_args()
+    if args.subsample:
+        subsample_check(args.subsample, 512, 20_000, 8)
+        return
     timeout = 600.0
     ns = [1000, 3000, 10_000] if args.quick else [1000, 3000, 10_000, 30_000, 100_000, 200_000]
     ds = [64, 512, 2048] if args.quick else [64, 512, 2048, 8192, 20_000]
     print("# TwoNN time (one fit) and peak extra memory against N at D = 512 and against D at N = 10,000;"
           " data curved_manifold(N, dim=10, D), float64")
-    table("N", ns, 512, args.libraries, args.skdim_max_n, timeout)
-    table("D", ds, 10_000, args.libraries, args.skdim_max_n, timeout)
+    table("N", ns, 512, args.libraries, timeout)
+    table("D", ds, 10_000, args.libraries, timeout)
 
 
 if __name__ == "__main__":
