@@ -164,12 +164,14 @@ def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, referenc
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == code, proc.stderr.read()
     kept = store.completed_steps()
-    assert 3 <= len(kept) < reference.step.nunique()
-    assert store.read_run()["status"] == status
+    # (messages with what was seen: this test failed once, in a fresh clone, and did not again in 20 runs)
+    output = proc.stdout.read() + proc.stderr.read()
+    assert 3 <= len(kept) < reference.step.nunique(), (kept, sorted(reference.step.unique()), output)
+    assert store.read_run()["status"] == status, (store.read_run(), output)
     if sig != signal.SIGKILL:  # a killed process cannot remove the temporary file it was writing
         assert not [p for p in (tmp_path / "c").rglob("*") if ".tmp" in p.name]
     partial = store.results()  # every kept checkpoint is whole
-    assert sorted(partial.step.unique()) == kept
+    assert sorted(partial.step.unique()) == kept, (sorted(partial.step.unique()), kept)
     proc = cli("run", "--resume", str(tmp_path / "c"), "--no-report")
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     assert not [p for p in (tmp_path / "c").rglob("*") if ".tmp" in p.name]  # a resumed run clears them
