@@ -20,7 +20,13 @@ refused here.
 Convex polygons are clipped by half-planes by hand (Sutherland-Hodgman with one
 plane): each cut needs the exact sign bookkeeping of the two sides, which is a
 few lines of numpy and much cheaper than building a geometry-library object per
-cut.
+cut. All regions of a layer are cut together (:mod:`._polygons`, padded arrays).
+
+Two paths give the same partition: a network that is an ``nn.Sequential`` chain of
+modules is cut one segment of modules per layer, from the parent regions' affine maps
+(:func:`_chain_partition`); any other runs from the plane to each layer being cut.
+Timings (10^5 regions of a 784-200x4 MLP in about 2 s and 4 s on 2 cores) and what
+made them: docs/benchmarks.md, "Exact 2-D partitions".
 """
 
 from __future__ import annotations
