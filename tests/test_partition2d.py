@@ -249,3 +249,17 @@ def test_interior_points_of_a_parallelogram_are_not_collinear():
     P, n = polygons.pad([np.array([[0.0, 0.0], [3.0, 0.0], [4.0, 1.0], [1.0, 1.0]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])])
     for points in polygons.interiors(P, n):
         assert abs(np.linalg.det(np.column_stack([points, np.ones(3)]))) > 0.05  # a sixth of the area or more
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_progress_names_each_layer_and_its_regions(chain, monkeypatch):
+    import layerscope.probes.partition2d as p2d
+
+    if not chain:
+        monkeypatch.setattr(p2d, "_chain", lambda network, order: None)
+    torch.manual_seed(0)
+    net = build_model("mlp", in_features=6, width=10, depth=3, num_classes=3).eval()
+    lines = []
+    part = partition2d(net, torch.randn(3, 6), progress=lines.append)
+    assert lines == [f"cut {name} ({i + 1} of 3 layers): {len(regions):,} regions" + ("; finding the decision boundary" if i == 2 else "")
+                     for i, (name, regions) in enumerate(zip(part.layers, part.regions_per_layer, strict=True))]

@@ -247,14 +247,16 @@ def partition(
             idx = list(points)
         else:
             idx = first_of_each_class(data.y_test)
-        part = partition2d(model, data.x_test[torch.tensor(idx)])
+        with console.status(f"partition of step {chosen}: cutting the first layer") as status:
+            part = partition2d(model, data.x_test[torch.tensor(idx)], progress=lambda text: status.update(f"partition of step {chosen}: {text}"))
+            status.update(f"drawing {len(part.regions):,} regions")
+            fig, ax = subplots(figsize=(6, 6))
+            part.plot(ax, labels=data.y_test[torch.tensor(idx)].tolist(), title=f"{cfg.name}, step {chosen}: {len(part.regions)} linear regions")
+            fig.tight_layout()
+            target = out or run_dir / f"partition-{chosen}.png"
+            fig.savefig(target, dpi=120)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    fig, ax = subplots(figsize=(6, 6))
-    part.plot(ax, labels=data.y_test[torch.tensor(idx)].tolist(), title=f"{cfg.name}, step {chosen}: {len(part.regions)} linear regions")
-    fig.tight_layout()
-    target = out or run_dir / f"partition-{chosen}.png"
-    fig.savefig(target, dpi=120)
     console.print(f"{len(part.regions)} regions; picture: {target}")
 
 

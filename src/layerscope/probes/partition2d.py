@@ -199,6 +199,7 @@ def partition2d(
     window: tuple[float, float, float, float] | None = None,
     margin: float = 0.5,
     max_regions: int = 200_000,
+    progress: Callable[[str], None] | None = None,
 ) -> Partition:
     """Exact partition of a plane through input space into the network's linear regions.
 
@@ -215,6 +216,9 @@ def partition2d(
         three points, widened by ``margin`` of its size on each side.
     max_regions : int
         Stop with an error past this many regions.
+    progress : callable, optional
+        Called with a line of text after each layer is cut (layer, regions so far) and
+        before the decision boundary: for a status display on long partitions.
 
     Returns
     -------
@@ -294,6 +298,7 @@ def partition2d(
         for key, neurons in zip(order, widths, strict=True):
             P, n, _, _ = _cut(P, n, lambda interior, _, key=key: run(interior.reshape(-1, 2), stop=key)[0][key].numpy(), neurons, max_regions)
             per_layer.append(polygons.unpad(P, n))
+            _report(progress, labels, len(per_layer), len(P))
         # one pass over three interior points per region: the first (the vertex mean) gives the
         # activation patterns, all three the affine logits for the decision boundary
         # (a block of regions at a time)
@@ -302,7 +307,8 @@ def partition2d(
         patterns = np.concatenate([torch.cat([pre[k].view(-1, 3, pre[k].shape[1])[:, 0] > 0 for k in order], dim=1).numpy() for pre, _ in parts])
         logits = np.concatenate([out.numpy() for _, out in parts])
     else:
-        P, n, per_layer, patterns, logits, interior = _chain_partition(P, n, chain, plane_inputs, device, max_regions)
+        P, n, per_layer, patterns, logits, interior = _chain_partition(P, n, chain, plane_inputs, device, max_regions,
+                                                                       lambda done, regions: _report(progress, labels, done, regions))
     boundary = _decision_boundary(P, n, interior, logits)
     return Partition(origin_np, basis, window, labels, per_layer, list(patterns), boundary, defining)
 
@@ -341,7 +347,7 @@ def _chain(network: nn.Module, order: list[tuple[str, int]]) -> _Chain | None:
 
 
 def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: Callable[[torch.Tensor], torch.Tensor],
-                     device: torch.device, max_regions: int) -> tuple:
+                     device: torch.device, max_regions: int, cut: Callable[[int, int], None] = lambda done, regions: None) -> tuple:
     """The partition of a chain network, one layer of modules per cut.
 
     A region's children (after cutting it by layer i's lines) share its affine map of
@@ -394,11 +400,18 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
         patterns = patterns[new_parent]
         parent, coefficients = new_parent, coefficients_in
         per_layer.append(polygons.unpad(P, n))
+        cut(len(per_layer), len(P))
     interior = polygons.interiors(P, n)
     signs.clear()
     logits = [next_values(interior[block], block, chain.tail, chain.activations[-1], shapes[-1]) for block in _blocks(len(P), math.prod(shapes[-1]))]
     patterns = np.concatenate([patterns, np.concatenate(signs)], axis=1)
     return P, n, per_layer, patterns, np.concatenate(logits).reshape(len(P) * 3, -1), interior
+
+
+def _report(progress: Callable[[str], None] | None, labels: list[str], done: int, regions: int) -> None:
+    if progress is not None:
+        after = "" if done < len(labels) else "; finding the decision boundary"
+        progress(f"cut {labels[done - 1]} ({done} of {len(labels)} layers): {regions:,} regions{after}")
 
 
 def _homogeneous(uv: np.ndarray) -> np.ndarray:
