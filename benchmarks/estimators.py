@@ -148,12 +148,19 @@ def main() -> None:
                     capture_output=True, text=True, check=False,
                 )
                 if out.returncode != 0:
-                    print(f"| {n} | {d} | {LABELS[library]} | failed: {out.stderr.strip().splitlines()[-1]} | | | | |")
+                    lines = out.stderr.strip().splitlines()
+                    last = lines[-1] if lines else f"exit {out.returncode} (killed: out of memory?)"
+                    if "ModuleNotFoundError" in last:
+                        last += " (not installed here; the peers' environment: see this script's docstring)"
+                    rows[library] = f"failed: {last}"
                     continue
                 rows[library] = json.loads(out.stdout.strip().splitlines()[-1])
-            base = rows.get("layerscope")
-            reference = rows.get("dadapy", {}).get("estimate")
-            for library, r in rows.items():
+            base = rows.get("layerscope") if isinstance(rows.get("layerscope"), dict) else None
+            reference = rows["dadapy"].get("estimate") if isinstance(rows.get("dadapy"), dict) else None
+            for library, r in rows.items():  # in the order asked for, failures in their place
+                if isinstance(r, str):
+                    print(f"| {n} | {d} | {LABELS[library]} | {r} | | | | |")
+                    continue
                 ratio_t = ratio_m = ""
                 if base and library in PEERS:
                     ratio_t = f"{r['seconds'] / base['seconds']:.2f}x"
