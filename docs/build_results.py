@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from layerscope.experiments import EXPERIMENTS
-from layerscope.experiments.reproduce import verdict_text
+from layerscope.experiments.reproduce import findings_table, verdict_text
 from layerscope.store import RunStore, find_runs
 
 HERE = Path(__file__).parent
@@ -36,12 +36,6 @@ def wall_minutes(folder: Path) -> float:
     start = min(pd.Timestamp(r["start_time"]) for r in runs)
     end = max(pd.Timestamp(r["end_time"]) for r in runs)
     return (end - start).total_seconds() / 60
-
-
-def table(findings: list) -> str:
-    lines = ["| finding | measured | verdict |", "|---|---|---|"]
-    lines += [f"| {f.claim} | {f.measured} | {verdict_text(f)} |" for f in findings]
-    return "\n".join(lines)
 
 
 def quick_match(claim: str, quick: list) -> object | None:
@@ -60,7 +54,7 @@ def section(name: str, size: str, folder: Path) -> tuple[list[str], list]:
     n_runs = len(find_runs(folder))
     lines = [f"### {size} size", "", f"Command: `layerscope reproduce {name} --size {size}` ({n_runs} runs, "
              f"{minutes:.1f} minutes from the first run's start to the last one's end)", "",
-             f"![{name} {size} runs](figures/{figure})", "", table(findings), ""]
+             f"![{name} {size} runs](figures/{figure})", "", findings_table(findings), ""]
     return lines, findings
 
 

@@ -65,15 +65,23 @@ def reproduce(
 
 
 def write_findings(folder: Path, paper: str, findings: list[Finding], command: str) -> None:
-    lines = [f"# {paper}", "", f"Command: `{command}`", "", "| finding | measured | verdict |", "|---|---|---|"]
-    lines += [f"| {f.claim} | {f.measured} | {verdict_text(f)} |" for f in findings]
-    (folder / "findings.md").write_text("\n".join(lines) + "\n")
+    (folder / "findings.md").write_text(f"# {paper}\n\nCommand: `{command}`\n\n{findings_table(findings)}\n")
     (folder / "findings.json").write_text(json.dumps([asdict(f) for f in findings], indent=2))
+
+
+def findings_table(findings: list[Finding]) -> str:
+    """The findings as a markdown table: claim, what was measured, verdict."""
+    lines = ["| finding | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {f.claim} | {f.measured} | {verdict_text(f)} |" for f in findings]
+    return "\n".join(lines)
+
+
+_VERDICT = {True: "holds", False: "does not hold", None: "not measurable"}
 
 
 def verdict_text(f: Finding) -> str:
     """"holds (confidence 0.99, 3 seeds)", "does not hold", "not measurable"."""
-    text = {True: "holds", False: "does not hold", None: "not measurable"}[f.holds]
+    text = _VERDICT[f.holds]
     extra = [f"confidence {f.confidence:.2f}"] if f.confidence is not None and f.holds is not None else []
     extra += [f"{f.seeds} seeds"] if f.seeds else []
     return f"{text} ({', '.join(extra)})" if extra else text
@@ -81,9 +89,8 @@ def verdict_text(f: Finding) -> str:
 
 def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str], command: str) -> Path:
     """``report.html``: the summary figure, the findings with verdicts, links to every run's report."""
-    verdict = {True: "holds", False: "does not hold", None: "not measurable"}
     rows = "".join(
-        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td class='{verdict[f.holds].replace(' ', '-')}'>{html.escape(verdict_text(f))}</td></tr>"
+        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td class='{_VERDICT[f.holds].replace(' ', '-')}'>{html.escape(verdict_text(f))}</td></tr>"
         for f in findings
     )
     links = " ".join(f"<a href='{html.escape(r)}/report.html'>{html.escape(r)}</a>" for r in runs)

@@ -2,7 +2,7 @@
 
 A batch of m convex polygons is ``(P, n)``: ``P`` of shape (m, K, 2) holds the
 vertices counter-clockwise, padded past each polygon's ``n[i]`` vertices (the
-padding is never read). Clipping every polygon of a batch by its own line at once
+padding is never read as vertices). Clipping every polygon of a batch by its own line at once
 (one numpy pass instead of a Python loop per polygon and line) is what makes
 partitions of 10^5 regions take seconds: written by hand because no geometry
 library clips many polygons by many different lines in one call.
@@ -14,12 +14,14 @@ import numpy as np
 
 
 def pad(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Polygons (each (k, 2)) as a padded batch."""
+    """Polygons (each (k, 2), k >= 1) as a padded batch; each is padded by repeating its last vertex,
+    so that the array drawn as it is (matplotlib) adds only zero-length edges."""
     n = np.array([len(p) for p in polygons], dtype=np.int64)
-    P = np.zeros((len(polygons), max(int(n.max(initial=0)), 1), 2))
-    for i, p in enumerate(polygons):
-        P[i, : len(p)] = p
-    return P, n
+    if not len(n):
+        return np.zeros((0, 1, 2)), n
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    index = starts[:, None] + np.minimum(np.arange(n.max())[None, :], n[:, None] - 1)
+    return np.concatenate(polygons)[index].astype(np.float64, copy=False), n
 
 
 def unpad(P: np.ndarray, n: np.ndarray) -> list[np.ndarray]:
@@ -27,7 +29,8 @@ def unpad(P: np.ndarray, n: np.ndarray) -> list[np.ndarray]:
     return [P[i, :k].copy() for i, k in enumerate(n.tolist())]
 
 
-def _valid(P: np.ndarray, n: np.ndarray) -> np.ndarray:
+def valid(P: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Which entries of each row are real vertices (m, K)."""
     return np.arange(P.shape[1])[None, :] < n[:, None]
 
 
@@ -40,7 +43,7 @@ def areas(P: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Signed areas (positive for counter-clockwise polygons), by the shoelace formula."""
     Q = np.take_along_axis(P, _next(P, n)[..., None], axis=1)
     cross = P[..., 0] * Q[..., 1] - Q[..., 0] * P[..., 1]
-    return 0.5 * np.where(_valid(P, n), cross, 0.0).sum(1)
+    return 0.5 * np.where(valid(P, n), cross, 0.0).sum(1)
 
 
 def sides(P: np.ndarray, lines: np.ndarray) -> np.ndarray:
@@ -66,13 +69,13 @@ def split_many(P: np.ndarray, n: np.ndarray, s: np.ndarray) -> tuple[tuple[np.nd
     s_next[rows, last] = s[:, 0]
     Q = np.roll(P, -1, axis=1)
     Q[rows, last] = P[:, 0]
-    valid = _valid(P, n)
-    cross = valid & (((s > 0) & (s_next < 0)) | ((s < 0) & (s_next > 0)))
+    real = valid(P, n)
+    cross = real & (((s > 0) & (s_next < 0)) | ((s < 0) & (s_next > 0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(cross, s / (s - s_next), 0.0)
     entries = np.stack([P, P + t[..., None] * (Q - P)], axis=2).reshape(m, 2 * K, 2)  # vertex i, then the crossing on edge i
     parts = []
-    for keep in (valid & (s >= 0), valid & (s <= 0)):
+    for keep in (real & (s >= 0), real & (s <= 0)):
         mask = np.stack([keep, cross], axis=2).reshape(m, 2 * K)
         count = mask.sum(1)
         out = np.zeros((m, max(int(count.max(initial=0)), 1), 2))
@@ -89,16 +92,16 @@ def interiors(P: np.ndarray, n: np.ndarray) -> np.ndarray:
     towards two vertices: a, the farthest from c, and b, the farthest from the line through c and a
     (so the triangle is as wide as the polygon allows: the two farthest vertices can lie on one line
     through c, as the ends of a parallelogram's long diagonal do)."""
-    valid = _valid(P, n)
-    c = np.where(valid[..., None], P, 0.0).sum(1) / n[:, None]
+    real = valid(P, n)
+    c = np.where(real[..., None], P, 0.0).sum(1) / n[:, None]
     d = P - c[:, None]
-    far = np.where(valid, np.einsum("mkd,mkd->mk", d, d), -np.inf).argmax(1)
+    far = np.where(real, np.einsum("mkd,mkd->mk", d, d), -np.inf).argmax(1)
     a = np.take_along_axis(d, far[:, None, None], axis=1)  # (m, 1, 2)
-    off = np.where(valid, np.abs(a[..., 0] * d[..., 1] - a[..., 1] * d[..., 0]), -np.inf).argmax(1)
+    off = np.where(real, np.abs(a[..., 0] * d[..., 1] - a[..., 1] * d[..., 0]), -np.inf).argmax(1)
     b = np.take_along_axis(d, off[:, None, None], axis=1)
     return np.concatenate([c[:, None], c[:, None] + 0.5 * a, c[:, None] + 0.5 * b], axis=1)
 
 
 def extent(P: np.ndarray, n: np.ndarray) -> np.ndarray:
     """The largest absolute coordinate of each polygon's vertices (m,)."""
-    return np.where(_valid(P, n)[..., None], np.abs(P), 0.0).max(axis=(1, 2))
+    return np.where(valid(P, n)[..., None], np.abs(P), 0.0).max(axis=(1, 2))
