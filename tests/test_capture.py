@@ -150,6 +150,72 @@ def test_float64_model_is_captured_in_float64():
     torch.testing.assert_close(acts["0"], model[0](x).detach(), rtol=0, atol=0)
 
 
+def test_float64_model_takes_float32_inputs():
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU()).double().eval()
+    x = torch.randn(30, 5)  # float32, as probe sets usually are
+    acts = dict(capture(model, x, ["0", "output"]))
+    assert acts["0"].dtype == torch.float64
+    torch.testing.assert_close(acts["0"], model[0](x.double()).detach(), rtol=0, atol=0)
+
+
+class Squeezed(nn.Module):
+    """A regression net whose output is one number per input, shape (N,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+def test_a_layer_output_of_shape_n_is_one_feature_per_input():
+    from layerscope.probes.geometry import default_layers, measure_geometry
+
+    model = Squeezed().eval()
+    x = torch.randn(300, 4)
+    acts = dict(capture(model, x, default_layers(model)))
+    assert acts["output"].shape == (300, 1)
+    torch.testing.assert_close(acts["output"][:, 0], model(x).detach())
+    table = measure_geometry(model, x, default_layers(model), ["twonn", "participation_ratio"])
+    pr = table[(table.layer == "output") & (table.metric == "participation_ratio")].value.iloc[0]
+    assert pr == pytest.approx(1.0)  # one feature: a participation ratio of exactly 1
+
+
+class Embedder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(50, 12)
+        self.mix = nn.Linear(12, 12)
+
+    def forward(self, input_ids, attention_mask):
+        return self.mix(self.emb(input_ids))
+
+
+def test_fully_masked_sequences_are_left_out_of_the_cloud_with_a_count():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50, (90, 7), generator=g)
+    mask = (torch.arange(7)[None] < torch.randint(1, 8, (90, 1), generator=g)).long()
+    mask[::3] = 0  # every third sequence has no token at all
+    model = Embedder().eval()
+    keep = mask.any(1)
+    for tokens in ("mean", "last"):
+        with pytest.warns(UserWarning, match=r"30 of 90 sequences have no unmasked token .*left out"):
+            got = dict(capture(model, {"input_ids": ids, "attention_mask": mask}, ["mix"], tokens=tokens, batch_size=16))["mix"]
+        want = dict(capture(model, {"input_ids": ids[keep], "attention_mask": mask[keep]}, ["mix"], tokens=tokens))["mix"]
+        assert got.shape == (60, 12)
+        torch.testing.assert_close(got, want)
+    # "first" (a CLS token) and "flatten" read no mask: every input keeps its point, and nothing is said
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dict(capture(model, {"input_ids": ids, "attention_mask": mask}, ["mix"], tokens="first"))["mix"].shape == (90, 12)
+    with pytest.raises(ValueError, match="every one of the 3 inputs has an attention_mask of all zeros"):
+        list(capture(model, {"input_ids": ids[:3], "attention_mask": mask[:3] * 0}, ["mix"]))
+
+
 PEAK = """
 import sys, torch
 from torch import nn

@@ -140,6 +140,97 @@ def test_transformers_callback_on_a_tiny_bert(tmp_path):
     assert [s.step for s in scalars] == steps and scalars[-1].value == pytest.approx(last, rel=1e-6)
 
 
+class Exploding(TokenTask):
+    """A data set whose item ``at`` raises (a corrupt example, a full disk: training stops mid-way)."""
+
+    def __init__(self, n, at):
+        super().__init__(n)
+        self.at = at
+
+    def __getitem__(self, i):
+        if i == self.at:
+            raise RuntimeError("example 37 is corrupt")
+        return super().__getitem__(i)
+
+
+def tiny_bert(transformers):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=16, num_labels=2)
+    return transformers.BertForSequenceClassification(config)
+
+
+@pytest.mark.parametrize("attach", ["constructor", "add_callback"])
+def test_transformers_callback_records_a_failed_training_and_frees_the_folder(tmp_path, attach):
+    transformers = pytest.importorskip("transformers")
+    from layerscope.integrations.transformers import LayerscopeCallback
+
+    probe = TokenTask(100, seed=1)
+    inputs = {"test": {"input_ids": probe.ids, "attention_mask": probe.mask}}
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=12, per_device_train_batch_size=8, save_strategy="no",
+                                          report_to="none", use_cpu=True, disable_tqdm=True, seed=0, dataloader_drop_last=True)
+
+    def trainer(callback, data):
+        if attach == "constructor":
+            return transformers.Trainer(model=tiny_bert(transformers), args=args, train_dataset=data, callbacks=[callback])
+        made = transformers.Trainer(model=tiny_bert(transformers), args=args, train_dataset=data)
+        made.add_callback(callback)
+        return made
+
+    first = LayerscopeCallback(tmp_path / "bert", inputs, checkpoints=3)
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="example 37 is corrupt"):
+        warnings.simplefilter("ignore")
+        trainer(first, Exploding(96, at=37)).train()
+    if attach == "constructor":  # the callback saw the exception: recorded at once, lock released
+        info = RunStore(tmp_path / "bert").read_run()
+        assert info["status"] == "failed" and info["error"] == "RuntimeError: example 37 is corrupt"
+        assert not first.run.active
+    # a new callback on the same folder in the same process (a notebook) works
+    second = LayerscopeCallback(tmp_path / "bert", inputs, checkpoints=3, overwrite=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(second, TokenTask(96)).train()
+    assert RunStore(tmp_path / "bert").read_run()["status"] == "finished" and not first.run.active
+    if attach == "add_callback":  # found only inside its first train(): closed as failed when the next run began
+        assert first.run.info["status"] == "running"  # what it held; its folder was taken over, its end written then
+    third = LayerscopeCallback(tmp_path / "bert", inputs, checkpoints=3, overwrite=True)
+    made = trainer(third, Exploding(96, at=37))
+    with warnings.catch_warnings(), pytest.raises(RuntimeError):
+        warnings.simplefilter("ignore")
+        made.train()
+    with warnings.catch_warnings(), pytest.raises(RuntimeError):
+        warnings.simplefilter("ignore")
+        made.train()  # the same Trainer again: watched once, recorded again
+    info = RunStore(tmp_path / "bert").read_run()
+    assert info["status"] == "failed" and "example 37" in info["error"]
+
+
+def test_tracked_run_track_records_how_a_loop_of_ones_own_ends(tmp_path):
+    from layerscope.integrations import TrackedRun
+    from layerscope.report import make_report
+
+    x = torch.randn(200, 6)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    run = TrackedRun(tmp_path / "mine", {"test": x}, checkpoints=3)
+    with run.track(model, total_steps=20):
+        for step in range(21):
+            if run.due(step):
+                run.measure(model, step, metrics={"test_acc": 0.5})
+    assert RunStore(tmp_path / "mine").read_run()["status"] == "finished"
+    assert sorted(load(tmp_path / "mine").step.unique()) == [0, 1, 20] and make_report(tmp_path / "mine").is_file()
+    again = TrackedRun(tmp_path / "mine", {"test": x}, checkpoints=3, overwrite=True)
+    with pytest.raises(ZeroDivisionError):
+        with again.track(model, total_steps=20):
+            run.measure(model, 0)
+            1 / 0
+    info = RunStore(tmp_path / "mine").read_run()
+    assert info["status"] == "failed" and info["error"] == "ZeroDivisionError: division by zero" and not again.active
+    with pytest.raises(KeyboardInterrupt):
+        with TrackedRun(tmp_path / "mine", {"test": x}, overwrite=True).track(model, total_steps=20):
+            raise KeyboardInterrupt
+    assert RunStore(tmp_path / "mine").read_run()["status"] == "interrupted"
+
+
 def test_tracked_run_refuses_what_it_cannot_do(tmp_path):
     from layerscope.integrations import TrackedRun
 

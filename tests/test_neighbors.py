@@ -207,6 +207,10 @@ def test_bf16_too_coarse_for_the_data_is_searched_again_in_float32(monkeypatch):
     monkeypatch.setattr(nb, "_certified_candidates", spy)
     X = np.random.default_rng(0).standard_normal((1500, 100))  # 20 neighbours in 100 dimensions: distances within 1%
     got = nearest_neighbors(X, 20, precision="bfloat16")
-    assert seen[0][0] == torch.bfloat16 and seen[0][1] > 32  # bf16 could not vouch for many rows
-    assert seen[1] == (torch.float32, 0) and got.n_fallback == 0
+    assert seen[0][0] == torch.bfloat16 and seen[0][1] > 32  # bf16 could not vouch for many rows (over 1%: 15 of 1,500)
+    # then the candidates are searched again in float32, and only the rows float32 cannot vouch
+    # for either (how many depends on the CPU's GEMM kernels: 0 on one, 20 on another) are scanned
+    # exactly in float64
+    assert [dtype for dtype, _ in seen] == [torch.bfloat16, torch.float32]
+    assert seen[1][1] < seen[0][1] and got.n_fallback == seen[1][1]
     np.testing.assert_allclose(got.distances, reference(X, 20)[0], rtol=1e-12)

@@ -1,6 +1,7 @@
 """What survives what: run names, --overwrite, the run-folder lock, kills, crashes, corrupt files."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from layerscope.analysis.phases import PHASES_SCHEMA
@@ -282,6 +284,37 @@ def test_corrupt_files_give_one_line_errors(tmp_path):
     with pytest.warns(UserWarning, match=f"{bad.name} cannot be read"):
         page = make_report(tmp_path / "a")
     assert page.exists()
+
+
+def test_files_in_results_that_layerscope_did_not_write_are_not_checkpoints(tmp_path):
+    quietly(execute, tiny("a"), tmp_path / "a")
+    steps = RunStore(tmp_path / "a").completed_steps()
+    some = RunStore(tmp_path / "a").checkpoint_files()[0]
+    for foreign in ("step-1-old.parquet", "step-final.parquet", "step-5.parquet", "step-0000000010.parquet"):
+        (tmp_path / "a" / "results" / foreign).write_bytes(some.read_bytes())
+    assert RunStore(tmp_path / "a").completed_steps() == steps and len(steps) == 3
+    assert sorted(load(tmp_path / "a").step.unique()) == steps
+    result = runner.invoke(app, ["runs", str(tmp_path)])
+    assert result.exit_code == 0 and re.search(r"\ba\b.*finished.*\b3\b", result.output), result.output
+
+
+def test_the_readme_main_command_warns_of_nothing_in_its_own_preset(tmp_path):
+    """`layerscope run --preset quick` measures alpha where it applies and says nothing of the 10 logits, where it cannot."""
+    from layerscope.experiments import preset
+    from layerscope.probes.geometry import estimate_layer
+
+    cfg = preset("quick")
+    assert "alpha" in cfg.probes.estimators and "output" in cfg.probes.layers
+    X = torch.randn(500, 10)  # the quick net's output: 10 logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = estimate_layer("output", X, cfg.probes.estimators)
+    assert {r.metric for r in rows} == {"n_features", "twonn", "pc_id", "participation_ratio"}
+    rows = estimate_layer("relu3", torch.randn(500, 64) * torch.arange(1, 65) ** -0.7, cfg.probes.estimators)
+    assert "alpha" in {r.metric for r in rows}  # wide enough: measured
+    skipped = []
+    estimate_layer("flat", torch.ones(500, 64), ["alpha"], on_skip=lambda *a: skipped.append(a))
+    assert skipped and skipped[0][:2] == ("flat", "alpha")  # a wide layer that fails is still reported
 
 
 def test_divergence_found_without_a_sync_per_step_names_the_first_bad_step():

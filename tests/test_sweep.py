@@ -58,7 +58,7 @@ def test_grid_names_values_and_overrides(tmp_path):
     "extra,message",
     [
         ('[axes.x]\n', "axes.x: Input should be a valid list"),
-        ('"train.lr" = [0.1, -1]\n', "trial 'seed-0_optimizer-sgd_lr-1' of sweep 'tiny':\n  train.lr: Input should be greater than 0"),
+        ('"train.lr" = [0.1, -1]\n', "trial 'seed-0_optimizer-sgd_lr--1' of sweep 'tiny':\n  train.lr: Input should be greater than 0"),
         ('"train.optimiser" = ["sgd"]\n', "train.optimiser: Extra inputs are not permitted"),
         ('"model.name" = ["mlp", "lenet"]\n', "model.name: unknown model 'lenet'"),
     ],
@@ -248,6 +248,11 @@ def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missin
     assert finished, "no trial finished in time"
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=60)
+    # nothing of the killed driver's Ray is left running (its agents, once left to init, are ended by the reaper)
+    deadline = time.time() + 30
+    while (left := orphaned_ray_agents(driver.pid)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not left, left
     kept = {p.parent.name: {f.name: f.stat().st_mtime_ns for f in (p.parent / "results").iterdir()} for p in finished}
     again = subprocess.run([sys.executable, "-m", "layerscope.cli", "sweep", str(path), "--out", str(tmp_path / "out")],
                            capture_output=True, text=True, env=env, timeout=600)
@@ -257,6 +262,22 @@ def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missin
         assert {f.name: f.stat().st_mtime_ns for f in (folder / name / "results").iterdir()} == files  # untouched
     assert sorted(pd.read_parquet(folder / "trials.parquet").status) == ["finished"] * 4
     assert load(folder).run_id.nunique() == 4
+
+
+def orphaned_ray_agents(driver_pid):
+    """Ray agents left to init (parent pid 1) that were started after the driver ``driver_pid``."""
+    from layerscope._reaper import _stat
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None and stat[0] == 1:
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("ray::") and int(entry) > driver_pid:
+                found.append((int(entry), cmd.strip("\0")))
+    return found
 
 
 def test_sweep_report_figures_and_correlation(tmp_path, local_ray):

@@ -154,6 +154,8 @@ def run(
         raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RunLockedError) as err:
         _fail(str(err))
+    except OSError as err:  # a disk that fills or goes read-only during the run
+        _fail(f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err))
     console.print(f"results: {run_dir / 'results'}  (layerscope.store.load('{run_dir}'))")
     if report:
         from .report import make_report
@@ -170,6 +172,7 @@ def report_command(
     from .report.sweep import make_sweep_report
     from .store.remote import local_view, location
 
+    warnings.showwarning = _show_warning
     try:
         where = location(folder)
         with local_view(where) as local:
@@ -186,21 +189,23 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN); a path every machine of a cluster sees.")] = Path("runs"),
     address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Runs at once (default: one per CPU).", min=1)] = None,
+    replace_changed: Annotated[bool, typer.Option(help="Move runs made with another config (an earlier version's) into OUT/NAME-SIZE/.replaced/ and run them again.")] = False,
 ) -> None:
     """Reproduce a paper's experiment: its runs (on Ray, as a sweep), its findings checked, a summary figure.
 
     Re-running continues where it stopped: finished runs are kept, interrupted ones resumed.
     """
     from .experiments.reproduce import reproduce as run_experiment
+    from .runner import Terminated
 
     warnings.showwarning = _show_warning
     try:
         with _LiveTable(f"reproduce {name} --size {size}") as live:
-            folder = run_experiment(name, size, out, address=address, max_concurrent=max_concurrent, on_progress=live)
-    except KeyboardInterrupt:
+            folder = run_experiment(name, size, out, address=address, max_concurrent=max_concurrent, on_progress=live, replace_changed=replace_changed)
+    except KeyboardInterrupt as err:
         console.print(f"[yellow]interrupted.[/] Run the same command again to go on: layerscope reproduce {name} --size {size} --out {out}")
-        raise typer.Exit(130) from None
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
+        raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
         _fail(str(err))
     console.print((folder / "findings.md").read_text())
     console.print(f"summary figure: {folder / 'summary.png'}; run reports: {folder}/*/report.html")
@@ -263,18 +268,31 @@ def partition(
 _STATUS_STYLE = {"pending": "dim", "running": "cyan", "finished": "green", "skipped": "green", "failed": "bold red"}
 
 
+_MAX_ROWS = 30  # a larger grid shows its running and failed trials, and counts the rest
+
+
 def _trial_table(states: list, title: str) -> Table:
-    """One line per trial: status (with retries), last checkpoint step, test accuracy there."""
+    """One line per trial: status (with retries), last checkpoint step, test accuracy there.
+
+    Over ``_MAX_ROWS`` trials, only the running and failed ones (at most that many)
+    and a line counting the others: a table of thousands of rows, drawn twice a
+    second, would cost a core and show nothing.
+    """
     table = Table(title=title, title_justify="left")
     for column, justify in (("trial", "left"), ("status", "left"), ("step", "right"), ("test acc", "right"), ("note", "left")):
         table.add_column(column, justify=justify)
-    for s in states:
+    shown = states
+    if len(states) > _MAX_ROWS:
+        shown = [s for s in states if s.status in ("running", "failed")][:_MAX_ROWS]
+    for s in shown:
         status = {"skipped": "finished before"}.get(s.status, s.status)
         if s.retries:
             status += f" (retried {s.retries}x)"
         step = "-" if s.step is None else (f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step))
         acc = "-" if s.test_acc is None else f"{s.test_acc:.3f}"
         table.add_row(s.name, f"[{_STATUS_STYLE.get(s.status, '')}]{status}[/]", step, acc, s.error or "")
+    if len(shown) < len(states):
+        table.add_row(f"... {len(states) - len(shown)} more", "", "", "", _summary(states))
     return table
 
 
@@ -325,19 +343,21 @@ def sweep(
     out: Annotated[str, typer.Option(help="Where the sweep goes (as OUT/NAME/TRIAL): a folder, an NFS path, or a URI (s3://bucket/x, gs://..., file:///x).")] = "runs",
     address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Trials at once (default: as the resources allow).", min=1)] = None,
+    replace_changed: Annotated[bool, typer.Option(help="Move trials run with another config (the file was edited) into OUT/NAME/.replaced/ and run them again.")] = False,
 ) -> None:
     """Run a grid of tracked runs on Ray. Running it again finishes only what is missing."""
     from .config import ConfigError
+    from .runner import Terminated
     from .sweep import run_sweep
 
     warnings.showwarning = _show_warning
     try:
         with _LiveTable(f"sweep {file}") as live:
-            folder, states = run_sweep(file, out, address=address, max_concurrent=max_concurrent, on_progress=live)
-    except KeyboardInterrupt:
+            folder, states = run_sweep(file, out, address=address, max_concurrent=max_concurrent, on_progress=live, replace_changed=replace_changed)
+    except KeyboardInterrupt as err:
         console.print(f"[yellow]interrupted.[/] Finished trials are kept; run the same command again to go on: layerscope sweep {file} --out {out}")
-        raise typer.Exit(130) from None
-    except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
+        raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+    except (ConfigError, ValueError, OSError, ImportError) as err:
         _fail(str(err))
     console.print(_summary(states) + f". Results: layerscope.store.load('{folder}'); figures: layerscope report {folder}", highlight=False)
     if any(s.status == "failed" for s in states):
@@ -363,6 +383,7 @@ def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = 
     """List the runs in a folder."""
     from .store import RunStore, load_runs
 
+    warnings.showwarning = _show_warning
     table = load_runs(folder)
     if table.empty:
         _fail(f"no layerscope runs in {folder}")

@@ -158,6 +158,11 @@ def execute(
         raise FileExistsError(f"{run_dir} is a symbolic link; give a run folder that is a plain folder")
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir} is a file, not a run folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        RunStore(run_dir).lock().path.touch()  # can the folder be written at all?
+    except OSError as err:
+        raise ValueError(f"cannot write the run folder {run_dir}: {err.strerror or err}") from None
     store = RunStore(run_dir)
     with store.lock():
         if store.is_run():
@@ -210,17 +215,28 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the block, so it ends as Ctrl-C does.
+
+    Code that turns a signal's exception into a plain KeyboardInterrupt (Ray's
+    ``wait`` does) still ends in Terminated: the handler remembers that it ran.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
+    received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
+        received.append(signum)
         raise Terminated(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+    except KeyboardInterrupt as err:
+        if received and not isinstance(err, Terminated):
+            raise Terminated(f"signal {received[0]}") from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -269,7 +285,7 @@ def _run(
         store.write_run(info)
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             _train(cfg, store, state, progress, status, planned)
     except KeyboardInterrupt:
         ended("interrupted")

@@ -36,7 +36,11 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +48,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
 from .store.remote import Location, Mirror, location
@@ -77,10 +81,18 @@ class SweepConfig(BaseModel):
     def _name(cls, v: str) -> str:
         return check_folder_name(v)
 
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            _check_field(key)
+        return v
+
     @field_validator("axes")
     @classmethod
     def _axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in v.items():
+            _check_field(key)
             if not values:
                 raise ValueError(f"axis {key!r} has no values")
             if len({repr(x) for x in values}) != len(values):
@@ -95,7 +107,31 @@ class SweepConfig(BaseModel):
             raise ValueError("every variant needs a name")
         if len(set(names)) != len(names):
             raise ValueError("variant names must differ")
+        for variant in v:
+            for key in variant:
+                if key != "name":
+                    _check_field(key)
         return v
+
+    @model_validator(mode="after")
+    def _one_source_per_field(self) -> SweepConfig:
+        """A field set by an axis and by an override or a variant would train at one value while labelled with another."""
+        if self.variants and "variant" in self.axes:
+            raise ValueError("an axis named 'variant' clashes with the variants' own axis; rename it")
+        setters = [(f"overrides set {key!r}", key) for key in self.overrides]
+        setters += [(f"variant {v['name']!r} sets {key!r}", key) for v in self.variants for key in v if key != "name"]
+        for axis in self.axes:
+            for who, key in setters:
+                if key == axis or key.startswith(axis + ".") or axis.startswith(key + "."):
+                    raise ValueError(f"{who}, which the axis {axis!r} varies: a trial labelled with the axis's value would train at "
+                                     "the other one; set the field in one place")
+        return self
+
+
+def _check_field(key: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
+        raise ValueError(f"{key!r} is not a config field (a dotted path such as 'train.lr')")
+    return key
 
 
 @dataclass(frozen=True)
@@ -148,24 +184,73 @@ def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
+def _digest(value: Any, n: int) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:n]
+
+
 def _label(value: Any) -> str:
-    text = re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-")
-    return text or "x"
+    """An axis value as it reads in a trial's name, a function of the value alone (not of the other values).
+
+    A value whose text is its own (a number, ``true``/``false``, a word of letters,
+    digits, '.' and '-' that does not read as a number) is that text; any other (a
+    text with other characters, one that reads as a number or a boolean, a list) is
+    a readable part and a hash of the value: ``"a b"`` and ``"a-b"`` give two
+    names, whatever their order, and so do ``1`` and ``"1"``. Plain texts never end
+    in '-' and ten hexadecimal digits, so a plain label never equals a hashed one.
+    """
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        text = repr(value)
+        plain = re.fullmatch(r"[A-Za-z0-9.-]+", text) is not None
+    elif isinstance(value, str):
+        text = value
+        plain = (re.fullmatch(r"[A-Za-z0-9.-]+", text) is not None and not re.search(r"-[0-9a-f]{10}$", text)
+                 and not _reads_as_scalar(text))
+    else:
+        text, plain = str(value), False
+    if plain:
+        return text
+    readable = re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-")[:40] or "x"
+    return f"{readable}-{_digest(value, 10)}"
+
+
+def _reads_as_scalar(text: str) -> bool:
+    if text.lower() in ("true", "false", "none", "null"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def trial_name(values: dict[str, Any]) -> str:
+    """A trial's folder name from its axis values alone: ``seed-0_lr-0.1``; a hash of all values when it would be too long."""
+    name = "_".join(f"{key.split('.')[-1]}-{_label(value)}" for key, value in values.items()) or "trial"
+    if len(name) > 128:
+        name = name[:115].rstrip("-_.") + "-" + _digest(sorted(values.items()), 12)
+    return name
 
 
 def expand(sweep: SweepConfig, base: RunConfig) -> list[Trial]:
-    """The trials of a sweep: every combination of the axes (and variants), each a validated RunConfig."""
+    """The trials of a sweep: every combination of the axes (and variants), each a validated RunConfig.
+
+    Raises
+    ------
+    ConfigError
+        A trial's config does not validate, or two trials have the same config
+        (axis values that are equal once parsed: ``0.01`` and ``"1e-2"``).
+    """
     axes = dict(sweep.axes)
     if sweep.variants:
         axes["variant"] = [v["name"] for v in sweep.variants]
     variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in sweep.variants}
-    trials, names = [], set()
+    trials: list[Trial] = []
+    seen: dict[str, Trial] = {}  # each config (without its name) once
     for combination in itertools.product(*axes.values()) if axes else [()]:
         values = dict(zip(axes, combination))
-        name = "_".join(f"{key.split('.')[-1]}-{_label(value)}" for key, value in values.items()) or "trial"
-        if len(name) > 128 or name in names:  # too long, or two values that read alike (-1 and 1): a hash of the values
-            name = name[:115] + "-" + hashlib.sha1(repr(sorted(values.items())).encode()).hexdigest()[:12]
-        names.add(name)
+        name = trial_name(values)
         raw = base.model_dump(mode="json")
         for key, value in sweep.overrides.items():
             _set(raw, key, value)
@@ -176,17 +261,81 @@ def expand(sweep: SweepConfig, base: RunConfig) -> list[Trial]:
             else:
                 _set(raw, key, value)
         raw["name"] = name
-        trials.append(Trial(name, values, parse_config(raw, f"trial {name!r} of sweep {sweep.name!r}")))
+        trial = Trial(name, values, parse_config(raw, f"trial {name!r} of sweep {sweep.name!r}"))
+        key = json.dumps({**trial.config.model_dump(mode="json"), "name": None}, sort_keys=True)
+        if key in seen:
+            raise ConfigError(f"sweep {sweep.name!r}: the trials {_show(seen[key].values)} and {_show(values)} have the same config "
+                              "(values that are equal once parsed, such as 0.01 and \"1e-2\"): give each value once")
+        seen[key] = trial
+        trials.append(trial)
+    if len({t.name for t in trials}) != len(trials):  # cannot happen (the labels are one-to-one); a bug if it does
+        raise AssertionError("two trials of one sweep got the same name")
     return trials
 
 
-def _run_trial(config: dict[str, Any], target: Location, threads: int | None, progress: Callable[[int, int], None] | None = None) -> str:
+def _show(values: dict[str, Any]) -> str:
+    return "(" + ", ".join(f"{k} = {v!r}" for k, v in values.items()) + ")"
+
+
+class TrialChangedError(ConfigError):
+    """Trial folders that hold runs of another config than the one the sweep asks for now."""
+
+
+_MISSING = object()
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(stored: Any, wanted: RunConfig) -> list[str]:
+    """Where a trial's stored config differs from the one the sweep asks for: ``"field: stored -> wanted"`` each (empty if equal).
+
+    The stored config is validated again first, so that fields added to the config
+    since it was written (with their defaults) are not differences.
+    """
+    try:
+        old = parse_config(json.loads(stored) if isinstance(stored, str) else stored, "the stored config").model_dump(mode="json")
+    except (ConfigError, TypeError, ValueError) as err:
+        return [f"its stored config does not validate any more ({str(err).splitlines()[-1].strip()})"]
+    a, b = _flat(old), _flat(wanted.model_dump(mode="json"))
+    return [f"{key}: {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}" for key in sorted(a.keys() | b.keys())
+            if a.get(key, _MISSING) != b.get(key, _MISSING)]
+
+
+def _changed_message(changed: dict[str, list[str]]) -> str:
+    lines = [f"  {name}: {'; '.join(diffs[:4])}" + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "") for name, diffs in list(changed.items())[:10]]
+    more = [f"  ... and {len(changed) - 10} more trials"] if len(changed) > 10 else []
+    return (f"{len(changed)} trial folder(s) hold runs of another config than the sweep asks for now (the sweep file changed since):\n"
+            + "\n".join(lines + more)
+            + "\nTheir results would mix with the new ones. Give the sweep another name, or run it with --replace-changed "
+              "to move those trials aside (into the sweep's .replaced/ folder) and run them again.")
+
+
+#: Errors that a retry cannot mend: the trial fails at once, without Ray's retries.
+def _permanent() -> tuple[type[BaseException], ...]:
+    from .store import CorruptRunError, RunLockedError
+
+    return (ConfigError, CorruptRunError, RunLockedError, FileExistsError)
+
+
+def _run_trial(config: dict[str, Any], target: Location, threads: int | None, progress: Callable[[int, int], None] | None = None) -> str | None:
     """Finish one trial in ``target``: start it, or resume it from its last checkpoint, or nothing if it is finished.
 
     Idempotent, so that Ray can run it again after a failure (a retry resumes). A
     trial whose folder is not local runs in a local copy that is uploaded as it
     goes (:class:`layerscope.store.remote.Mirror`), so a retry on another machine
     resumes from the last uploaded checkpoint.
+
+    Returns None when the trial is finished, or the error line of a failure that a
+    retry cannot mend (a config that changed, a corrupt run file, a folder held by
+    another process): those are returned, not raised, so that Ray does not retry them.
     """
     import warnings
 
@@ -196,24 +345,32 @@ def _run_trial(config: dict[str, Any], target: Location, threads: int | None, pr
         torch.set_num_threads(max(1, threads))
     if progress is None:
         warnings.simplefilter("ignore")  # on a worker: the trial's warnings stay in its own process
-    if target.is_local:
-        return _finish(config, target.local(), progress)
-    with Mirror(target) as local:
-        return _finish(config, local, progress)
+    try:
+        if target.is_local:
+            _finish(config, target.local(), progress)
+        else:
+            with Mirror(target) as local:
+                _finish(config, local, progress)
+    except _permanent() as err:
+        return _error_line(err)
+    return None
 
 
-def _finish(config: dict[str, Any], run_dir: Path, progress: Callable[[int, int], None] | None) -> str:
+def _finish(config: dict[str, Any], run_dir: Path, progress: Callable[[int, int], None] | None) -> None:
     from .runner import execute, resume
     from .store import RunStore
 
+    cfg = parse_config(config, f"trial {run_dir.name}")
     store = RunStore(run_dir)
     if store.is_run():
-        if store.read_run()["status"] == "finished":
-            return "finished"
-        resume(run_dir, progress=progress)
+        info = store.read_run()
+        changed = config_changes(info["config"], cfg)
+        if changed:  # the driver checks before it starts; this is for a folder changed since
+            raise TrialChangedError(_changed_message({run_dir.name: changed}))
+        if info["status"] != "finished":
+            resume(run_dir, progress=progress)
     else:
-        execute(parse_config(config, f"trial {run_dir.name}"), run_dir, progress=progress)
-    return "finished"
+        execute(cfg, run_dir, progress=progress)
 
 
 @dataclass
@@ -242,19 +399,41 @@ class _Peek:
     total_steps: int | None
     last_step: int | None  # the last finished checkpoint
     last_file: str | None  # its results file, relative to results/
+    config: Any = None  # as stored (JSON text)
 
 
 def _peek(run: Location) -> _Peek:
     """A trial's state read from its folder (local or remote) without taking its lock."""
+    from .store import STEP_FILE
+
     try:
         info = pq.read_table(io.BytesIO(run.read_bytes("run.parquet"))).to_pylist()[0]
     except (OSError, IndexError, ValueError):  # not written yet, or being replaced
         return _Peek(None, 0, None, None, None)
-    files = sorted(f for f in run.join("results").files() if f.startswith("step-") and f.endswith(".parquet"))
+    files = sorted(f for f in run.join("results").files() if STEP_FILE.fullmatch(f))
     total = info.get("total_steps")
     last = files[-1] if files else None
     return _Peek(info.get("status"), int(info.get("resumes") or 0), None if total is None else int(total),
-                 None if last is None else int(last.removeprefix("step-").removesuffix(".parquet")), last)
+                 None if last is None else int(STEP_FILE.fullmatch(last)[1]), last, info.get("config"))
+
+
+def _move_aside(folder: Location, name: str) -> None:
+    """Move the trial folder ``name`` into ``folder/.replaced/NAME-TIME`` (refused while a process holds it)."""
+    import datetime as dt
+
+    from .store import RunStore
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    if folder.is_local:
+        source, target = folder.local() / name, folder.local() / ".replaced" / f"{name}-{stamp}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with RunStore(source).lock():
+            source.rename(target)
+        return
+    source, target = folder.join(name), folder.join(".replaced", f"{name}-{stamp}")
+    for relative in source.files():
+        target.write_bytes(relative, source.read_bytes(relative))
+    source.fs.delete_dir(source.path)
 
 
 def _test_acc(run: Location, step_file: str) -> float | None:
@@ -271,6 +450,20 @@ def _error_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def reconcile(folder: Location, trials: list[Trial], *, replace_changed: bool = False) -> dict[str, _Peek]:
+    """Each trial's folder read, and checked against its config: a folder that holds a run of another
+    config is refused (:class:`TrialChangedError`, naming the fields) or, with ``replace_changed``,
+    moved into ``folder/.replaced/``. Returns what each folder holds now."""
+    peeks = {t.name: _peek(folder.join(t.name)) for t in trials}
+    changed = {t.name: diffs for t in trials if peeks[t.name].status is not None and (diffs := config_changes(peeks[t.name].config, t.config))}
+    if changed and not replace_changed:
+        raise TrialChangedError(_changed_message(changed))
+    for name in changed:
+        _move_aside(folder, name)
+        peeks[name] = _Peek(None, 0, None, None, None)
+    return peeks
+
+
 def run_trials(
     folder: Location,
     trials: list[Trial],
@@ -282,6 +475,8 @@ def run_trials(
     on_progress: Callable[[list[TrialState]], None] | None = None,
     require_ray: bool = True,
     poll: float = 1.0,
+    replace_changed: bool = False,
+    peeks: dict[str, _Peek] | None = None,
 ) -> list[TrialState]:
     """The engine: finish every trial in ``folder/TRIAL`` on Ray, retrying failures from their checkpoints.
 
@@ -290,13 +485,23 @@ def run_trials(
     Without Ray installed, ``require_ray=False`` runs the trials one after another
     in this process (``reproduce`` does, so that it works without the extra);
     otherwise an ImportError says how to install it.
+
+    A trial is its config, not only its name: a folder that holds a run of another
+    config than its trial's (the sweep file was edited) is refused with the fields
+    that differ (:class:`TrialChangedError`), before anything runs; with
+    ``replace_changed`` it is moved into ``folder/.replaced/`` and run again.
+    Resources that the Ray cluster does not have are refused before anything runs
+    (ValueError). Failures that a retry cannot mend (a corrupt run file, a folder
+    held by another process) are not retried. ``peeks``: the trials' folders as
+    :func:`reconcile` left them, when the caller called it.
     """
     resources = resources or Resources()
     notify = on_progress or (lambda states: None)
     states = {t.name: TrialState(t.name, t.values) for t in trials}
+    peeks = peeks if peeks is not None else reconcile(folder, trials, replace_changed=replace_changed)
     todo = []
     for trial in trials:
-        if _peek(folder.join(trial.name)).status == "finished":
+        if peeks[trial.name].status == "finished":
             _update(states[trial.name], folder.join(trial.name), 0)
             states[trial.name].status = "skipped"
         else:
@@ -310,16 +515,43 @@ def run_trials(
         if require_ray or address is not None:
             raise ImportError("sweeps run on Ray: pip install 'layerscope[ray]'") from None
         return _run_here(folder, todo, states, notify)
+    from .runner import sigterm_as_interrupt
+
     started_here = not ray.is_initialized()
+    reaper = None
     if started_here:
         # "local": a new Ray of this machine's CPUs, never a stale cluster left in /tmp/ray by an earlier process
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if address is None:  # this process owns that Ray: should it be killed, its leftovers are ended
+            reaper = subprocess.Popen([sys.executable, "-m", "layerscope._reaper", str(os.getpid())], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _run_on_ray(ray, folder, todo, states, resources, max_failures, max_concurrent, notify, poll)
+        with sigterm_as_interrupt():  # after ray.init, which sets a handler of its own: SIGTERM stops the sweep like Ctrl-C
+            _check_resources(ray, resources)
+            _run_on_ray(ray, folder, todo, states, resources, max_failures, max_concurrent, notify, poll)
     finally:
         if started_here:
             ray.shutdown()
+        if reaper is not None:  # a clean end: nothing is left to reap
+            reaper.kill()
+            reaper.wait()
     return list(states.values())
+
+
+def _slots(ray: Any, resources: Resources) -> int:
+    """How many trials the cluster can run at once now (at least 1)."""
+    total = ray.cluster_resources()
+    slots = [int(total.get(key, 0) // need) for key, need in (("CPU", resources.cpu), ("GPU", resources.gpu)) if need > 0]
+    return max(1, min(slots, default=1))
+
+
+def _check_resources(ray: Any, resources: Resources) -> None:
+    total = ray.cluster_resources()
+    for key, need in (("CPU", resources.cpu), ("GPU", resources.gpu)):
+        have = total.get(key, 0)
+        if need > have:
+            raise ValueError(f"resources.{key.lower()} = {need:g}: the Ray cluster has {have:g} {key}s in all, so no trial could ever start; "
+                             f"ask for at most {have:g} per trial")
 
 
 def _update(state: TrialState, run: Location, first_resume: int) -> None:
@@ -338,8 +570,10 @@ def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str,
     threads = max(1, int(resources.cpu))
     pending: dict[Any, tuple[Trial, int]] = {}
     queue = list(todo)
-    limit = max_concurrent or len(queue)
     while queue or pending:
+        # no more trials handed to Ray than the cluster can run now (asked again each round: a cluster may grow), so
+        # that each round reads the folders of running trials only, not of thousands waiting in Ray's queue
+        limit = max_concurrent or _slots(ray, resources)
         while queue and len(pending) < limit:
             trial = queue.pop(0)
             peek = _peek(folder.join(trial.name))
@@ -354,8 +588,8 @@ def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str,
                 continue
             del pending[ref]
             try:
-                ray.get(ref)
-                state.status = "finished"
+                error = ray.get(ref)
+                state.status, state.error = ("finished", None) if error is None else ("failed", error)
             except Exception as err:  # noqa: BLE001 - a trial that keeps failing is recorded; the sweep goes on
                 state.status, state.error = "failed", _error_line(err)
         notify(list(states.values()))
@@ -371,9 +605,9 @@ def _run_here(folder: Location, todo: list[Trial], states: dict[str, TrialState]
             notify(list(states.values()))
 
         try:
-            _run_trial(trial.config.model_dump(mode="json"), folder.join(trial.name), None, progress)
+            error = _run_trial(trial.config.model_dump(mode="json"), folder.join(trial.name), None, progress)
             _update(state, folder.join(trial.name), 0)
-            state.status = "finished"
+            state.status, state.error = ("finished", None) if error is None else ("failed", error)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # noqa: BLE001 - recorded, like a trial on Ray
@@ -391,6 +625,7 @@ def run_sweep(
     max_concurrent: int | None = None,
     on_progress: Callable[[list[TrialState]], None] | None = None,
     poll: float = 1.0,
+    replace_changed: bool = False,
 ) -> tuple[Path | Location, list[TrialState]]:
     """Run the sweep of ``path`` into ``out/NAME`` on Ray; finished trials are kept, interrupted ones resumed.
 
@@ -411,6 +646,10 @@ def run_sweep(
         Trials at once (default: as many as the resources allow).
     on_progress : callable, optional
         ``on_progress(states)`` every ``poll`` seconds, with every trial's :class:`TrialState`.
+    replace_changed : bool
+        Trials whose folders hold runs of another config (the sweep file was edited)
+        are moved into ``OUT/NAME/.replaced/`` and run again; without it the sweep is
+        refused (:class:`TrialChangedError`, naming the fields that differ).
 
     Returns
     -------
@@ -421,22 +660,32 @@ def run_sweep(
     sweep, trials = load_sweep(path)
     folder = location(out, filesystem).join(sweep.name)
     if folder.is_local:
-        folder.local().mkdir(parents=True, exist_ok=True)
-    write_trials(folder, sweep.name, trials)
+        try:
+            folder.local().mkdir(parents=True, exist_ok=True)
+            probe = folder.local() / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise ValueError(f"--out {out}: cannot write the sweep's folder {folder}: {err.strerror or err}") from None
+    peeks = reconcile(folder, trials, replace_changed=replace_changed)  # before trials.parquet changes: a refused sweep changes nothing
+    write_trials(folder, sweep.name, trials, {name: peek.status for name, peek in peeks.items()})
     try:
         states = run_trials(folder, trials, resources=sweep.resources, max_failures=sweep.max_failures, address=address,
-                            max_concurrent=max_concurrent, on_progress=on_progress, poll=poll)
+                            max_concurrent=max_concurrent, on_progress=on_progress, poll=poll, peeks=peeks)
     finally:
         write_trials(folder, sweep.name, trials)
     return (folder.local() if folder.is_local else folder), states
 
 
-def write_trials(folder: Location | Path, sweep: str, trials: list[Trial]) -> None:
-    """``trials.parquet``: one row per trial with its axis values (as strings, a column per axis) and its status."""
+def write_trials(folder: Location | Path, sweep: str, trials: list[Trial], statuses: dict[str, str | None] | None = None) -> None:
+    """``trials.parquet``: one row per trial with its axis values (as strings, a column per axis) and its status
+    (``statuses`` by trial name, else read from each trial's folder)."""
     from .store import atomic_write
 
     folder = location(folder)
-    rows = [{"run_id": t.name, "sweep": sweep, "status": _peek(folder.join(t.name)).status or "pending", **{k: str(v) for k, v in t.values.items()}}
+    if statuses is None:
+        statuses = {t.name: _peek(folder.join(t.name)).status for t in trials}
+    rows = [{"run_id": t.name, "sweep": sweep, "status": statuses.get(t.name) or "pending", **{k: str(v) for k, v in t.values.items()}}
             for t in trials]
     frame = pd.DataFrame(rows)
     if folder.is_local:

@@ -120,6 +120,11 @@ class SpectralEstimator(Estimator):
         """``(resamples, seed)`` of the bootstrap that makes its error bar; 0 resamples: the error comes otherwise."""
         return 0, 0
 
+    @property
+    def min_ranks(self) -> int:
+        """The fewest non-zero eigenvalues a fit can use: a layer with fewer features is outside its reach."""
+        return 1
+
     def fit(self, X: Array, y: None = None) -> SpectralEstimator:
         """Fit the covariance spectrum of ``X``, shape (n_points, n_features), and its bootstrap resamples."""
         from .spectrum import bootstrap_spectra, covariance_spectrum  # here, not at the top: spectrum imports this module

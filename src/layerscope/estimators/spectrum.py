@@ -262,7 +262,9 @@ class PowerLaw(SpectralEstimator):
     n_min, n_max : int, default 10, 500
         Range of eigenvalue ranks (1-based) in the fit. ``n_max`` is lowered to the
         number of non-zero eigenvalues when there are fewer; ``fit_range_`` says
-        which range was used. At least 3 ranks must remain.
+        which range was used. At least 3 ranks must remain (the geometry probe
+        does not fit layers of fewer than ``n_min + 2`` features, such as the 10
+        logits of a classifier).
 
     Attributes
     ----------
@@ -291,6 +293,10 @@ class PowerLaw(SpectralEstimator):
 
     def check_params(self) -> None:
         check_int(self.n_max, "n_max", minimum=check_int(self.n_min, "n_min", minimum=1) + 2)
+
+    @property
+    def min_ranks(self) -> int:
+        return int(self.n_min) + 2
 
     def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> PowerLaw:
         """Fit a given spectrum.

@@ -24,6 +24,7 @@ def reproduce(
     address: str | None = None,
     max_concurrent: int | None = None,
     on_progress: Callable[[list[TrialState]], None] | None = None,
+    replace_changed: bool = False,
 ) -> Path:
     """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE`` and check its findings.
 
@@ -31,8 +32,11 @@ def reproduce(
     local Ray using every core (one CPU per run), or on the cluster at ``address``
     (``out`` must then be a folder every machine sees); without Ray installed, one
     after another in this process. Finished runs are kept, interrupted ones resumed,
-    a run that fails is retried from its last checkpoint. Writes ``findings.md``,
-    ``findings.json``, ``summary.png`` and ``report.html`` there.
+    a run that fails is retried from its last checkpoint. A run folder that holds a
+    run of another config (an earlier version's experiment) is refused
+    (:class:`layerscope.sweep.TrialChangedError`), or with ``replace_changed`` moved
+    into ``.replaced/`` and run again. Writes ``findings.md``, ``findings.json``,
+    ``summary.png`` and ``report.html`` there.
 
     Raises
     ------
@@ -50,7 +54,8 @@ def reproduce(
     configs = experiment.configs(size)
     folder.mkdir(parents=True, exist_ok=True)
     trials = [Trial(cfg.name, {"run": cfg.name}, cfg) for cfg in configs]
-    states = run_trials(location(folder), trials, address=address, max_concurrent=max_concurrent, on_progress=on_progress, require_ray=False)
+    states = run_trials(location(folder), trials, address=address, max_concurrent=max_concurrent, on_progress=on_progress, require_ray=False,
+                         replace_changed=replace_changed)
     failed = [s for s in states if s.status == "failed"]
     if failed:
         raise RuntimeError("runs failed (finished runs are kept; run the same command again to retry): "

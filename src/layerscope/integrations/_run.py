@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import platform
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from .. import __version__
 from ..config import check_folder_name
 from ..probes.capture import TOKENS, Forward, Inputs, n_inputs
 from ..probes.geometry import check_estimators
-from ..store import RunLock, RunStore
+from ..store import RunLock, RunLockedError, RunStore
 from ..tracker import Tracker
 from ..train.schedule import checkpoint_steps
 
@@ -30,6 +32,11 @@ def transformer_blocks(model: nn.Module) -> list[str]:
         if isinstance(module, nn.ModuleList) and len(module) > len(best) and len({type(m) for m in module}) == 1:
             best = [f"{name}.{i}" for i in range(len(module))]
     return best
+
+
+#: The runs open in this process, by folder: a run whose training raised past its callback (a
+#: trainer without an exception hook) is closed as failed when a new run begins in its folder.
+_OPEN: dict[Path, TrackedRun] = {}
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -115,6 +122,7 @@ class TrackedRun:
         self.tracker: Tracker | None = None
         self.info: dict[str, Any] = {}
         self._lock: RunLock | None = None
+        self._thread: int | None = None
 
     @property
     def active(self) -> bool:
@@ -131,8 +139,11 @@ class TrackedRun:
         if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
             raise ValueError(f"the trainer does not know its number of steps ({total_steps}); give it max_steps or max_epochs")
         total_steps = int(total_steps)
+        self._close_abandoned()
         self._lock = self.store.lock()
         self._lock.acquire()
+        _OPEN[self.folder.resolve()] = self
+        self._thread = threading.get_ident()
         try:
             resumes = 0
             if self.store.is_run():
@@ -178,16 +189,58 @@ class TrackedRun:
             self._release()
             raise
 
+    def _close_abandoned(self) -> None:
+        """An earlier run of this process in this folder that never ended: its training raised where no callback saw it.
+
+        On the same thread its training cannot still be going (a thread runs one
+        loop at a time, and this one is starting another), so it is closed as failed
+        and its lock released; on another thread it may be training, so the folder is refused.
+        """
+        other = _OPEN.get(self.folder.resolve())
+        if other is None or not other.active:  # (other may be this run itself: begun again after an unseen failure)
+            return
+        if other._thread != threading.get_ident():
+            raise RunLockedError(f"{self.folder} is in use by another training in this process (thread {other._thread}); "
+                                 "wait for it to end, or choose another folder")
+        other.end("failed", "the training stopped before its end without telling the callback (it raised?); "
+                            "recorded when a new run began in this folder")
+
+    @contextlib.contextmanager
+    def track(self, model: nn.Module, total_steps: int, *, resuming: bool = False, trainer: str = "custom",
+              settings: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+        """Open the run for a training loop of your own, and close it however the loop ends::
+
+            run = TrackedRun("runs/mine", {"test": x_probe})
+            with run.track(model, total_steps=n_steps):
+                for step in range(n_steps + 1):
+                    ...                                   # your training step
+                    if run.due(step):
+                        run.measure(model, step, metrics={"test_acc": acc})
+
+        ``run.parquet`` says ``finished`` when the block ends, ``failed`` with the
+        error when it raises, ``interrupted`` on Ctrl-C; the folder's lock is released.
+        """
+        self.begin(model, total_steps, resuming=resuming, trainer=trainer, settings=settings or {})
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.end("interrupted")
+            raise
+        except BaseException as err:
+            self.end("failed", f"{type(err).__name__}: {err}")
+            raise
+        self.end("finished")
+
     def due(self, step: int) -> bool:
         """Whether ``step`` is a planned checkpoint not yet measured."""
         return self.active and step in self.plan and step not in self.measured
 
-    def measure(self, model: nn.Module, step: int, epoch: float | None, metrics: Mapping[str, Any]) -> None:
+    def measure(self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, Any] | None = None) -> None:
         """Measure the model at ``step`` (once per step) and store the trainer's scalar metrics beside it."""
         if not self.active or step in self.measured:
             return
         with torch.no_grad():
-            self.tracker.measure(model, step, epoch, _scalars(metrics))
+            self.tracker.measure(model, step, epoch, _scalars(metrics or {}))
         self.measured.add(step)
 
     def end(self, status: str = "finished", error: str | None = None) -> None:
@@ -203,6 +256,8 @@ class TrackedRun:
             self._release()
 
     def _release(self) -> None:
+        if _OPEN.get(self.folder.resolve()) is self:
+            del _OPEN[self.folder.resolve()]
         if self._lock is not None:
             self._lock.release()
             self._lock = None

@@ -15,15 +15,21 @@ Inputs: a tensor (the model is called as ``model(x)``), or a dict of tensors of
 equal length, such as a tokenizer's ``input_ids`` and ``attention_mask`` (called
 as ``model(**batch)``), or anything with a ``forward(model, batch)`` function of
 the user's. Batches are cut from every tensor alike and moved to the model's
-device.
+device; floating-point inputs are converted to the model's floating-point type
+(float32 probe inputs for a float64 model).
 
 Sequences: an output of shape (inputs, tokens, features) is reduced per
 ``tokens``: ``"mean"`` (the default: the mean over tokens, over the unmasked ones
 when the inputs carry an ``attention_mask``), ``"first"`` (a CLS token), ``"last"``
 (the last unmasked token), ``"all"`` (every unmasked token a point, subsampled
 to ``max_token_points`` with a seeded generator) or ``"flatten"`` (one vector of
-tokens x features per input). A 1-D convolution's output (inputs, channels,
-length) is 3-D too: use ``"flatten"`` for those. Other shapes are flattened.
+tokens x features per input). A sequence whose ``attention_mask`` is all zeros
+has no token to average or pick: under ``"mean"``, ``"last"`` and ``"all"`` it is
+left out of the point cloud of every layer with a token axis, with a warning that
+counts them (a zero vector in its place would be a fake point). A 1-D
+convolution's output (inputs, channels, length) is 3-D too: use ``"flatten"`` for
+those. An output of shape (inputs,) (a model ending in ``.squeeze(1)``) is one
+feature per input; other shapes are flattened.
 
 Memory: a first forward pass on one batch measures every output's size; the
 layers are then split into groups whose activations for all inputs, plus the
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,7 +52,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ._model import hooked, model_device, split_selector
+from ._model import hooked, model_device, model_dtype, split_selector
 
 #: Selector for the model's own output (the logits of a classifier).
 OUTPUT = "output"
@@ -143,15 +150,21 @@ def take(inputs: Inputs, a: int, b: int) -> Inputs:
     return {key: value[a:b] if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
 
 
-def _to(batch: Inputs, device: torch.device) -> Inputs:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+def _to(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """A tensor on ``device``, floating-point ones in ``dtype``; other values as they are."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
 
 
 def call_model(model: nn.Module, batch: Inputs, device: torch.device, forward: Forward | None = None) -> Any:
-    """The model on one batch: ``forward(model, batch)`` if given, else ``model(**batch)`` for a dict, ``model(batch)``."""
-    batch = _to(batch, device)
+    """The model on one batch: ``forward(model, batch)`` if given, else ``model(**batch)`` for a dict, ``model(batch)``.
+
+    The batch is moved to ``device`` and its floating-point tensors converted to the
+    model's floating-point type (a float64 model gets float64 inputs).
+    """
+    dtype = model_dtype(model)
+    batch = _to(batch, device, dtype) if isinstance(batch, torch.Tensor) else {key: _to(value, device, dtype) for key, value in batch.items()}
     if forward is not None:
         return forward(model, batch)
     return model(**batch) if isinstance(batch, Mapping) else model(batch)
@@ -162,9 +175,24 @@ def _mask(batch: Inputs) -> torch.Tensor | None:
     return mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
 
 
+#: Reductions that read the attention mask; under them a sequence with no unmasked token has no point.
+_MASKED = ("mean", "last", "all")
+
+
+def empty_sequences(inputs: Inputs, tokens: str) -> int:
+    """How many inputs have an ``attention_mask`` of all zeros, under a reduction that reads it (else 0)."""
+    mask = _mask(inputs)
+    return 0 if mask is None or tokens not in _MASKED else int((mask.sum(1) == 0).sum())
+
+
 def reduce_tokens(output: torch.Tensor, tokens: str, mask: torch.Tensor | None) -> torch.Tensor:
-    """One row per input (per unmasked token for ``"all"``) from a layer's output; see the module's notes."""
+    """One row per input (per unmasked token for ``"all"``) from a layer's output; see the module's notes.
+
+    Under ``"mean"`` and ``"last"``, inputs whose mask is all zeros give no row.
+    """
     output = output.detach()
+    if output.ndim == 1:  # one number per input
+        return output.unsqueeze(1)
     if output.ndim != 3 or tokens == "flatten":
         return output.flatten(1)
     if mask is not None and mask.shape != output.shape[:2]:
@@ -172,6 +200,8 @@ def reduce_tokens(output: torch.Tensor, tokens: str, mask: torch.Tensor | None) 
     keep = None if mask is None else mask.to(device=output.device, dtype=torch.bool)
     if tokens == "first":
         return output[:, 0]
+    if keep is not None and tokens in ("mean", "last") and not keep.any(1).all():
+        output, keep = output[keep.any(1)], keep[keep.any(1)]  # sequences without a token: no point
     if tokens == "last":
         if keep is None:
             return output[:, -1]
@@ -181,7 +211,7 @@ def reduce_tokens(output: torch.Tensor, tokens: str, mask: torch.Tensor | None) 
         if keep is None:
             return output.mean(1)
         weights = keep.to(output.dtype).unsqueeze(2)
-        return (output * weights).sum(1) / weights.sum(1).clamp_min(1)
+        return (output * weights).sum(1) / weights.sum(1)
     if tokens == "all":
         return output.reshape(-1, output.shape[2]) if keep is None else output[keep]
     raise ValueError(f"tokens must be one of {', '.join(TOKENS)}, got {tokens!r}")
@@ -298,6 +328,12 @@ def capture(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = model_device(model, device)
     n = n_inputs(inputs)
+    empty = empty_sequences(inputs, tokens)
+    if empty == n:
+        raise ValueError(f"every one of the {n} inputs has an attention_mask of all zeros: no tokens to measure")
+    if empty:
+        warnings.warn(f"{empty} of {n} sequences have no unmasked token (attention_mask all 0): left out of the point clouds "
+                      f"of the layers with a token axis (tokens={tokens!r})", stacklevel=2)
     shapes = layer_shapes(model, names, take(inputs, 0, min(2, n)), device, tokens=tokens, forward=forward)
 
     def rows(shape: LayerShape) -> int:

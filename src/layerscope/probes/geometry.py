@@ -64,7 +64,10 @@ def estimate_layer(
     layer; a spectrum too short for the power-law fit) or fails on it (a diverged
     model's activations) gives no row; ``on_skip(layer, metric, reason)`` is
     called instead (default: a :class:`ProbeWarning`). Activations that are not
-    all finite are skipped for every estimator.
+    all finite are skipped for every estimator. A layer too narrow for a spectral
+    fit's range of ranks whatever its data (alpha's ranks 10..500 on the 10
+    logits of a classifier) gives no row of it and no warning: the measure does
+    not apply there, as a warning on every default run would say each time.
     """
     rows = [Row(split, name, "n_features", float(X.shape[1]))]
     if estimators and not bool(torch.isfinite(X).all()):
@@ -78,6 +81,8 @@ def estimate_layer(
             est = ESTIMATORS[metric](**(params or {}).get(metric, {}))
             if isinstance(est, SpectralEstimator):
                 est.check_params()
+                if min(X.shape[1], len(X) - 1) < est.min_ranks:  # at most that many non-zero eigenvalues
+                    continue
                 if est.standardized not in spectra:
                     spectra[est.standardized] = covariance_spectrum(X, standardize=est.standardized)[0]
                 n_resamples, seed = est.resampling

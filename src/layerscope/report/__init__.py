@@ -127,7 +127,10 @@ def figure_accuracy(results: pd.DataFrame) -> Figure:
         _step_axis(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        else:  # a run from a loop of the user's that stored no such metric
+            ax.text(0.5, 0.5, f"no {label} stored", transform=ax.transAxes, ha="center", va="center", color="0.5")
     ax_acc.set_title("accuracy")
     ax_loss.set_title("loss")
     fig.tight_layout()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from .._plotting import subplots
-from ..store import load, load_runs
+from ..store import load, load_runs, sweep_members
 from . import layer_order
 
 #: The axis that is averaged over (mean and spread), not compared.
@@ -168,13 +169,19 @@ def make_sweep_report(folder: str | Path) -> Path:
     if not (folder / "trials.parquet").is_file():
         raise ValueError(f"{folder} is not a sweep's folder (no trials.parquet)")
     trials = pd.read_parquet(folder / "trials.parquet")
-    runs = load_runs(folder)
-    if not runs.empty:  # the status now, not when trials.parquet was written
-        trials = trials.drop(columns="status").merge(runs[["run_id", "status"]], on="run_id", how="left").fillna({"status": "pending"})
-    try:
-        results = load(folder)
-    except FileNotFoundError:
-        raise ValueError(f"no trial of {folder} has results yet: nothing to report") from None
+    _, others = sweep_members(folder)
+    if others:
+        warnings.warn(f"{len(others)} run folder(s) in {folder} are not trials of its sweep's current grid (trials.parquet): "
+                      "left out of the report", stacklevel=2)
+    with warnings.catch_warnings():  # said once, above
+        warnings.filterwarnings("ignore", message=".*not trials of its sweep's current grid")
+        runs = load_runs(folder)
+        if not runs.empty:  # the status now, not when trials.parquet was written
+            trials = trials.drop(columns="status").merge(runs[["run_id", "status"]], on="run_id", how="left").fillna({"status": "pending"})
+        try:
+            results = load(folder)
+        except FileNotFoundError:
+            raise ValueError(f"no trial of {folder} has results yet: nothing to report") from None
     axes = axes_of(results, trials)
     layer = last_hidden(results)
     metric = "twonn" if "twonn" in set(results[results.layer == layer].metric) else next(iter(curve_metrics(results, layer)[1:]), "twonn")
@@ -185,12 +192,14 @@ def make_sweep_report(folder: str | Path) -> Path:
     scatter.savefig(folder / "id_vs_accuracy.png", dpi=110)
     name = str(trials.sweep.iloc[0]) if "sweep" in trials and len(trials) else folder.name
     counts = trials.status.value_counts().to_dict()
+    left_out = (f"; {len(others)} other run folder(s) in this folder, not trials of the sweep's current grid, left out "
+                f"({html.escape(', '.join(p.name for p in others[:5]))}{', ...' if len(others) > 5 else ''})") if others else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>layerscope sweep: {html.escape(name)}</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:2em auto;color:#222}} img{{max-width:100%}}
 table.results{{border-collapse:collapse;font-size:0.85em}} table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head>
 <body><h1>layerscope sweep {html.escape(name)}</h1>
-<p>{len(trials)} trials ({', '.join(f'{v} {html.escape(str(k))}' for k, v in counts.items())}); axes compared: {html.escape(', '.join(axes) or 'none')};
+<p>{len(trials)} trials ({', '.join(f'{v} {html.escape(str(k))}' for k, v in counts.items())}){left_out}; axes compared: {html.escape(', '.join(axes) or 'none')};
 averaged over: {html.escape(SEED if SEED in trials else 'nothing (no seed axis)')}. Last hidden layer: {html.escape(layer)}.
 Each trial's own report: <code>layerscope report {html.escape(str(folder))}/TRIAL</code>.</p>
 <h2>Over training, per axis value</h2><img src="sweep_over_training.png" alt="metrics over training per axis value">

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import warnings
@@ -44,6 +45,9 @@ from ..results import COLUMNS, SCHEMA, empty
 #: Derived tables (computed from the checkpoints, e.g. detected phases) live in
 #: ``RUN/derived/NAME.parquet``, each with its own schema, never among the measurements.
 DERIVED = "derived"
+
+#: A checkpoint's results file, as layerscope names it (``step-`` and nine digits); other files in results/ are not checkpoints.
+STEP_FILE = re.compile(r"step-(\d{9})\.parquet")
 
 
 class CorruptRunError(ValueError):
@@ -202,11 +206,11 @@ class RunStore:
         """The finished checkpoints' files, ``results/step-*.parquet``, in step order."""
         if not self.results_dir.exists():
             return []
-        return sorted(p for p in self.results_dir.glob("step-*.parquet") if p.stem.split("-")[1].isdigit())
+        return sorted(p for p in self.results_dir.glob("step-*.parquet") if STEP_FILE.fullmatch(p.name))
 
     def completed_steps(self) -> list[int]:
         """The steps of the finished checkpoints, ascending."""
-        return [int(p.stem.split("-")[1]) for p in self.checkpoint_files()]
+        return [int(STEP_FILE.fullmatch(p.name)[1]) for p in self.checkpoint_files()]
 
     def write_derived(self, name: str, rows: pd.DataFrame, schema: pa.Schema) -> None:
         """A table computed from the checkpoints, in ``RUN/derived/NAME.parquet`` with its own schema; replaced on each call."""
@@ -286,13 +290,37 @@ class RunStore:
         atomic_write(folder / f"step-{step:09d}.pt", lambda tmp: torch.save(state, tmp))
 
 
+TRIALS = "trials.parquet"
+
+
+def sweep_members(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """A sweep's folder: the run folders of the trials its ``trials.parquet`` lists (the grid of
+    its last invocation), and the run folders beside them that are not trials of that grid
+    (dropped from the sweep file, or of another run)."""
+    folder = Path(folder)
+    listed = set(_read_table(folder / TRIALS).run_id.astype(str))
+    runs = sorted(p for p in folder.iterdir() if p.is_dir() and RunStore(p).is_run())
+    return [p for p in runs if p.name in listed], [p for p in runs if p.name not in listed]
+
+
 def find_runs(folder: str | Path) -> list[Path]:
-    """The run folders at ``folder`` (itself, if it is a run) or directly below it, sorted."""
+    """The run folders at ``folder`` (itself, if it is a run) or directly below it, sorted.
+
+    For a sweep's folder (one with ``trials.parquet``), only its trials' folders: the
+    others are left out with a warning that counts them (:func:`sweep_members`).
+    """
     folder = Path(folder)
     if RunStore(folder).is_run():
         return [folder]
     if not folder.is_dir():
         return []
+    if (folder / TRIALS).is_file():
+        runs, others = sweep_members(folder)
+        if others:
+            names = ", ".join(p.name for p in others[:5]) + (", ..." if len(others) > 5 else "")
+            warnings.warn(f"{len(others)} run folder(s) in {folder} are not trials of its sweep's current grid ({TRIALS}): "
+                          f"left out ({names})", stacklevel=2)
+        return runs
     return sorted(p for p in folder.iterdir() if p.is_dir() and RunStore(p).is_run())
 
 
@@ -324,7 +352,7 @@ def load(path: str | Path) -> pd.DataFrame:
     if not runs:
         raise FileNotFoundError(f"no layerscope runs in {path} (no run.parquet there or in its subfolders)")
     table = pd.concat([RunStore(r).results() for r in runs], ignore_index=True)
-    trials = Path(path) / "trials.parquet"
+    trials = Path(path) / TRIALS
     if trials.is_file():
         axes = _read_table(trials).drop(columns=["status"], errors="ignore")
         table = table.merge(axes, on="run_id", how="left", validate="many_to_one")
