@@ -1,13 +1,16 @@
 """The Tracker: measures a model's geometry at a checkpoint and writes it to the store.
 
 It is the one callback through which training runs probes, and it works the same
-from any training loop::
+from any training loop. It writes the results table only; a run folder that
+``load``, ``runs`` and ``report`` read also needs its run record (``run.parquet``),
+which :class:`layerscope.integrations.TrackedRun` writes around a Tracker::
 
-    tracker = Tracker(RunStore("runs/mine"), {"test": x_probe}, run_id="mine")
-    for step in range(n_steps):
-        ...  # your own training step
-        if step % 100 == 0:
-            tracker.measure(model, step=step, metrics={"test_acc": acc})
+    run = TrackedRun("runs/mine", {"test": x_probe})
+    with run.track(model, total_steps=n_steps):
+        for step in range(n_steps + 1):
+            ...  # your own training step
+            if run.due(step):
+                run.measure(model, step, metrics={"test_acc": acc})
 """
 
 from __future__ import annotations
