@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from layerscope.config import parse_config
-from layerscope.experiments import preset
+from layerscope.presets import preset
 from layerscope.runner import execute
 from layerscope.store.remote import location
 from layerscope.sweep import Trial, run_trials

@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from layerscope.experiments import preset
+from layerscope.presets import preset
 from layerscope.runner import execute
 from layerscope.tracker import Tracker
 

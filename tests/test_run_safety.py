@@ -300,7 +300,7 @@ def test_files_in_results_that_layerscope_did_not_write_are_not_checkpoints(tmp_
 
 def test_the_readme_main_command_warns_of_nothing_in_its_own_preset(tmp_path):
     """`layerscope run --preset quick` measures alpha where it applies and says nothing of the 10 logits, where it cannot."""
-    from layerscope.experiments import preset
+    from layerscope.presets import preset
     from layerscope.probes.geometry import estimate_layer
 
     cfg = preset("quick")

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from layerscope.analysis.phases import PHASES_SCHEMA
 from layerscope.cli import app
 from layerscope.config import ConfigError, load_config, parse_config
-from layerscope.experiments import preset
 from layerscope.models import build_model
+from layerscope.presets import preset
 from layerscope.runner import execute, resume
 from layerscope.store import COLUMNS, RunStore, load, load_runs
 from layerscope.tracker import Tracker

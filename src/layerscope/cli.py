@@ -114,7 +114,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .config import ConfigError, load_config, parse_config
-    from .experiments import preset as get_preset
+    from .presets import preset as get_preset
     from .runner import Terminated, execute
     from .runner import resume as resume_run
     from .store import RunLockedError

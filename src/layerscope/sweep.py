@@ -163,7 +163,7 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Trial]]:
 
 
 def _base(base: str, folder: Path) -> RunConfig:
-    from .experiments import PRESETS, preset
+    from .presets import PRESETS, preset
 
     if base in PRESETS:
         return preset(base)

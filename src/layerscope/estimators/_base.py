@@ -22,6 +22,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ._validation import Array, as_tensor, check_device, check_points
+from .covariance import bootstrap_spectra, covariance_spectrum
 from .neighbors import Neighbors, _neighbors_without_duplicates
 
 
@@ -127,7 +128,6 @@ class SpectralEstimator(Estimator):
 
     def fit(self, X: Array, y: None = None) -> SpectralEstimator:
         """Fit the covariance spectrum of ``X``, shape (n_points, n_features), and its bootstrap resamples."""
-        from .spectrum import bootstrap_spectra, covariance_spectrum  # here, not at the top: spectrum imports this module
 
         self.check_params()
         X = check_points(X, min_points=2)

