@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import warnings
 
@@ -54,9 +55,9 @@ def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
         assert "two runs exist" in (folder / "report.html").read_text() and "a/report.html" in (folder / "report.html").read_text()
         # a second call keeps finished runs (no FileExistsError) and resumes interrupted ones
         store = RunStore(folder / "b")
-        store.write_run({**store.read_run(), "status": "interrupted"})
+        store.update_run(dataclasses.replace(store.read_run(), status="interrupted"))
         reproduce("tiny", "quick", tmp_path)
-        assert store.read_run()["status"] == "finished"
+        assert store.read_run().status == "finished"
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         reproduce("nope")
     with pytest.raises(ValueError, match="size must be one of quick, medium, full"):

@@ -61,8 +61,8 @@ def test_lightning_callback_writes_a_run(tmp_path):
         warnings.simplefilter("ignore")
         trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True))
     info = RunStore(tmp_path / "mlp").read_run()
-    assert info["status"] == "finished" and info["total_steps"] == 58 and info["checkpoints"] == [0, 1, 4, 15, 58]
-    assert info["config"]["trainer"] == "lightning" and info["config"]["settings"]["hparams"] == {"lr": 0.01}
+    assert info.status == "finished" and info.total_steps == 58 and info.checkpoints == [0, 1, 4, 15, 58]
+    assert info.config["trainer"] == "lightning" and info.config["settings"]["hparams"] == {"lr": 0.01}
     table = load(tmp_path / "mlp")
     assert sorted(table.step.unique()) == [0, 1, 4, 15, 58]
     assert planned_rows_present(table, ["model.1", "model.3"], [0, 1, 4, 15, 58])
@@ -120,9 +120,9 @@ def test_transformers_callback_on_a_tiny_bert(tmp_path):
         transformers.Trainer(model=model, args=args, train_dataset=TokenTask(400), callbacks=[callback]).train()
     info = RunStore(tmp_path / "bert").read_run()
     layers = ["bert.encoder.layer.0", "bert.encoder.layer.1", "output:logits"]
-    assert info["status"] == "finished" and info["config"]["layers"] == layers and info["config"]["settings"]["max_steps"] == 24
+    assert info.status == "finished" and info.config["layers"] == layers and info.config["settings"]["max_steps"] == 24
     table = load(tmp_path / "bert")
-    steps = info["checkpoints"]
+    steps = info.checkpoints
     assert steps[0] == 0 and steps[-1] == 24 and sorted(table.step.unique()) == steps
     assert planned_rows_present(table, layers[:2], steps)
     assert table[table.metric == "twonn"].value.notna().all()
@@ -183,16 +183,16 @@ def test_transformers_callback_records_a_failed_training_and_frees_the_folder(tm
         trainer(first, Exploding(96, at=37)).train()
     if attach == "constructor":  # the callback saw the exception: recorded at once, lock released
         info = RunStore(tmp_path / "bert").read_run()
-        assert info["status"] == "failed" and info["error"] == "RuntimeError: example 37 is corrupt"
+        assert info.status == "failed" and info.error == "RuntimeError: example 37 is corrupt"
         assert not first.run.active
     # a new callback on the same folder in the same process (a notebook) works
     second = LayerscopeCallback(tmp_path / "bert", inputs, checkpoints=3, overwrite=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer(second, TokenTask(96)).train()
-    assert RunStore(tmp_path / "bert").read_run()["status"] == "finished" and not first.run.active
+    assert RunStore(tmp_path / "bert").read_run().status == "finished" and not first.run.active
     if attach == "add_callback":  # found only inside its first train(): closed as failed when the next run began
-        assert first.run.info["status"] == "running"  # what it held; its folder was taken over, its end written then
+        assert first.run.record.status == "failed" and "without telling the callback" in first.run.record.error
     third = LayerscopeCallback(tmp_path / "bert", inputs, checkpoints=3, overwrite=True)
     made = trainer(third, Exploding(96, at=37))
     with warnings.catch_warnings(), pytest.raises(RuntimeError):
@@ -202,7 +202,7 @@ def test_transformers_callback_records_a_failed_training_and_frees_the_folder(tm
         warnings.simplefilter("ignore")
         made.train()  # the same Trainer again: watched once, recorded again
     info = RunStore(tmp_path / "bert").read_run()
-    assert info["status"] == "failed" and "example 37" in info["error"]
+    assert info.status == "failed" and "example 37" in info.error
 
 
 def test_tracked_run_track_records_how_a_loop_of_ones_own_ends(tmp_path):
@@ -216,7 +216,7 @@ def test_tracked_run_track_records_how_a_loop_of_ones_own_ends(tmp_path):
         for step in range(21):
             if run.due(step):
                 run.measure(model, step, metrics={"test_acc": 0.5})
-    assert RunStore(tmp_path / "mine").read_run()["status"] == "finished"
+    assert RunStore(tmp_path / "mine").read_run().status == "finished"
     assert sorted(load(tmp_path / "mine").step.unique()) == [0, 1, 20] and make_report(tmp_path / "mine").is_file()
     again = TrackedRun(tmp_path / "mine", {"test": x}, checkpoints=3, overwrite=True)
     with pytest.raises(ZeroDivisionError):
@@ -224,11 +224,11 @@ def test_tracked_run_track_records_how_a_loop_of_ones_own_ends(tmp_path):
             run.measure(model, 0)
             1 / 0
     info = RunStore(tmp_path / "mine").read_run()
-    assert info["status"] == "failed" and info["error"] == "ZeroDivisionError: division by zero" and not again.active
+    assert info.status == "failed" and info.error == "ZeroDivisionError: division by zero" and not again.active
     with pytest.raises(KeyboardInterrupt):
         with TrackedRun(tmp_path / "mine", {"test": x}, overwrite=True).track(model, total_steps=20):
             raise KeyboardInterrupt
-    assert RunStore(tmp_path / "mine").read_run()["status"] == "interrupted"
+    assert RunStore(tmp_path / "mine").read_run().status == "interrupted"
 
 
 def test_tracked_run_refuses_what_it_cannot_do(tmp_path):
@@ -258,7 +258,7 @@ def test_tracked_run_refuses_what_it_cannot_do(tmp_path):
     resumed.begin(nn.Linear(3, 2), 10, resuming=True, trainer="x", settings={})
     assert resumed.measured == {0} and not resumed.due(0) and resumed.due(10)
     resumed.end("failed", "boom")
-    assert RunStore(tmp_path / "a").read_run()["resumes"] == 1 and RunStore(tmp_path / "a").read_run()["error"] == "boom"
+    assert RunStore(tmp_path / "a").read_run().resumes == 1 and RunStore(tmp_path / "a").read_run().error == "boom"
     assert np.isfinite(pd.read_parquet(tmp_path / "a" / "run.parquet").total_steps.iloc[0])
 
 

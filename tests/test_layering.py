@@ -107,7 +107,7 @@ def test_the_checker_sees_what_it_checks():
     assert "estimators.covariance" in GRAPH["estimators._base"]
     assert "estimators._base" in GRAPH["estimators.spectrum"]
     assert "store" in GRAPH["runner"] and "presets" in GRAPH["sweep"]
-    assert "__init__" in GRAPH["runner"]  # from . import __version__
+    assert "__init__" in GRAPH["store.record"]  # from .. import __version__
     assert "experiments.ansuini2019" in GRAPH["experiments"]
 
 

@@ -142,7 +142,7 @@ def test_diverging_training_ends_with_warnings_not_a_crash(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         execute(cfg, tmp_path / "div")
-    assert RunStore(tmp_path / "div").read_run()["status"] == "finished"
+    assert RunStore(tmp_path / "div").read_run().status == "finished"
     r = load(tmp_path / "div")
     assert np.isfinite(r.value).all()
     losses = r[r.metric == "train_loss"].sort_values("step").value

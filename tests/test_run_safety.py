@@ -80,7 +80,7 @@ def test_overwrite_replaces_a_run_and_keeps_its_siblings(tmp_path):
     quietly(execute, tiny("b"), tmp_path / "b")
     before = load(tmp_path / "b")
     quietly(execute, tiny("a", epochs=2), tmp_path / "a", overwrite=True)
-    assert RunStore(tmp_path / "a").read_run()["config"]["train"]["epochs"] == 2
+    assert RunStore(tmp_path / "a").read_run().config["train"]["epochs"] == 2
     pd.testing.assert_frame_equal(load(tmp_path / "b"), before)
 
 
@@ -112,7 +112,7 @@ def test_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
         proc.wait()
     assert (tmp_path / "r" / ".lock").exists()  # the dead process's lock file is still there ...
     quietly(execute, tiny("r"), tmp_path / "r")  # ... and taken over
-    assert RunStore(tmp_path / "r").read_run()["status"] == "finished"
+    assert RunStore(tmp_path / "r").read_run().status == "finished"
 
 
 # The command line in a child process, with Ctrl-C's usual meaning: a process started in the
@@ -144,7 +144,7 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
     loser = next(text for code, text in outcomes if code == 2)
     assert "is in use by pid" in loser or "holds a run already" in loser
     store = RunStore(tmp_path / "out" / "c")
-    assert store.read_run()["status"] == "finished"
+    assert store.read_run().status == "finished"
     results = store.results()
     assert sorted(results.step.unique()) == store.completed_steps() and not results.duplicated(["step", "split", "layer", "metric"]).any()
 
@@ -174,7 +174,7 @@ def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, referenc
     kept = store.completed_steps()
     output = proc.stdout.read() + proc.stderr.read()
     assert 3 <= len(kept) < reference.step.nunique(), (kept, sorted(reference.step.unique()), output)
-    assert store.read_run()["status"] == status, (store.read_run(), output)
+    assert store.read_run().status == status, (store.read_run(), output)
     if sig != signal.SIGKILL:  # a killed process cannot remove the temporary file it was writing
         assert not [p for p in (tmp_path / "c").rglob("*") if ".tmp" in p.name]
     partial = store.results()  # every kept checkpoint is whole
@@ -185,7 +185,7 @@ def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, referenc
     resumed = load(tmp_path / "c")
     key = ["step", "split", "layer", "metric"]
     pd.testing.assert_frame_equal(resumed.sort_values(key).reset_index(drop=True), reference.sort_values(key).reset_index(drop=True))
-    assert store.read_run()["status"] == "finished"
+    assert store.read_run().status == "finished"
 
 
 # ---------------------------------------------------------------- durable writes
@@ -225,16 +225,16 @@ def test_failed_run_is_marked_with_its_error_and_can_be_rerun(tmp_path):
     with pytest.raises(ConfigError, match="relu9"):
         execute(bad, tmp_path / "r")
     info = RunStore(tmp_path / "r").read_run()
-    assert info["status"] == "failed" and "relu9" in info["error"]
+    assert info.status == "failed" and "relu9" in info.error
     quietly(execute, tiny("r"), tmp_path / "r")  # failed before its first checkpoint: nothing to keep, no --overwrite needed
-    assert RunStore(tmp_path / "r").read_run()["status"] == "finished"
+    assert RunStore(tmp_path / "r").read_run().status == "finished"
 
 
 def test_diverged_run_is_marked_failed(tmp_path):
     with pytest.raises(FloatingPointError, match="diverged"):
         quietly(execute, tiny("d", optimizer="sgd", lr=1e8, epochs=3), tmp_path / "d")
     info = RunStore(tmp_path / "d").read_run()
-    assert info["status"] == "failed" and "diverged" in info["error"]
+    assert info.status == "failed" and "diverged" in info.error
     result = runner.invoke(app, ["runs", str(tmp_path)])
     assert result.exit_code == 0 and "failed" in result.output
 

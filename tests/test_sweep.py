@@ -135,7 +135,7 @@ def _kill_once_it_has(victim, checkpoints, killed):
 
     def on_progress(states):
         store = RunStore(victim)
-        if not killed and len(store.completed_steps()) >= checkpoints and store.read_run()["status"] == "running":
+        if not killed and len(store.completed_steps()) >= checkpoints and store.read_run().status == "running":
             pid = int((victim / ".lock").read_text().split()[1])
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
@@ -160,7 +160,7 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, loca
     killed = []
     folder, states = run_sweep(path, tmp_path / "out", on_progress=_kill_once_it_has(victim, 2, killed), poll=0.05)
     assert killed and [s.status for s in states] == ["finished"] * 4
-    assert states[0].retries == 1 and RunStore(victim).read_run()["resumes"] == 1
+    assert states[0].retries == 1 and RunStore(victim).read_run().resumes == 1
     _same_as_a_plain_run(victim, trials[0].config, tmp_path)
 
 
@@ -188,7 +188,7 @@ def test_storage_that_is_not_local_is_mirrored_and_a_killed_trial_resumes_from_i
     killed = []
 
     def on_progress(states):  # kill the worker once its third checkpoint is uploaded
-        if not killed and len(RunStore(trial_dir).completed_steps()) >= 3 and (trial_dir / "state.pt").exists() and RunStore(local).read_run()["status"] == "running":
+        if not killed and len(RunStore(trial_dir).completed_steps()) >= 3 and (trial_dir / "state.pt").exists() and RunStore(local).read_run().status == "running":
             pid = int((local / ".lock").read_text().split()[1])
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
@@ -198,7 +198,7 @@ def test_storage_that_is_not_local_is_mirrored_and_a_killed_trial_resumes_from_i
     assert str(folder) == "subtree://sweeps/mirror"
     assert not local.exists()  # the finished trial's local copy is removed
     assert not (trial_dir / ".lock").exists() and not list(trial_dir.rglob(".*.tmp-*"))
-    assert RunStore(trial_dir).read_run()["status"] == "finished" and RunStore(trial_dir).read_run()["resumes"] == 1
+    assert RunStore(trial_dir).read_run().status == "finished" and RunStore(trial_dir).read_run().resumes == 1
     _same_as_a_plain_run(trial_dir, trials[0].config, tmp_path)
     table = load(folder)
     assert table.run_id.nunique() == 4 and "train.optimizer" in table
@@ -228,7 +228,7 @@ def test_reproduce_without_ray_runs_here(tmp_path, monkeypatch):
         states = run_trials(location(tmp_path / "x"), [Trial(t.name, t.values, t.config) for t in trials], require_ray=False,
                             on_progress=lambda s: seen.append(s[0].step))
     assert states[0].status == "finished" and states[0].step == 21 and seen[-1] == 21 and len(seen) > 10
-    assert RunStore(tmp_path / "x" / trials[0].name).read_run()["status"] == "finished"
+    assert RunStore(tmp_path / "x" / trials[0].name).read_run().status == "finished"
 
 
 def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missing(tmp_path):
@@ -241,7 +241,7 @@ def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missin
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline:
-        finished = [p for p in folder.glob("*/run.parquet") if RunStore(p.parent).read_run()["status"] == "finished"] if folder.exists() else []
+        finished = [p for p in folder.glob("*/run.parquet") if RunStore(p.parent).read_run().status == "finished"] if folder.exists() else []
         if finished:
             break
         time.sleep(0.1)
@@ -373,6 +373,6 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tmp_path, local
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert marker.exists() and [s.status for s in states] == ["finished"] * 4
     run_dir = folder / victim
-    assert states[0].retries == 1 and RunStore(run_dir).read_run()["resumes"] == 1
-    assert RunStore(run_dir).read_run()["error"] is None
+    assert states[0].retries == 1 and RunStore(run_dir).read_run().resumes == 1
+    assert RunStore(run_dir).read_run().error is None
     _same_as_a_plain_run(run_dir, trials[0].config, tmp_path)

@@ -50,7 +50,7 @@ def local_ray():
 
 
 def stored(folder, trial):
-    return RunStore(folder / trial).read_run()["config"]
+    return RunStore(folder / trial).read_run().config
 
 
 def test_an_edited_sweep_is_refused_or_replaced_and_reads_only_its_current_grid(tmp_path, local_ray):
@@ -79,7 +79,7 @@ def test_an_edited_sweep_is_refused_or_replaced_and_reads_only_its_current_grid(
     assert all(stored(folder, t)["train"] == {**stored(folder, t)["train"], "lr": 0.5, "optimizer": "sgd"} for t in ("seed-0", "seed-1"))
     moved = sorted(p.name.rsplit("-", 1)[0] for p in (folder / ".replaced").iterdir())
     assert moved == ["seed-0", "seed-1"]
-    assert all(RunStore(p).read_run()["config"]["train"]["lr"] == 0.003 for p in (folder / ".replaced").iterdir())
+    assert all(RunStore(p).read_run().config["train"]["lr"] == 0.003 for p in (folder / ".replaced").iterdir())
 
     # a smaller grid: load() and the report read its trials only, and say how many folders they left out
     smaller = write(tmp_path, seeds="[0]", overrides='"train.lr" = 0.5\n"train.optimizer" = "sgd"')
@@ -114,7 +114,7 @@ def test_a_worker_refuses_a_folder_of_another_config_and_unmendable_failures_are
         assert _run_trial(trial.config.model_dump(mode="json"), location(target), None) is None  # finished: nothing to do
     other = {**trial.config.model_dump(mode="json"), "train": {**trial.config.model_dump(mode="json")["train"], "lr": 0.1}}
     error = _run_trial(other, location(target), None)
-    assert error.startswith("TrialChangedError:") and RunStore(target).read_run()["config"]["train"]["lr"] == 0.003
+    assert error.startswith("TrialChangedError:") and RunStore(target).read_run().config["train"]["lr"] == 0.003
     (target / "run.parquet").write_bytes(b"not parquet")
     assert _run_trial(trial.config.model_dump(mode="json"), location(target), None).startswith("CorruptRunError:")
     held = tmp_path / "runs" / "held"

@@ -117,7 +117,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, stop_at):
         with pytest.raises(KeyboardInterrupt):
             execute(small_config(), tmp_path / "cut", progress=Interrupt(stop_at))
         store = RunStore(tmp_path / "cut")
-        assert store.read_run()["status"] == "interrupted"
+        assert store.read_run().status == "interrupted"
         assert max(store.completed_steps()) == 7 * (stop_at // 7) if stop_at % 7 else stop_at - 7 or True
         resume(tmp_path / "cut")
     full = load(tmp_path / "full").sort_values(["step", "split", "layer", "metric"]).reset_index(drop=True)
@@ -358,7 +358,7 @@ def test_a_new_probe_through_the_registry_alone(tmp_path, request):
     r = load(run_dir)
     toy = r[r.metric == "toy_norm"]
     assert sorted(toy.step) == sorted(r.step.unique()) and (toy.value > 0).all() and (toy.error > 0).all()
-    assert RunStore(run_dir).read_run()["config"]["probes"]["toy"] == {"scale": 2.0, "n_points": 50}
+    assert RunStore(run_dir).read_run().config["probes"]["toy"] == {"scale": 2.0, "n_points": 50}
     text = make_report(run_dir).read_text()
     assert "toy.png" in text and (run_dir / "toy.png").stat().st_size > 10_000
     assert "`toy_norm` | mean norm of the output, times scale" in results.metric_table()

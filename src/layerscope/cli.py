@@ -230,11 +230,10 @@ def partition(
 
     try:
         store = RunStore(run_dir)
-        cfg = parse_config(store.read_run()["config"], str(run_dir))
-        saved = sorted((run_dir / "weights").glob("step-*.pt"))
-        if not saved:
+        cfg = parse_config(store.read_run().config, str(run_dir))
+        steps = store.saved_weights()
+        if not steps:
             _fail(f"{run_dir} has no saved weights; run it with probes.save_weights = true")
-        steps = {int(p.stem.split("-")[1]): p for p in saved}
         chosen = max(steps) if step is None else step
         if chosen not in steps:
             _fail(f"no weights saved at step {chosen}; saved steps: {', '.join(map(str, sorted(steps)))}")
@@ -381,30 +380,33 @@ def metrics() -> None:
 @app.command()
 def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = Path("runs")) -> None:
     """List the runs in a folder."""
-    from .store import RunStore, load_runs
+    from .store import CorruptRunError, RunStore, find_runs
 
     warnings.showwarning = _show_warning
-    table = load_runs(folder)
-    if table.empty:
+    found = find_runs(folder)
+    if not found:
         _fail(f"no layerscope runs in {folder}")
     view = Table(title=f"runs in {folder}")
-    view.add_column("run", no_wrap=True, min_width=max(len(str(r)) for r in table.run_id))  # names whole, whatever the width
+    view.add_column("run", no_wrap=True, min_width=max(len(p.name) for p in found))  # names whole, whatever the width
     for column in ("status", "checkpoints", "last step", "started", "ended"):
         view.add_column(column)
-    for _, r in table.iterrows():
-        steps = RunStore(r["folder"]).completed_steps()
-        if r["status"] == "unreadable":
-            view.add_row(str(r["run_id"]), "[red]unreadable[/]", str(len(steps)), str(steps[-1]) if steps else "-", "-", "-")
+    notes = []
+    for run in found:
+        store = RunStore(run)
+        steps = store.completed_steps()
+        try:
+            record = store.read_run()
+        except CorruptRunError as err:
+            view.add_row(run.name, "[red]unreadable[/]", str(len(steps)), str(steps[-1]) if steps else "-", "-", "-")
+            notes.append(f"[yellow]warning:[/] {err}")
             continue
-        ended = r.get("end_time")
-        total = r.get("total_steps")
-        last = "-" if not steps else (f"{steps[-1]}/{int(total)}" if isinstance(total, (int, float)) and total == total else str(steps[-1]))
-        view.add_row(str(r["run_id"]), str(r["status"]), str(len(steps)), last, str(r["start_time"])[:19], "-" if ended is None or ended != ended else str(ended)[:19])
+        last = "-" if not steps else (f"{steps[-1]}/{record.total_steps}" if record.total_steps is not None else str(steps[-1]))
+        view.add_row(record.run_id, record.status, str(len(steps)), last, record.start_time[:19], (record.end_time or "-")[:19])
+        if record.status == "failed":
+            notes.append(f"[yellow]{record.run_id} failed:[/] {record.error}")
     console.print(view)
-    for _, r in table[table.status == "unreadable"].iterrows():
-        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {r['error']}", highlight=False)
-    for _, r in table[table.status == "failed"].iterrows() if "error" in table else ():
-        Console(stderr=True, soft_wrap=True).print(f"[yellow]{r['run_id']} failed:[/] {r['error']}", highlight=False)
+    for note in notes:
+        Console(stderr=True, soft_wrap=True).print(note, highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import inspect
 import math
-import platform
 import signal
 import subprocess
 import threading
@@ -14,11 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
 from .config import ConfigError, RunConfig, parse_config
 from .data.datasets import Dataset, load_dataset, probe_indices, train_subset, with_label_noise
 from .estimators._validation import check_device
@@ -26,7 +23,7 @@ from .models import build_model
 from .probes.base import Probe, ProbeContext
 from .probes.capture import resolve_layers
 from .probes.registry import PROBES
-from .store import CorruptRunError, RunStore
+from .store import CorruptRunError, RunRecord, RunStore, ending
 from .tracker import Tracker
 from .train import TrainingPlan, scale_parameters, train, training_plan
 
@@ -185,7 +182,7 @@ def _check_device(device: str) -> None:
 def _failed_at_start(store: RunStore) -> bool:
     """A run that ended (failed or interrupted) before its first checkpoint: nothing in it to keep."""
     try:
-        ended = store.read_run().get("status") in ("failed", "interrupted")
+        ended = store.read_run().status in ("failed", "interrupted")
     except CorruptRunError:
         return False
     return ended and not store.completed_steps()
@@ -202,12 +199,11 @@ def resume(
     if not store.is_run():
         raise FileNotFoundError(f"nothing to resume in {run_dir} (no run.parquet)")
     with store.lock():
-        info = store.read_run()
-        cfg = parse_config(info["config"], f"{run_dir}/run.parquet")
+        record = store.read_run()
+        cfg = parse_config(record.config, f"{run_dir}/run.parquet")
         _check_device(cfg.device)
         store.remove_temporaries()
-        resumes = int(info.get("resumes") or 0) + 1  # absent in runs written before it was counted
-        return _run(cfg, store, store.load_state(), info["start_time"], progress, status, resumes=resumes)
+        return _run(cfg, store, store.load_state(), record.start_time, progress, status, resumes=record.resumes + 1)
 
 
 class Terminated(KeyboardInterrupt):
@@ -257,43 +253,21 @@ def _run(
     are loaded, its plan (``total_steps``, ``checkpoints``), so that a sweep's driver
     can show a trial's progress from its folder alone.
     """
-    info: dict[str, Any] = {
-        "run_id": cfg.name,
-        "config": cfg.model_dump(mode="json"),
-        "seed": cfg.seed,
-        "versions": {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-        "git_revision": _git_revision(),
-        "start_time": start_time,
-        "end_time": None,
-        "status": "running",
-        "error": None,
-        "resumes": resumes,
-        "total_steps": None,
-        "checkpoints": None,
-    }
-    store.create()
-    store.write_run(info)
-
-    def ended(state: str, error: str | None = None) -> None:
-        try:
-            store.write_run({**info, "status": state, "error": error, "end_time": dt.datetime.now(dt.timezone.utc).isoformat()})
-        except OSError:  # a full disk must not hide the error that ended the run
-            pass
+    record = store.start_run(RunRecord.begin(cfg.name, cfg.model_dump(mode="json"), seed=cfg.seed, resumes=resumes, start_time=start_time,
+                                             git_revision=_git_revision()))
 
     def planned(plan: TrainingPlan) -> None:
-        info.update(total_steps=plan.total_steps, checkpoints=list(plan.checkpoints))
-        store.write_run(info)
+        nonlocal record
+        record = record.planned(plan.total_steps, list(plan.checkpoints))
+        store.update_run(record)
 
     try:
         with sigterm_as_interrupt():
             _train(cfg, store, state, progress, status, planned)
-    except KeyboardInterrupt:
-        ended("interrupted")
-        raise
     except BaseException as err:
-        ended("failed", f"{type(err).__name__}: {err}")
+        store.end_run(record, *ending(err))
         raise
-    ended("finished")
+    store.end_run(record, "finished")
     return store.run_dir
 
 

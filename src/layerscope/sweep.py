@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
+from .store import CorruptRunError, Peek, RunLockedError, RunStore, atomic_write, checkpoint_value, move_run, peek
 from .store.remote import Location, Mirror, location
 
 
@@ -319,10 +319,7 @@ def _changed_message(changed: dict[str, list[str]]) -> str:
 
 
 #: Errors that a retry cannot mend: the trial fails at once, without Ray's retries.
-def _permanent() -> tuple[type[BaseException], ...]:
-    from .store import CorruptRunError, RunLockedError
-
-    return (ConfigError, CorruptRunError, RunLockedError, FileExistsError)
+_PERMANENT = (ConfigError, CorruptRunError, RunLockedError, FileExistsError)
 
 
 def _run_trial(config: dict[str, Any], target: Location, threads: int | None, progress: Callable[[int, int], None] | None = None) -> str | None:
@@ -351,23 +348,22 @@ def _run_trial(config: dict[str, Any], target: Location, threads: int | None, pr
         else:
             with Mirror(target) as local:
                 _finish(config, local, progress)
-    except _permanent() as err:
+    except _PERMANENT as err:
         return _error_line(err)
     return None
 
 
 def _finish(config: dict[str, Any], run_dir: Path, progress: Callable[[int, int], None] | None) -> None:
     from .runner import execute, resume
-    from .store import RunStore
 
     cfg = parse_config(config, f"trial {run_dir.name}")
     store = RunStore(run_dir)
     if store.is_run():
-        info = store.read_run()
-        changed = config_changes(info["config"], cfg)
+        record = store.read_run()
+        changed = config_changes(record.config, cfg)
         if changed:  # the driver checks before it starts; this is for a folder changed since
             raise TrialChangedError(_changed_message({run_dir.name: changed}))
-        if info["status"] != "finished":
+        if record.status != "finished":
             resume(run_dir, progress=progress)
     else:
         execute(cfg, run_dir, progress=progress)
@@ -392,56 +388,15 @@ class TrialState:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class _Peek:
-    status: str | None
-    resumes: int
-    total_steps: int | None
-    last_step: int | None  # the last finished checkpoint
-    last_file: str | None  # its results file, relative to results/
-    config: Any = None  # as stored (JSON text)
-
-
-def _peek(run: Location) -> _Peek:
-    """A trial's state read from its folder (local or remote) without taking its lock."""
-    from .store import STEP_FILE
-
-    try:
-        info = pq.read_table(io.BytesIO(run.read_bytes("run.parquet"))).to_pylist()[0]
-    except (OSError, IndexError, ValueError):  # not written yet, or being replaced
-        return _Peek(None, 0, None, None, None)
-    files = sorted(f for f in run.join("results").files() if STEP_FILE.fullmatch(f))
-    total = info.get("total_steps")
-    last = files[-1] if files else None
-    return _Peek(info.get("status"), int(info.get("resumes") or 0), None if total is None else int(total),
-                 None if last is None else int(STEP_FILE.fullmatch(last)[1]), last, info.get("config"))
+_NOTHING = Peek(None, None, None)
 
 
 def _move_aside(folder: Location, name: str) -> None:
     """Move the trial folder ``name`` into ``folder/.replaced/NAME-TIME`` (refused while a process holds it)."""
     import datetime as dt
 
-    from .store import RunStore
-
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    if folder.is_local:
-        source, target = folder.local() / name, folder.local() / ".replaced" / f"{name}-{stamp}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with RunStore(source).lock():
-            source.rename(target)
-        return
-    source, target = folder.join(name), folder.join(".replaced", f"{name}-{stamp}")
-    for relative in source.files():
-        target.write_bytes(relative, source.read_bytes(relative))
-    source.fs.delete_dir(source.path)
-
-
-def _test_acc(run: Location, step_file: str) -> float | None:
-    try:
-        rows = pq.read_table(io.BytesIO(run.join("results").read_bytes(step_file)), columns=["layer", "metric", "value"]).to_pylist()
-    except (OSError, ValueError):
-        return None
-    return next((r["value"] for r in rows if r["metric"] == "test_acc" and r["layer"] == ""), None)
+    move_run(folder.join(name), folder.join(".replaced", f"{name}-{stamp}"))
 
 
 def _error_line(err: BaseException) -> str:
@@ -450,17 +405,17 @@ def _error_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def reconcile(folder: Location, trials: list[Trial], *, replace_changed: bool = False) -> dict[str, _Peek]:
+def reconcile(folder: Location, trials: list[Trial], *, replace_changed: bool = False) -> dict[str, Peek]:
     """Each trial's folder read, and checked against its config: a folder that holds a run of another
     config is refused (:class:`TrialChangedError`, naming the fields) or, with ``replace_changed``,
     moved into ``folder/.replaced/``. Returns what each folder holds now."""
-    peeks = {t.name: _peek(folder.join(t.name)) for t in trials}
-    changed = {t.name: diffs for t in trials if peeks[t.name].status is not None and (diffs := config_changes(peeks[t.name].config, t.config))}
+    peeks = {t.name: peek(folder.join(t.name)) for t in trials}
+    changed = {t.name: diffs for t in trials if peeks[t.name].record is not None and (diffs := config_changes(peeks[t.name].record.config, t.config))}
     if changed and not replace_changed:
         raise TrialChangedError(_changed_message(changed))
     for name in changed:
         _move_aside(folder, name)
-        peeks[name] = _Peek(None, 0, None, None, None)
+        peeks[name] = _NOTHING
     return peeks
 
 
@@ -476,7 +431,7 @@ def run_trials(
     require_ray: bool = True,
     poll: float = 1.0,
     replace_changed: bool = False,
-    peeks: dict[str, _Peek] | None = None,
+    peeks: dict[str, Peek] | None = None,
 ) -> list[TrialState]:
     """The engine: finish every trial in ``folder/TRIAL`` on Ray, retrying failures from their checkpoints.
 
@@ -555,13 +510,15 @@ def _check_resources(ray: Any, resources: Resources) -> None:
 
 
 def _update(state: TrialState, run: Location, first_resume: int) -> None:
-    peek = _peek(run)
-    if peek.status == "running":
+    now = peek(run)
+    if now.record is None:
+        return
+    if now.status == "running":
         state.status = "running"
-    state.total_steps = peek.total_steps or state.total_steps
-    state.retries = max(state.retries, peek.resumes - first_resume)
-    if peek.last_step is not None and peek.last_step != state.step:
-        state.step, state.test_acc = peek.last_step, _test_acc(run, peek.last_file)
+    state.total_steps = now.record.total_steps or state.total_steps
+    state.retries = max(state.retries, now.record.resumes - first_resume)
+    if now.last_step is not None and now.last_step != state.step:
+        state.step, state.test_acc = now.last_step, checkpoint_value(run, now.last_file, "test_acc")
 
 
 def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str, TrialState], resources: Resources,
@@ -576,9 +533,9 @@ def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str,
         limit = max_concurrent or _slots(ray, resources)
         while queue and len(pending) < limit:
             trial = queue.pop(0)
-            peek = _peek(folder.join(trial.name))
+            before = peek(folder.join(trial.name)).record
             # the resume count its first attempt here will write: a later, higher count is a retry
-            first = peek.resumes + 1 if peek.status is not None else 0
+            first = before.resumes + 1 if before is not None else 0
             pending[task.remote(trial.config.model_dump(mode="json"), folder.join(trial.name), threads)] = (trial, first)
         done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll)
         for ref, (trial, first) in list(pending.items()):
@@ -680,11 +637,9 @@ def run_sweep(
 def write_trials(folder: Location | Path, sweep: str, trials: list[Trial], statuses: dict[str, str | None] | None = None) -> None:
     """``trials.parquet``: one row per trial with its axis values (as strings, a column per axis) and its status
     (``statuses`` by trial name, else read from each trial's folder)."""
-    from .store import atomic_write
-
     folder = location(folder)
     if statuses is None:
-        statuses = {t.name: _peek(folder.join(t.name)).status for t in trials}
+        statuses = {t.name: peek(folder.join(t.name)).status for t in trials}
     rows = [{"run_id": t.name, "sweep": sweep, "status": statuses.get(t.name) or "pending", **{k: str(v) for k, v in t.values.items()}}
             for t in trials]
     frame = pd.DataFrame(rows)

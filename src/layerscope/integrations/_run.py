@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
-import platform
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
 from ..config import check_folder_name
 from ..probes.capture import TOKENS, Forward, Inputs, n_inputs
 from ..probes.geometry import check_estimators
-from ..store import RunLock, RunLockedError, RunStore
+from ..store import RunLock, RunLockedError, RunRecord, RunStore, ending
 from ..tracker import Tracker
 from ..train.schedule import checkpoint_steps
 
@@ -120,7 +116,7 @@ class TrackedRun:
         self.plan: list[int] = []
         self.measured: set[int] = set()
         self.tracker: Tracker | None = None
-        self.info: dict[str, Any] = {}
+        self.record: RunRecord | None = None
         self._lock: RunLock | None = None
         self._thread: int | None = None
 
@@ -148,7 +144,7 @@ class TrackedRun:
             resumes = 0
             if self.store.is_run():
                 if resuming:
-                    resumes = int(self.store.read_run().get("resumes") or 0) + 1
+                    resumes = self.store.read_run().resumes + 1
                     self.measured = set(self.store.completed_steps())
                 elif self.overwrite:
                     self.store.clear()
@@ -158,23 +154,10 @@ class TrackedRun:
             layers = list(self.layers) if self.layers is not None else None
             if layers is None and transformer_blocks(model):
                 layers = [*transformer_blocks(model), "output:logits"]
-            self.info = {
-                "run_id": self.folder.name,
-                "config": {"trainer": trainer, "settings": dict(settings), "layers": layers, "estimators": self.estimators,
-                           "tokens": self.options["tokens"], "checkpoints": self.plan, "splits": list(self.inputs)},
-                "seed": self.options["seed"],
-                "versions": {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-                "git_revision": None,
-                "start_time": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "end_time": None,
-                "status": "running",
-                "error": None,
-                "resumes": resumes,
-                "total_steps": total_steps,
-                "checkpoints": self.plan,
-            }
-            self.store.create()
-            self.store.write_run(self.info)
+            config = {"trainer": trainer, "settings": dict(settings), "layers": layers, "estimators": self.estimators,
+                      "tokens": self.options["tokens"], "checkpoints": self.plan, "splits": list(self.inputs)}
+            self.record = self.store.start_run(RunRecord.begin(self.folder.name, config, seed=self.options["seed"], resumes=resumes,
+                                                               total_steps=total_steps, checkpoints=self.plan))
             on_frame = None
             if self.tensorboard:
                 from .tensorboard import TensorBoardMirror
@@ -223,11 +206,8 @@ class TrackedRun:
         self.begin(model, total_steps, resuming=resuming, trainer=trainer, settings=settings or {})
         try:
             yield self
-        except KeyboardInterrupt:
-            self.end("interrupted")
-            raise
         except BaseException as err:
-            self.end("failed", f"{type(err).__name__}: {err}")
+            self.end(*ending(err))
             raise
         self.end("finished")
 
@@ -248,7 +228,7 @@ class TrackedRun:
         if not self.active:
             return
         try:
-            self.store.write_run({**self.info, "status": status, "error": error, "end_time": dt.datetime.now(dt.timezone.utc).isoformat()})
+            self.record = self.store.end_run(self.record, status, error)
         finally:
             if self.tracker is not None and self.tracker.on_frame is not None and hasattr(self.tracker.on_frame, "close"):
                 self.tracker.on_frame.close()

@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("the Lightning callback needs Lightning: pip install 'layerscope[lightning]'") from None
 
 from ..probes.capture import Inputs
+from ..store import ending
 from ._run import TrackedRun
 
 
@@ -72,10 +73,7 @@ class LayerscopeCallback(Callback):
             self.run.end("finished")
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
-            self.run.end("interrupted")
-        else:
-            self.run.end("failed", f"{type(exception).__name__}: {exception}")
+        self.run.end(*ending(exception))
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 from torch import nn
 
 from ..probes.capture import Inputs
+from ..store import ending
 from ._run import TrackedRun
 
 _SETTINGS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps", "weight_decay",
@@ -75,11 +76,8 @@ class LayerscopeCallback(TrainerCallback):
         def watched(*args: Any, **kwargs: Any) -> Any:
             try:
                 return train(*args, **kwargs)
-            except KeyboardInterrupt:
-                self.run.end("interrupted")
-                raise
             except BaseException as err:
-                self.run.end("failed", f"{type(err).__name__}: {err}")
+                self.run.end(*ending(err))
                 raise
 
         watched._layerscope_watched = True  # type: ignore[attr-defined]

@@ -272,20 +272,20 @@ def make_report(run_dir: str | Path) -> Path:
             tiles = "".join(f"<img src='{spec.folder}/{f.name}' style='width:32%'>" for f in chosen)
             body.append(f"<h2>{html.escape(spec.title)}</h2>\n<div>{tiles}</div>")
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>layerscope: {html.escape(str(info['run_id']))}</title>
+<html><head><meta charset="utf-8"><title>layerscope: {html.escape(str(info.run_id))}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}} img{{max-width:100%}}
 table.results{{border-collapse:collapse;font-size:0.85em}} table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
 pre{{background:#f6f6f6;padding:1em;font-size:0.8em;overflow-x:auto}}</style></head>
-<body><h1>layerscope run {html.escape(str(info['run_id']))}</h1>
-<p>Status: {html.escape(str(info['status']))}; started {html.escape(str(info['start_time']))}, ended {html.escape(str(info['end_time']))};
+<body><h1>layerscope run {html.escape(str(info.run_id))}</h1>
+<p>Status: {html.escape(str(info.status))}; started {html.escape(str(info.start_time))}, ended {html.escape(str(info.end_time))};
 {len(sorted(results.step.unique()))} checkpoints, {len(results)} rows.</p>
 {''.join(body)}
 <h2>Detected phases</h2>
 {_phase_table(phases)}
 <h2>Values at the last checkpoint (step {int(results.step.max())})</h2>
 {_final_table(results)}
-<h2>Config</h2><pre>{html.escape(json.dumps(info['config'], indent=2))}</pre>
-<h2>Versions</h2><pre>{html.escape(json.dumps(info['versions'], indent=2))} git {html.escape(str(info.get('git_revision')))}</pre>
+<h2>Config</h2><pre>{html.escape(json.dumps(info.config, indent=2))}</pre>
+<h2>Versions</h2><pre>{html.escape(json.dumps(info.versions, indent=2))} git {html.escape(str(info.git_revision))}</pre>
 </body></html>
 """
     path = out / "report.html"

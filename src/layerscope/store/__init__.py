@@ -2,7 +2,8 @@
 
 Layout of a run folder::
 
-    RUN/run.parquet                   run_id, config (JSON), seed, versions, git revision, start/end, status
+    RUN/run.parquet                   the run record (RunRecord, RUN_SCHEMA): run_id, config (JSON), seed, versions,
+                                      git revision, start/end, status, error, resumes, the plan
     RUN/results/step-000000120.parquet  the rows measured at step 120 (one file per checkpoint)
     RUN/state.pt                      model, optimizer and RNG state of the last checkpoint (for --resume)
     RUN/weights/step-000000120.pt     model weights at checkpoints (optional)
@@ -25,13 +26,14 @@ the table with :func:`load` (pandas) or straight from DuckDB or polars:
 from __future__ import annotations
 
 import errno
-import json
+import io
 import os
 import re
 import shutil
 import socket
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,14 @@ import pyarrow.parquet as pq
 import torch
 
 from ..results import COLUMNS, SCHEMA, empty
+from .record import RUN_SCHEMA, STATUSES, RunRecord, ending
+from .remote import Location, location
+
+__all__ = [
+    "COLUMNS", "DERIVED", "RUN_SCHEMA", "SCHEMA", "STATUSES", "STEP_FILE", "TRIALS", "CorruptRunError", "Peek", "RunLock", "RunLockedError",
+    "RunRecord", "RunStore", "atomic_write", "checkpoint_value", "ending", "find_runs", "load", "load_runs", "load_weights", "move_run", "peek",
+    "sweep_members",
+]
 
 #: Derived tables (computed from the checkpoints, e.g. detected phases) live in
 #: ``RUN/derived/NAME.parquet``, each with its own schema, never among the measurements.
@@ -48,6 +58,8 @@ DERIVED = "derived"
 
 #: A checkpoint's results file, as layerscope names it (``step-`` and nine digits); other files in results/ are not checkpoints.
 STEP_FILE = re.compile(r"step-(\d{9})\.parquet")
+#: Saved weights at a checkpoint (``probes.save_weights``).
+WEIGHTS_FILE = re.compile(r"step-(\d{9})\.pt")
 
 
 class CorruptRunError(ValueError):
@@ -237,30 +249,45 @@ class RunStore:
             return empty()
         return pd.concat(frames, ignore_index=True).astype(empty().dtypes.to_dict())
 
-    # run metadata
-    def write_run(self, info: dict[str, Any]) -> None:
-        """Replace ``run.parquet`` with one row of run metadata (dicts and lists stored as JSON)."""
-        row = {k: (json.dumps(v, sort_keys=True, default=str) if isinstance(v, (dict, list)) else v) for k, v in info.items()}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame([row])
-        atomic_write(self.run_dir / "run.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    # the run record
+    def start_run(self, record: RunRecord) -> RunRecord:
+        """Make the folder and write the record of a run that starts (or resumes); returns it."""
+        self.create()
+        self.update_run(record)
+        return record
 
-    def read_run(self) -> dict[str, Any]:
-        """The run's metadata (config and versions as dicts); :class:`CorruptRunError` if unreadable."""
+    def update_run(self, record: RunRecord) -> None:
+        """Replace ``run.parquet`` with ``record``, durably."""
+        table = record.to_table()
+        atomic_write(self.run_dir / "run.parquet", lambda tmp: pq.write_table(table, tmp))
+
+    def end_run(self, record: RunRecord, status: str, error: str | None = None) -> RunRecord:
+        """Write how the run ended (``finished``, ``failed`` with the error, ``interrupted``) and when; returns the record.
+
+        A write that fails (a full disk) is let pass: it must not hide the error that ended the run.
+        """
+        ended = record.ended(status, error)
+        try:
+            self.update_run(ended)
+        except OSError:
+            pass
+        return ended
+
+    def read_run(self) -> RunRecord:
+        """The run's record; :class:`CorruptRunError` if ``run.parquet`` cannot be read or is not a record."""
         path = self.run_dir / "run.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{self.run_dir} is not a layerscope run (no run.parquet)")
-        frame = _read_table(path)
-        if len(frame) != 1 or "config" not in frame.columns:
-            raise CorruptRunError(f"{path} is not a layerscope run table (expected one row with a config)")
-        row = frame.iloc[0].to_dict()
-        for key in ("config", "versions", "checkpoints"):
-            if isinstance(row.get(key), str):
-                try:
-                    row[key] = json.loads(row[key])
-                except json.JSONDecodeError:
-                    raise CorruptRunError(f"{path}: its {key} is not valid JSON") from None
-        return row
+        try:
+            return RunRecord.from_table(pq.read_table(path), str(path))
+        except (OSError, pa.ArrowException) as err:
+            raise CorruptRunError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        except ValueError as err:
+            raise CorruptRunError(str(err)) from None
+
+    def peek(self) -> Peek:
+        """Where the run stands, read without its lock (see :func:`peek`)."""
+        return peek(location(self.run_dir))
 
     # training state, for resuming
     def save_state(self, state: dict[str, Any]) -> None:
@@ -288,6 +315,62 @@ class RunStore:
         folder.mkdir(exist_ok=True)
         state = model.state_dict()
         atomic_write(folder / f"step-{step:09d}.pt", lambda tmp: torch.save(state, tmp))
+
+    def saved_weights(self) -> dict[int, Path]:
+        """The weights saved at checkpoints, by step (ascending): ``weights/step-N.pt``."""
+        folder = self.run_dir / "weights"
+        files = sorted(folder.glob("step-*.pt")) if folder.is_dir() else []
+        return {int(m[1]): p for p in files if (m := WEIGHTS_FILE.fullmatch(p.name))}
+
+
+@dataclass(frozen=True)
+class Peek:
+    """Where a run stands, from its folder alone: its record (None while there is none, or it is
+    being replaced) and its last finished checkpoint (step, and file name below ``results/``)."""
+
+    record: RunRecord | None
+    last_step: int | None
+    last_file: str | None
+
+    @property
+    def status(self) -> str | None:
+        return None if self.record is None else self.record.status
+
+
+def peek(run: Location) -> Peek:
+    """A run's record and last checkpoint, read from its folder (local or remote) without taking its lock.
+
+    Never raises for a folder that is not (or not yet) a run: its record is then None.
+    """
+    try:
+        record = RunRecord.from_table(pq.read_table(io.BytesIO(run.read_bytes("run.parquet"))))
+    except (OSError, ValueError, pa.ArrowException):  # not written yet, being replaced, or unreadable
+        record = None
+    files = sorted(f for f in run.join("results").files() if STEP_FILE.fullmatch(f))
+    last = files[-1] if files else None
+    return Peek(record, None if last is None else int(STEP_FILE.fullmatch(last)[1]), last)
+
+
+def move_run(source: Location, target: Location) -> None:
+    """Move a run folder to ``target`` (a new path); on a local filesystem, refused while a process holds its lock."""
+    if source.is_local:
+        destination = target.local()
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with RunStore(source.local()).lock():
+            source.local().rename(destination)
+        return
+    for relative in source.files():  # object stores have no folders to rename: copy, then delete
+        target.write_bytes(relative, source.read_bytes(relative))
+    source.fs.delete_dir(source.path)
+
+
+def checkpoint_value(run: Location, step_file: str, metric: str, layer: str = "") -> float | None:
+    """One number of a checkpoint's file (``metric`` of ``layer``; model-level by default), or None."""
+    try:
+        rows = pq.read_table(io.BytesIO(run.join("results").read_bytes(step_file)), columns=["layer", "metric", "value"]).to_pylist()
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    return next((r["value"] for r in rows if r["metric"] == metric and r["layer"] == layer), None)
 
 
 TRIALS = "trials.parquet"
@@ -368,7 +451,7 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     rows = []
     for run in find_runs(path):
         try:
-            rows.append({**RunStore(run).read_run(), "folder": str(run)})
+            rows.append({**RunStore(run).read_run().to_dict(), "folder": str(run)})
         except CorruptRunError as err:
             rows.append({"run_id": run.name, "status": "unreadable", "error": str(err), "folder": str(run)})
     return pd.DataFrame(rows)
