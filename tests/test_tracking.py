@@ -307,21 +307,11 @@ def test_a_new_probe_through_the_registry_alone(tmp_path, request):
     from pydantic import Field
 
     from layerscope import results
+    from layerscope._plotting import over_training
     from layerscope.probes import registry
     from layerscope.probes.base import ProbeSettings, ProbeSpec
     from layerscope.report import make_report
     from layerscope.results import FigureSpec, Metric, Row
-
-    # registered for this test only: taken out again at its end
-    figures, metrics = list(results.FIGURES), dict(results.METRICS)
-
-    def unregister():
-        registry.PROBES.pop("toy", None)
-        results.FIGURES[:] = figures
-        results.METRICS.clear()
-        results.METRICS.update(metrics)
-
-    request.addfinalizer(unregister)
 
     class ToySettings(ProbeSettings):
         scale: float = Field(1.0, gt=0)
@@ -342,9 +332,10 @@ def test_a_new_probe_through_the_registry_alone(tmp_path, request):
             settings=ToySettings,
             build=lambda settings, run: Toy(run.inputs("test", settings.n_points)[0], settings.scale),
             metrics=(Metric("toy_norm", "mean norm of the output, times scale", "standard error over points"),),
-            figures=(FigureSpec("over_training", "toy.png", "Toy norm over training", ("toy_norm",)),),
+            figures=(FigureSpec("toy.png", "Toy norm over training", ("toy_norm",), draw=over_training("toy_norm")),),
         )
     )
+    request.addfinalizer(lambda: registry.unregister_probe("toy"))  # registered for this test only
     raw = small_config("toy").model_dump(mode="json")
     raw["probes"] = {"measures": ["twonn", "toy"], "toy": {"scale": 2.0}}
     with pytest.raises(ConfigError, match="probes: toy.scale: Input should be greater than 0"):
@@ -361,7 +352,7 @@ def test_a_new_probe_through_the_registry_alone(tmp_path, request):
     assert RunStore(run_dir).read_run().config["probes"]["toy"] == {"scale": 2.0, "n_points": 50}
     text = make_report(run_dir).read_text()
     assert "toy.png" in text and (run_dir / "toy.png").stat().st_size > 10_000
-    assert "`toy_norm` | mean norm of the output, times scale" in results.metric_table()
+    assert "`toy_norm` | mean norm of the output, times scale" in results.metric_table(registry.metrics().values())
 
 
 def test_pcid_figure_draws_the_split_that_has_geometry():
@@ -377,3 +368,31 @@ def test_pcid_figure_draws_the_split_that_has_geometry():
     fig = figure_pcid_vs_twonn(pd.concat(rows, ignore_index=True))
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 4 and "train inputs" in ax.get_title()
+
+
+def test_the_registry_refuses_clashes_and_is_built_when_asked():
+    from layerscope._plotting import over_training
+    from layerscope.probes import registry
+    from layerscope.probes.base import ProbeSettings, ProbeSpec
+    from layerscope.results import FigureSpec, Metric
+
+    def spec(name, metric=Metric("m", "a meaning")):
+        return ProbeSpec(name=name, settings=ProbeSettings, build=lambda settings, run: None, metrics=(metric,), figures=())
+
+    assert list(registry.probes()) == ["lc", "csr", "pgd", "partition"]
+    assert {"twonn", "alpha", "lc", "csr", "robust_acc", "test_acc", "n_features"} <= set(registry.metrics())
+    with pytest.raises(ValueError, match="named 'twonn' already"):
+        registry.register_probe(spec("twonn"))
+    with pytest.raises(ValueError, match="named 'lc' already"):
+        registry.register_probe(spec("lc"))
+    with pytest.raises(ValueError, match="metric 'csr' is declared twice"):
+        registry.register_probe(spec("mine", Metric("csr", "something else")))
+    assert "mine" not in registry.probes()  # a refused probe leaves nothing behind
+    with pytest.raises(ValueError, match="must be an identifier"):
+        registry.register_probe(spec("my probe"))
+    with pytest.raises(KeyError, match="it is built in"):
+        registry.unregister_probe("lc")
+    with pytest.raises(ValueError, match="give a draw function, or the folder"):
+        FigureSpec("x.png", "x", ("m",))
+    with pytest.raises(ValueError, match="give a draw function, or the folder"):
+        FigureSpec("x.png", "x", ("m",), draw=over_training("m"), folder="pics")

@@ -366,13 +366,12 @@ def sweep(
 @app.command()
 def metrics() -> None:
     """List the metrics a results table can hold, with their meaning and error."""
-    from .probes import registry  # noqa: F401 - registers the probes' metrics
-    from .results import METRICS
+    from .probes.registry import metrics as registered
 
     table = Table(title="metrics (the metric column of RUN/results/*.parquet)")
     for column in ("metric", "meaning", "error"):
         table.add_column(column)
-    for m in METRICS.values():
+    for m in registered().values():
         table.add_row(m.name, m.meaning, m.error)
     console.print(table)
 

@@ -37,7 +37,7 @@ from .data.datasets import DATASETS
 from .estimators import ESTIMATORS
 from .models import check_model_name
 from .probes.base import ProbeSettings
-from .probes.registry import PROBES
+from .probes.registry import probes
 from .train.schedule import ScheduleConfig, TrainConfig
 
 
@@ -92,7 +92,7 @@ class ProbeConfig(_Strict):
     """What to measure at each checkpoint.
 
     ``measures`` names per-layer estimators (:data:`layerscope.estimators.ESTIMATORS`)
-    and model-level probes (:data:`layerscope.probes.registry.PROBES`); each probe's
+    and model-level probes (:func:`layerscope.probes.registry.probes`); each probe's
     settings go under its name (``[probes.lc]``, ``radius = 0.5``), validated by
     the probe's own settings model.
     """
@@ -115,8 +115,8 @@ class ProbeConfig(_Strict):
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         for name in v:
-            if name not in ESTIMATORS and name not in PROBES:
-                raise ValueError(f"unknown measure {name!r}; choose from {', '.join([*ESTIMATORS, *PROBES])}")
+            if name not in ESTIMATORS and name not in probes():
+                raise ValueError(f"unknown measure {name!r}; choose from {', '.join([*ESTIMATORS, *probes()])}")
         return v
 
     @field_validator("estimator_params")
@@ -136,12 +136,12 @@ class ProbeConfig(_Strict):
     @model_validator(mode="after")
     def _probe_settings(self) -> ProbeConfig:
         for key, value in (self.__pydantic_extra__ or {}).items():
-            if key not in PROBES:
-                raise ValueError(f"unknown setting {key!r}: neither a probes field nor a registered probe ({', '.join(PROBES)})")
-            if isinstance(value, PROBES[key].settings):
+            if key not in probes():
+                raise ValueError(f"unknown setting {key!r}: neither a probes field nor a registered probe ({', '.join(probes())})")
+            if isinstance(value, probes()[key].settings):
                 continue
             try:
-                self.__pydantic_extra__[key] = PROBES[key].settings.model_validate(value)
+                self.__pydantic_extra__[key] = probes()[key].settings.model_validate(value)
             except ValidationError as err:
                 problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
                 raise ValueError(f"{key}.{problems}") from None
@@ -155,12 +155,12 @@ class ProbeConfig(_Strict):
     @property
     def model_probes(self) -> list[str]:
         """The model-level probes among the measures."""
-        return [m for m in self.measures if m in PROBES]
+        return [m for m in self.measures if m in probes()]
 
     def settings(self, probe: str) -> ProbeSettings:
         """The validated settings of a registered probe (its defaults if the config gives none)."""
         given = (self.__pydantic_extra__ or {}).get(probe)
-        return given if given is not None else PROBES[probe].settings()
+        return given if given is not None else probes()[probe].settings()
 
 
 class RunConfig(_Strict):

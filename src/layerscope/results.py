@@ -1,4 +1,4 @@
-"""The results table's schema: its columns and types, the row type, and the metric registry.
+"""The results table's schema: its columns and types, the row type, and what a metric and a figure are.
 
 One row per (run, step, split, layer, metric), long format, so that a new metric
 needs no new column::
@@ -8,16 +8,18 @@ needs no new column::
     quick   120   1.5    test   ""      test_acc 0.97  0.002
 
 Model-level metrics (accuracy, local complexity summed over layers, CSR) have the
-layer :data:`MODEL_LEVEL` (``""``). Every metric that can appear is registered in
-:data:`METRICS` with its meaning (estimators and probes register theirs);
-:func:`metric_table` prints them.
+layer :data:`MODEL_LEVEL` (``""``). Every metric that can appear has a
+:class:`Metric` with its meaning: the base ones here, the estimators' and the probes'
+beside them, all gathered by :func:`layerscope.probes.registry.metrics`
+(``layerscope metrics`` prints them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -62,49 +64,33 @@ class Metric:
     error: str = "none"
 
 
-#: Every metric that can appear in a results table, by name.
-METRICS: dict[str, Metric] = {}
-
-
-def register_metric(name: str, meaning: str, error: str = "none") -> Metric:
-    """Add a metric to :data:`METRICS` (an estimator or probe calls this once for each metric it writes)."""
-    metric = Metric(name, meaning, error)
-    if name in METRICS and METRICS[name] != metric:
-        raise ValueError(f"metric {name!r} is registered already, with another meaning")
-    METRICS[name] = metric
-    return metric
-
-
-for _split in ("train", "test"):
-    register_metric(f"{_split}_acc", f"accuracy on the {_split} set (layer \"\")", "Agresti-Coull binomial standard error")
-    register_metric(f"{_split}_loss", f"mean loss on the {_split} set (layer \"\")", "standard error over the examples")
-register_metric("n_features", "width of the layer (features per input)")
+#: The model-level metrics every training run writes, and each layer's width; the registry
+#: (:func:`layerscope.probes.registry.metrics`) adds the estimators' and the probes' metrics.
+BASE_METRICS = (
+    *(Metric(f"{split}_acc", f"accuracy on the {split} set (layer \"\")", "Agresti-Coull binomial standard error") for split in ("train", "test")),
+    *(Metric(f"{split}_loss", f"mean loss on the {split} set (layer \"\")", "standard error over the examples") for split in ("train", "test")),
+    Metric("n_features", "width of the layer (features per input)"),
+)
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure the report draws when the table holds all of ``metrics``.
+    """A figure the report draws when the table holds all of ``metrics``, declared beside the probe that writes them.
 
-    ``kind`` names one of the report's drawings: ``"over_training"`` (model-level
-    metrics over training, a panel each), ``"local_complexity"``,
-    ``"alpha_vs_robustness"``, or ``"pictures"`` (PNG files a probe wrote into
-    ``RUN/<folder>``).
+    ``draw(results, phases)`` makes it from the run's results table and its detected
+    phases (:mod:`layerscope.analysis.phases`); a figure without ``draw`` is a set of
+    pictures (PNG files) that the probe wrote into ``RUN/<folder>`` itself.
     """
 
-    kind: str
     filename: str
     title: str
     metrics: tuple[str, ...]
+    draw: Callable[[pd.DataFrame, pd.DataFrame], Any] | None = None
     folder: str | None = None
 
-
-#: Figures of registered probes, in registration order.
-FIGURES: list[FigureSpec] = []
-
-
-def register_figure(figure: FigureSpec) -> None:
-    if figure not in FIGURES:
-        FIGURES.append(figure)
+    def __post_init__(self) -> None:
+        if (self.draw is None) == (self.folder is None):
+            raise ValueError(f"figure {self.title!r}: give a draw function, or the folder of the pictures the probe writes (one of the two)")
 
 
 def proportion_error(successes: int, n: int) -> float:
@@ -145,8 +131,8 @@ def to_frame(rows: Iterable[Row], *, run_id: str, step: int, epoch: float | None
     return table.to_pandas()
 
 
-def metric_table() -> str:
-    """The registered metrics as a Markdown table (name, meaning, error)."""
+def metric_table(metrics: Iterable[Metric]) -> str:
+    """Metrics as a Markdown table (name, meaning, error)."""
     lines = ["| metric | meaning | error |", "|---|---|---|"]
-    lines += [f"| `{m.name}` | {m.meaning} | {m.error} |" for m in METRICS.values()]
+    lines += [f"| `{m.name}` | {m.meaning} | {m.error} |" for m in metrics]
     return "\n".join(lines)

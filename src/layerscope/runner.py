@@ -22,7 +22,7 @@ from .estimators._validation import check_device
 from .models import build_model
 from .probes.base import Probe, ProbeContext
 from .probes.capture import resolve_layers
-from .probes.registry import PROBES
+from .probes.registry import probes
 from .store import CorruptRunError, RunRecord, RunStore, ending
 from .tracker import Tracker
 from .train import TrainingPlan, scale_parameters, train, training_plan
@@ -91,7 +91,7 @@ def model_probes(cfg: RunConfig, data: Dataset, store: RunStore, plan: TrainingP
         run_dir=store.run_dir,
         checkpoints=plan.checkpoints,
     )
-    return [PROBES[name].build(cfg.probes.settings(name), context) for name in cfg.probes.model_probes]
+    return [probes()[name].build(cfg.probes.settings(name), context) for name in cfg.probes.model_probes]
 
 
 def _tensorboard(store: RunStore) -> Callable[[Any], None]:

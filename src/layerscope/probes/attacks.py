@@ -9,16 +9,22 @@ not to one scalar range as the reference code does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from .._plotting import layer_order, over_training, subplots
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
 from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype, with_logits
 from .base import ProbeContext, ProbeSettings, ProbeSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 
 def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,6 +242,28 @@ def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
                            unit=unit if settings.eps_unit == "data" else None)
 
 
+def figure_alpha_vs_robustness(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
+    """alpha of the last hidden layer against robust accuracy, one point per checkpoint."""
+    layers = [layer for layer in layer_order(results) if layer not in ("input", "output")]
+    alpha = results[(results.metric == "alpha") & results.layer.isin(layers)]
+    layer = [layer for layer in layers if layer in set(alpha.layer)][-1]
+    split = "test" if "test" in set(alpha.split) else sorted(alpha.split.unique())[0]
+    a = alpha[(alpha.layer == layer) & (alpha.split == split)].set_index("step").value
+    robust = results[(results.metric == "robust_acc") & (results.layer == "")]
+    r = robust[robust.split == (split if split in set(robust.split) else robust.split.iloc[0])].set_index("step").value
+    steps = a.index.intersection(r.index)
+    fig, ax = subplots(figsize=(5.5, 4.2))
+    points = ax.scatter(a[steps], r[steps], c=np.log10(np.asarray(steps) + 1), cmap="viridis", s=40)
+    ax.annotate("end", (a[steps[-1]], r[steps[-1]]), textcoords="offset points", xytext=(5, 5))
+    fig.colorbar(points, ax=ax, label="log10(step + 1)")
+    ax.set_xlabel(f"alpha of {layer} ({split} inputs)")
+    ax.set_ylabel("robust accuracy")
+    ax.set_title("spectrum exponent against robustness")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 SPEC = ProbeSpec(
     name="pgd",
     settings=PGDSettings,
@@ -244,7 +272,7 @@ SPEC = ProbeSpec(
                     "Agresti-Coull binomial standard error"),
              Metric("pgd_data_scale", "with eps_unit = 'data': the data scale eps is a multiple of (median half L-infinity distance to the nearest input of another class)")),
     figures=(
-        FigureSpec("over_training", "robust_acc.png", "Robust accuracy over training", ("robust_acc",)),
-        FigureSpec("alpha_vs_robustness", "alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", ("alpha", "robust_acc")),
+        FigureSpec("robust_acc.png", "Robust accuracy over training", ("robust_acc",), draw=over_training("robust_acc")),
+        FigureSpec("alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", ("alpha", "robust_acc"), draw=figure_alpha_vs_robustness),
     ),
 )

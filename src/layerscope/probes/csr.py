@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .._plotting import over_training
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
 from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype, with_logits
 from .base import ProbeContext, ProbeSettings, ProbeSpec
@@ -134,5 +135,5 @@ SPEC = ProbeSpec(
     settings=CSRSettings,
     build=_build,
     metrics=(Metric("csr", "critical sample ratio: fraction of inputs whose prediction flips within the box (layer \"\")", "Agresti-Coull binomial standard error"),),
-    figures=(FigureSpec("over_training", "csr.png", "Critical sample ratio over training", ("csr",)),),
+    figures=(FigureSpec("csr.png", "Critical sample ratio over training", ("csr",), draw=over_training("csr")),),
 )

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, bootstrap_spectra, covariance_spectrum
-from ..results import Row, register_metric
+from ..results import Row
 from ._model import eval_mode
 from .capture import OUTPUT, Forward, Inputs, capture
 
@@ -22,10 +22,6 @@ DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
 DEFAULT_LAYERS = ("ReLU", "LeakyReLU", "GELU", "Tanh", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", OUTPUT)
 #: Name of the row for the inputs themselves.
 INPUT = "input"
-
-
-for _name, _cls in ESTIMATORS.items():  # the estimators' numbers are metrics of the results table
-    register_metric(_name, _cls.meaning + " (per layer)", _cls.error_meaning)
 
 
 class ProbeWarning(UserWarning):

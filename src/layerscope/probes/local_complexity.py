@@ -20,7 +20,7 @@ touched), and hooks are removed after each measurement.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,10 +28,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .._plotting import step_axis, subplots
+from ..analysis.phases import THRESHOLD
 from ..results import FigureSpec, Metric, Row
 from ._model import check_at_least, check_finite_outputs, eval_mode, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 from .nonlinearities import Call, labels, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def nonlinear_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -244,6 +249,35 @@ def _build(settings: LCSettings, run: ProbeContext) -> LocalComplexityProbe:
     return LocalComplexityProbe(inputs, radius=settings.radius, n_directions=settings.n_directions, seed=run.seed, device=run.device, boundary_from=boundary_from)
 
 
+def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
+    """LC summed over layers per split, and each layer's normalised LC, over training; phase changes dotted."""
+    lc = results[results.metric == "lc"]
+    fig, (ax_total, ax_layers) = subplots(1, 2, figsize=(11, 4))
+    if phases is not None:
+        changes = phases[(phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)]
+        for row in changes[changes.confidence >= THRESHOLD].itertuples():
+            ax_total.axvline(row.start_step, color="0.4", ls=":", lw=1)
+            ax_total.axvspan(row.start_low, row.start_high, color="0.5", alpha=0.12, lw=0)
+    for split in sorted(lc.split.unique()):
+        rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
+        ax_total.plot(rows.step, rows.value, marker="o", ms=3, label=f"{split} points")
+    ax_total.set_ylabel("LC, summed over layers (neurons)")
+    ax_total.set_title("local complexity over training")
+    norm = results[(results.metric == "lc_norm") & (results.layer != "")]
+    split = "test" if "test" in set(norm.split) else sorted(norm.split.unique())[0]
+    for layer in list(dict.fromkeys(norm[norm.split == split].layer)):
+        rows = norm[(norm.split == split) & (norm.layer == layer)].sort_values("step")
+        ax_layers.plot(rows.step, rows.value, marker="o", ms=3, label=layer)
+    ax_layers.set_ylabel("LC per neuron of the layer")
+    ax_layers.set_title(f"per layer, {split} points")
+    for ax in (ax_total, ax_layers):
+        step_axis(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 SPEC = ProbeSpec(
     name="lc",
     settings=LCSettings,
@@ -253,5 +287,6 @@ SPEC = ProbeSpec(
                "standard error over the points"),
         Metric("lc_norm", "lc divided by the layer's neurons", "standard error over the points"),
     ),
-    figures=(FigureSpec("local_complexity", "local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)", ("lc",)),),
+    figures=(FigureSpec("local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)",
+                        ("lc",), draw=figure_local_complexity),),
 )

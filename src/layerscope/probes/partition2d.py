@@ -674,5 +674,5 @@ SPEC = ProbeSpec(
     settings=PartitionSettings,
     build=_build,
     metrics=(Metric("linear_regions", "regions of the exact partition of the probe plane (split \"plane\")"),),
-    figures=(FigureSpec("pictures", "", "Linear regions on a plane through three test inputs, over training", ("linear_regions",), folder="partition"),),
+    figures=(FigureSpec("", "Linear regions on a plane through three test inputs, over training", ("linear_regions",), folder="partition"),),
 )

@@ -9,22 +9,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._plotting import subplots
+from .._plotting import SPLIT_STYLE, layer_order, step_axis, subplots
 from ..analysis.phases import PHASES_SCHEMA, THRESHOLD, phase_rows
-from ..probes import registry as _registry  # noqa: F401 - registers the built-in probes' figures
-from ..results import FIGURES
+from ..probes.registry import figures as probe_figures
 from ..store import RunStore
-
-_SPLIT_STYLE = {"train": "-", "test": "--"}
-
-
-def layer_order(results: pd.DataFrame) -> list[str]:
-    """Layers in model order (as first written), the input first."""
-    geometry = results[results.layer != ""]
-    return list(dict.fromkeys(geometry.sort_values("step", kind="stable").layer))
 
 
 def _pivot(results: pd.DataFrame, metric: str, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -32,11 +22,6 @@ def _pivot(results: pd.DataFrame, metric: str, split: str) -> tuple[pd.DataFrame
     value = rows.pivot_table(index="step", columns="layer", values="value")
     error = rows.pivot_table(index="step", columns="layer", values="error", dropna=False)
     return value, error
-
-
-def _step_axis(ax: Axes) -> None:
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("training step (0 = initialisation; log scale)")
 
 
 def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> Figure:
@@ -71,7 +56,7 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
     for split in sorted(results[results.metric == metric].split.unique()):
         value, error = _pivot(results, metric, split)
         for layer in [layer for layer in layers if layer in value.columns]:
-            ax.errorbar(value.index, value[layer], yerr=error.reindex(columns=[layer])[layer].fillna(0), ls=_SPLIT_STYLE.get(split, "-"),
+            ax.errorbar(value.index, value[layer], yerr=error.reindex(columns=[layer])[layer].fillna(0), ls=SPLIT_STYLE.get(split, "-"),
                         color=colours[layer], marker="o", ms=3, capsize=2, label=f"{layer} ({split})")
     if phases is not None and len(phases):
         mine = phases[phases.curve == metric]
@@ -81,7 +66,7 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
             if len(curve) and row.confidence >= THRESHOLD:  # the turn, with its 90% interval
                 at = curve.value.iloc[0]
                 ax.errorbar(row.start_step, at, xerr=[[row.start_step - row.start_low], [row.start_high - row.start_step]], fmt="kx", ms=9, mew=2, capsize=3)
-    _step_axis(ax)
+    step_axis(ax)
     ax.set_ylabel(ylabel or metric)
     ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9)
     ax.grid(alpha=0.3)
@@ -122,9 +107,9 @@ def figure_accuracy(results: pd.DataFrame) -> Figure:
         for ax, name in ((ax_acc, f"{split}_acc"), (ax_loss, f"{split}_loss")):
             rows = model_rows[model_rows.metric == name].sort_values("step")
             if len(rows):
-                ax.plot(rows.step, rows.value, ls=_SPLIT_STYLE[split], marker="o", ms=3, label=split)
+                ax.plot(rows.step, rows.value, ls=SPLIT_STYLE[split], marker="o", ms=3, label=split)
     for ax, label in ((ax_acc, "accuracy"), (ax_loss, "loss")):
-        _step_axis(ax)
+        step_axis(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -135,82 +120,6 @@ def figure_accuracy(results: pd.DataFrame) -> Figure:
     ax_loss.set_title("loss")
     fig.tight_layout()
     return fig
-
-
-def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
-    """LC summed over layers per split, and each layer's normalised LC, over training; phase changes dotted."""
-    lc = results[results.metric == "lc"]
-    fig, (ax_total, ax_layers) = subplots(1, 2, figsize=(11, 4))
-    if phases is not None:
-        changes = phases[(phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)]
-        for row in changes[changes.confidence >= THRESHOLD].itertuples():
-            ax_total.axvline(row.start_step, color="0.4", ls=":", lw=1)
-            ax_total.axvspan(row.start_low, row.start_high, color="0.5", alpha=0.12, lw=0)
-    for split in sorted(lc.split.unique()):
-        rows = lc[(lc.split == split) & (lc.layer == "")].sort_values("step")
-        ax_total.plot(rows.step, rows.value, marker="o", ms=3, label=f"{split} points")
-    ax_total.set_ylabel("LC, summed over layers (neurons)")
-    ax_total.set_title("local complexity over training")
-    norm = results[(results.metric == "lc_norm") & (results.layer != "")]
-    split = "test" if "test" in set(norm.split) else sorted(norm.split.unique())[0]
-    for layer in list(dict.fromkeys(norm[norm.split == split].layer)):
-        rows = norm[(norm.split == split) & (norm.layer == layer)].sort_values("step")
-        ax_layers.plot(rows.step, rows.value, marker="o", ms=3, label=layer)
-    ax_layers.set_ylabel("LC per neuron of the layer")
-    ax_layers.set_title(f"per layer, {split} points")
-    for ax in (ax_total, ax_layers):
-        _step_axis(ax)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def figure_model_metrics(results: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> Figure:
-    """Model-level metrics (CSR, robust accuracy, ...) over training, one panel each."""
-    fig, axes = subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        rows = results[(results.metric == metric) & (results.layer == "")]
-        for split in sorted(rows.split.unique()):
-            r = rows[rows.split == split].sort_values("step")
-            ax.plot(r.step, r.value, ls=_SPLIT_STYLE.get(split, "-"), marker="o", ms=3, label=f"{split} inputs")
-        _step_axis(ax)
-        ax.set_ylabel(labels.get(metric, metric))
-        ax.set_title(f"{labels.get(metric, metric)} over training")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def figure_alpha_vs_robustness(results: pd.DataFrame) -> Figure:
-    """alpha of the last hidden layer against robust accuracy, one point per checkpoint."""
-    layers = [layer for layer in layer_order(results) if layer not in ("input", "output")]
-    alpha = results[(results.metric == "alpha") & results.layer.isin(layers)]
-    layer = [layer for layer in layers if layer in set(alpha.layer)][-1]
-    split = "test" if "test" in set(alpha.split) else sorted(alpha.split.unique())[0]
-    a = alpha[(alpha.layer == layer) & (alpha.split == split)].set_index("step").value
-    robust = results[(results.metric == "robust_acc") & (results.layer == "")]
-    r = robust[robust.split == (split if split in set(robust.split) else robust.split.iloc[0])].set_index("step").value
-    steps = a.index.intersection(r.index)
-    fig, ax = subplots(figsize=(5.5, 4.2))
-    points = ax.scatter(a[steps], r[steps], c=np.log10(np.asarray(steps) + 1), cmap="viridis", s=40)
-    ax.annotate("end", (a[steps[-1]], r[steps[-1]]), textcoords="offset points", xytext=(5, 5))
-    fig.colorbar(points, ax=ax, label="log10(step + 1)")
-    ax.set_xlabel(f"alpha of {layer} ({split} inputs)")
-    ax.set_ylabel("robust accuracy")
-    ax.set_title("spectrum exponent against robustness")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-#: How each kind of :class:`~layerscope.results.FigureSpec` is drawn: ``draw(results, spec, phases)``.
-_DRAW = {
-    "over_training": lambda results, spec, phases: figure_model_metrics(results, list(spec.metrics), {}),
-    "local_complexity": lambda results, spec, phases: figure_local_complexity(results, phases),
-    "alpha_vs_robustness": lambda results, spec, phases: figure_alpha_vs_robustness(results),
-}
 
 
 def _phase_table(phases: pd.DataFrame) -> str:
@@ -254,13 +163,13 @@ def make_report(run_dir: str | Path) -> Path:
     if metrics & {"train_acc", "test_acc"}:
         figures.append(("accuracy.png", "Accuracy and loss", figure_accuracy(results)))
     pictures = []
-    for spec in FIGURES:  # the figures that registered probes declare for their metrics
+    for spec in probe_figures():  # the figures the probes declare for their metrics, each with its own drawing
         if not set(spec.metrics) <= metrics:
             continue
-        if spec.kind == "pictures":
+        if spec.draw is None:
             pictures.append(spec)
         else:
-            figures.append((spec.filename, spec.title, _DRAW[spec.kind](results, spec, phases)))
+            figures.append((spec.filename, spec.title, spec.draw(results, phases)))
     body = []
     for filename, title, fig in figures:
         fig.savefig(out / filename, dpi=120)

@@ -12,9 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from .._plotting import subplots
+from .._plotting import layer_order, subplots
 from ..store import load, load_runs, sweep_members
-from . import layer_order
 
 #: The axis that is averaged over (mean and spread), not compared.
 SEED = "seed"

@@ -13,7 +13,7 @@ Layout of a run folder::
 The results table has the columns of :data:`layerscope.results.SCHEMA`; one row
 per (step, split, layer, metric). Model-level metrics (accuracy, loss) have layer
 ``""``. The metrics and their meaning are registered in
-:data:`layerscope.results.METRICS` (``layerscope metrics`` prints them).
+:func:`layerscope.probes.registry.metrics` (``layerscope metrics`` prints them).
 
 Each checkpoint's rows are written to a temporary file, flushed to disk and
 renamed into place (:func:`atomic_write`), so a killed run (or a power cut) keeps
