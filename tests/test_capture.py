@@ -238,7 +238,7 @@ if mode == "capture":
     for name, acts in capture(model, x, ["0", "1", "2", "3"], memory_budget=budget):
         del acts
 else:
-    measure_geometry(model, x, ["1", "3"], ["pc_id", "participation_ratio"], include_input=False, memory_budget=budget)
+    measure_geometry(model, x, ["1", "3"], ["pc_id", "participation_ratio"], include_input=False, memory_budget_mb=budget // 2**20)
 print(rss("VmHWM:") - base)
 """
 

@@ -236,8 +236,12 @@ def test_tracked_run_refuses_what_it_cannot_do(tmp_path):
 
     with pytest.raises(ValueError, match="give probe inputs"):
         TrackedRun(tmp_path / "a", {})
-    with pytest.raises(ValueError, match="tokens must be one of"):
+    with pytest.raises(ValueError, match="tokens: Input should be 'mean', 'first', 'last', 'all' or 'flatten'"):
         TrackedRun(tmp_path / "a", {"test": torch.randn(10, 3)}, tokens="cls")
+    with pytest.raises(ValueError, match="layer: Extra inputs are not permitted"):  # a typo of layers
+        TrackedRun(tmp_path / "a", {"test": torch.randn(10, 3)}, layer=["0"])
+    with pytest.raises(ValueError, match="memory_budget_mb: Input should be greater than 0"):
+        TrackedRun(tmp_path / "a", {"test": torch.randn(10, 3)}, memory_budget_mb=0)
     with pytest.raises(ValueError, match="unknown estimator 'twonnn'"):
         TrackedRun(tmp_path / "a", {"test": torch.randn(10, 3)}, estimators=["twonnn"])
     with pytest.raises(ValueError, match="name must start with a letter"):

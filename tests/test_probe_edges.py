@@ -11,7 +11,7 @@ from layerscope.config import parse_config
 from layerscope.probes._model import NonFiniteOutputError
 from layerscope.probes.attacks import RobustnessProbe, robust_accuracy
 from layerscope.probes.csr import CSRProbe, critical_sample_ratio
-from layerscope.probes.geometry import ProbeWarning
+from layerscope.probes.geometry import GeometrySettings, ProbeWarning
 from layerscope.probes.local_complexity import LocalComplexityProbe, local_complexity
 from layerscope.probes.partition2d import partition2d
 from layerscope.runner import execute
@@ -88,7 +88,7 @@ def test_tracker_skips_model_probes_on_nan_outputs(tmp_path):
         RobustnessProbe({"test": (x, y)}, eps=0.1),
         LocalComplexityProbe({"test": x}, radius=0.1, n_directions=3),
     ]
-    tracker = Tracker(RunStore(tmp_path / "r"), {"test": x}, run_id="r", estimators=["twonn"], model_probes=probes)
+    tracker = Tracker(RunStore(tmp_path / "r"), {"test": x}, run_id="r", geometry=GeometrySettings(estimators=["twonn"]), model_probes=probes)
     with pytest.warns(ProbeWarning) as caught:
         rows = tracker.measure(model, step=0)
     assert {"csr", "robust_acc", "lc", "lc_norm"}.isdisjoint(set(rows.metric))

@@ -10,6 +10,7 @@ from layerscope.cli import app
 from layerscope.config import ConfigError, load_config, parse_config
 from layerscope.models import build_model
 from layerscope.presets import preset
+from layerscope.probes.geometry import GeometrySettings
 from layerscope.runner import execute, resume
 from layerscope.store import COLUMNS, RunStore, load, load_runs
 from layerscope.tracker import Tracker
@@ -151,7 +152,7 @@ def test_tracker_from_a_users_own_loop(tmp_path):
     y = (x[:, 0] > 0).long()
     model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    tracker = Tracker(RunStore(tmp_path / "mine"), {"test": x[:200]}, run_id="mine", estimators=["twonn"])
+    tracker = Tracker(RunStore(tmp_path / "mine"), {"test": x[:200]}, run_id="mine", geometry=GeometrySettings(estimators=["twonn"]))
     for step in range(21):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()

@@ -37,6 +37,7 @@ from .data.datasets import DATASETS
 from .estimators import ESTIMATORS
 from .models import check_model_name
 from .probes.base import ProbeSettings
+from .probes.geometry import DEFAULT_ESTIMATORS, GeometrySettings, LayerReading
 from .probes.registry import probes
 from .train.schedule import ScheduleConfig, TrainConfig
 
@@ -88,27 +89,23 @@ class ModelConfig(_Strict):
         return check_model_name(v)
 
 
-class ProbeConfig(_Strict):
+class ProbeConfig(LayerReading):
     """What to measure at each checkpoint.
 
     ``measures`` names per-layer estimators (:data:`layerscope.estimators.ESTIMATORS`)
     and model-level probes (:func:`layerscope.probes.registry.probes`); each probe's
     settings go under its name (``[probes.lc]``, ``radius = 0.5``), validated by
-    the probe's own settings model.
+    the probe's own settings model. How the layers are read (``layers``,
+    ``estimator_params``, ``memory_budget_mb``, ``batch_size``, ``tokens``,
+    ``max_token_points``) are the fields of
+    :class:`~layerscope.probes.geometry.LayerReading`, defined there once;
+    :attr:`geometry` is the geometry probe's settings.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    measures: list[str] = ["twonn", "pc_id", "participation_ratio", "alpha"]
-    estimator_params: dict[str, dict[str, Any]] = {}
-    layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
-    memory_budget_mb: int = Field(1024, gt=0, description="MiB for the activations held at once plus the estimators' working memory on one layer (see probes.capture.capture)")
-    batch_size: int = Field(256, gt=0)
+    measures: list[str] = list(DEFAULT_ESTIMATORS)
     save_weights: bool = False
-    tokens: Literal["mean", "first", "last", "all", "flatten"] = Field(
-        "mean", description="how a layer output of shape (inputs, tokens, features) becomes points (see probes.capture); 'flatten' for 1-D convolutions"
-    )
-    max_token_points: int = Field(10_000, gt=0, description="with tokens = 'all': at most this many token points per layer (seeded subsample)")
     tensorboard: bool = Field(False, description="also write every stored row to RUN/tensorboard as TensorBoard scalars")
 
     @field_validator("measures")
@@ -117,20 +114,6 @@ class ProbeConfig(_Strict):
         for name in v:
             if name not in ESTIMATORS and name not in probes():
                 raise ValueError(f"unknown measure {name!r}; choose from {', '.join([*ESTIMATORS, *probes()])}")
-        return v
-
-    @field_validator("estimator_params")
-    @classmethod
-    def _estimator_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, params in v.items():
-            if name not in ESTIMATORS:
-                raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
-            try:
-                ESTIMATORS[name](**params).check_params()
-            except TypeError as err:
-                raise ValueError(f"{name}: {err}") from None
-            except ValueError as err:
-                raise ValueError(f"{name}: {err}") from None
         return v
 
     @model_validator(mode="after")
@@ -151,6 +134,12 @@ class ProbeConfig(_Strict):
     def estimators(self) -> list[str]:
         """The per-layer estimators among the measures."""
         return [m for m in self.measures if m in ESTIMATORS]
+
+    @property
+    def geometry(self) -> GeometrySettings:
+        """The geometry probe's settings: the estimators among the measures, and how the layers are read."""
+        reading = {name: getattr(self, name) for name in LayerReading.model_fields}
+        return GeometrySettings(**reading, estimators=self.estimators)
 
     @property
     def model_probes(self) -> list[str]:

@@ -25,46 +25,43 @@ from torch import nn
 from .probes._model import eval_mode
 from .probes.base import Probe
 from .probes.capture import Forward, Inputs
-from .probes.geometry import DEFAULT_ESTIMATORS, INPUT, ProbeWarning, estimate_layer, geometry_rows
+from .probes.geometry import GeometryProbe, GeometrySettings, ProbeWarning
 from .results import MODEL_LEVEL, Row, to_frame
 from .store import RunStore
 
 
 class Tracker:
-    """Measures the geometry of chosen layers on fixed probe sets, one store row per number.
+    """Runs the probes at a checkpoint and writes their rows, one store row per number.
 
     Parameters
     ----------
     store : RunStore
     inputs : mapping of split name to tensor (or to a dict of tensors, such as token ids and attention masks)
-        Fixed inputs per split (``{"train": ..., "test": ...}``), the same at every checkpoint.
+        Fixed inputs per split (``{"train": ..., "test": ...}``), the same at every
+        checkpoint: what the geometry probe measures.
     run_id : str
-    layers : sequence of str, optional
-        Layer selectors (default: activations, pooling and the output).
-    estimators : sequence of str
-    estimator_params : dict, optional
-        Parameters per estimator name.
-    memory_budget : int
-        Bytes of activations held at once.
-    batch_size : int
+    geometry : GeometrySettings
+        The layers, estimators and how the layers are read (:class:`~layerscope.probes.geometry.GeometrySettings`).
     device : str, optional
-    save_weights : bool
-        Also save the model's weights at each checkpoint.
-    tokens : str
-        How outputs of shape (inputs, tokens, features) become points (``"mean"``,
-        ``"first"``, ``"last"``, ``"all"``, ``"flatten"``; see :mod:`layerscope.probes.capture`).
     forward : callable, optional
         ``forward(model, batch)`` when the model is not called as ``model(x)`` or ``model(**batch)``.
     seed : int
         For the token subsample of ``tokens="all"``.
+    save_weights : bool
+        Also save the model's weights at each checkpoint.
     model_probes : sequence of Probe
         Further probes, each called as ``probe(model, step)`` (in eval mode) and
         returning :class:`~layerscope.results.Row` s (local complexity, CSR,
-        robustness, partitions: see :mod:`layerscope.probes.registry`). A probe
-        that raises is skipped at that checkpoint with a :class:`ProbeWarning`.
+        robustness, partitions: see :mod:`layerscope.probes.registry`).
     on_frame : callable, optional
         Called with each checkpoint's rows once they are stored (to mirror them
         elsewhere, e.g. :class:`layerscope.integrations.tensorboard.TensorBoardMirror`).
+
+    Every probe, the geometry probe first, runs the same way. A probe that raises is
+    skipped at that checkpoint with a :class:`ProbeWarning` (once per run), unless
+    it says its failures end the run (``required = True``, as the geometry probe
+    does: an unknown layer is an error, not a missing number); an estimator that
+    refuses one layer is skipped there with a warning.
     """
 
     def __init__(
@@ -73,35 +70,21 @@ class Tracker:
         inputs: Mapping[str, Inputs],
         *,
         run_id: str,
-        layers: Sequence[str] | None = None,
-        estimators: Sequence[str] = DEFAULT_ESTIMATORS,
-        estimator_params: dict[str, dict] | None = None,
-        memory_budget: int = 2**30,
-        batch_size: int = 256,
+        geometry: GeometrySettings | None = None,
         device: str | torch.device | None = None,
-        save_weights: bool = False,
-        tokens: str = "mean",
-        max_token_points: int = 10_000,
         forward: Forward | None = None,
         seed: int = 0,
+        save_weights: bool = False,
         model_probes: Sequence[Probe] = (),
         on_frame: Callable[[pd.DataFrame], None] | None = None,
     ) -> None:
         self.store = store
-        self.inputs = dict(inputs)
         self.run_id = run_id
-        self.layers = layers
-        self.estimators = list(estimators)
-        self.estimator_params = estimator_params
-        self.memory_budget = memory_budget
-        self.batch_size = batch_size
-        self.device = device
         self.save_weights = save_weights
-        self.reading = {"tokens": tokens, "max_token_points": max_token_points, "forward": forward, "seed": seed}
-        self.model_probes = list(model_probes)
         self.on_frame = on_frame
         self._skipped: set[tuple[str, str]] = set()
-        self._input_rows: dict[str, list[Row]] = {}
+        self.geometry = GeometryProbe(inputs, geometry or GeometrySettings(), device=device, forward=forward, seed=seed, on_skip=self._skip)
+        self.probes: list[Probe] = [self.geometry, *model_probes]
 
     def _skip(self, layer: str, metric: str, reason: str) -> None:
         """Warn once per (layer, metric) in a run, not at every checkpoint."""
@@ -110,40 +93,22 @@ class Tracker:
             warnings.warn(f"{metric} skipped on layer {layer!r}: {reason}", ProbeWarning, stacklevel=2)
 
     def measure(self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, float] | None = None) -> pd.DataFrame:
-        """Measure every probe set and write the checkpoint's rows (all at once) to the store.
+        """Run every probe and write the checkpoint's rows (all at once) to the store.
 
         ``metrics`` such as ``train_acc`` or ``test_loss`` are stored as model-level
         rows (layer ``""``) with the split taken from the name's prefix; a metric
         given as ``(value, error)`` keeps its error.
         """
         rows: list[Row] = []
-        for split, x in (self.inputs.items() if self.estimators else ()):
-            if split not in self._input_rows:  # the inputs' geometry does not change: once per split (token ids have none)
-                is_tensor = isinstance(x, torch.Tensor)
-                self._input_rows[split] = estimate_layer(INPUT, x.flatten(1), self.estimators, self.estimator_params, self._skip, split=split) if is_tensor else []
-            rows += self._input_rows[split]
-            rows += geometry_rows(
-                model,
-                x,
-                self.layers,
-                self.estimators,
-                split=split,
-                estimator_params=self.estimator_params,
-                on_skip=self._skip,
-                include_input=False,
-                batch_size=self.batch_size,
-                memory_budget=self.memory_budget,
-                device=self.device,
-                **self.reading,
-            )
-        if self.model_probes:
-            with eval_mode(model):
-                for probe in self.model_probes:
-                    try:
-                        rows += probe(model, int(step))
-                    except Exception as err:  # noqa: BLE001 - a probe that fails (a diverged model's NaN outputs) is skipped, not the run
-                        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                        self._skip(MODEL_LEVEL, type(probe).__name__, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
+        with eval_mode(model):
+            for probe in self.probes:
+                try:
+                    rows += probe(model, int(step))
+                except Exception as err:  # a probe that fails (a diverged model's NaN outputs) is skipped, not the run
+                    if getattr(probe, "required", False):
+                        raise
+                    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    self._skip(MODEL_LEVEL, type(probe).__name__, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
         for name, v in (metrics or {}).items():
             value, error = v if isinstance(v, tuple) else (v, None)
             rows.append(Row(name.split("_")[0], MODEL_LEVEL, name, value, error))

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from ..config import check_folder_name
-from ..probes.capture import TOKENS, Forward, Inputs, n_inputs
-from ..probes.geometry import check_estimators
+from ..probes.capture import Forward, Inputs, n_inputs
+from ..probes.geometry import GeometrySettings
 from ..store import RunLock, RunLockedError, RunRecord, RunStore, ending
 from ..tracker import Tracker
 from ..train.schedule import checkpoint_steps
@@ -58,21 +59,23 @@ class TrackedRun:
     inputs : mapping of split to inputs
         Probe inputs per split (``{"test": x}``; for token models a dict of tensors:
         ``{"test": {"input_ids": ..., "attention_mask": ...}}``), the same at every checkpoint.
-    layers : sequence of str, optional
-        Layer selectors (``MODULE``, ``MODULE:KEY``, patterns, type names); default:
-        the model's transformer blocks (:func:`transformer_blocks`) and
-        ``output:logits``, or layerscope's default layers for other models.
-    estimators : sequence of str
     checkpoints : int
         Checkpoints on a log scale of steps (0 and the last step included), as
         ``schedule.kind = "log"`` of a config; ``every`` instead measures every that many steps.
-    tokens, max_token_points, forward, batch_size, memory_budget_mb, device, seed
+    forward, device, seed
         As in :class:`layerscope.tracker.Tracker`.
     overwrite : bool
         Start afresh in a folder that holds a run (only ever a layerscope run is deleted).
     tensorboard : bool or str
         Mirror every stored row to TensorBoard: ``True`` writes to ``FOLDER/tensorboard``,
         a path writes there.
+    **geometry
+        The fields of :class:`~layerscope.probes.geometry.GeometrySettings`:
+        ``layers`` (selectors; default: the model's transformer blocks
+        (:func:`transformer_blocks`) and ``output:logits``, or layerscope's default
+        layers for other models), ``estimators`` (default: ``["twonn"]``),
+        ``estimator_params``, ``tokens``, ``max_token_points``, ``batch_size``,
+        ``memory_budget_mb``. A bad one is a ValueError naming it.
     """
 
     def __init__(
@@ -80,19 +83,14 @@ class TrackedRun:
         folder: str | Path,
         inputs: Mapping[str, Inputs],
         *,
-        layers: Sequence[str] | None = None,
-        estimators: Sequence[str] = ("twonn",),
         checkpoints: int = 12,
         every: int | None = None,
-        tokens: str = "mean",
-        max_token_points: int = 10_000,
         forward: Forward | None = None,
-        batch_size: int = 256,
-        memory_budget_mb: int = 1024,
         device: str | None = None,
         seed: int = 0,
         overwrite: bool = False,
         tensorboard: bool | str = False,
+        **geometry: Any,
     ) -> None:
         self.folder = Path(folder)
         check_folder_name(self.folder.name)
@@ -101,16 +99,17 @@ class TrackedRun:
         for split, x in inputs.items():
             if n_inputs(x) < 3:
                 raise ValueError(f"probe inputs {split!r}: {n_inputs(x)} inputs; the estimators need many more (hundreds)")
-        if tokens not in TOKENS:
-            raise ValueError(f"tokens must be one of {', '.join(TOKENS)}, got {tokens!r}")
+        try:
+            self.geometry = GeometrySettings(**{"estimators": ["twonn"], **geometry})
+        except ValidationError as err:
+            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors())) from None
         if every is None and checkpoints < 2:
             raise ValueError(f"checkpoints must be >= 2 (step 0 and the last), got {checkpoints}")
         if every is not None and every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self.inputs, self.layers, self.estimators = dict(inputs), layers, check_estimators(estimators)
+        self.inputs = dict(inputs)
         self.checkpoints, self.every = checkpoints, every
-        self.options = {"tokens": tokens, "max_token_points": max_token_points, "forward": forward, "batch_size": batch_size,
-                        "memory_budget": memory_budget_mb * 2**20, "device": device, "seed": seed}
+        self.forward, self.device, self.seed = forward, device, seed
         self.overwrite, self.tensorboard = overwrite, tensorboard
         self.store = RunStore(self.folder)
         self.plan: list[int] = []
@@ -151,12 +150,12 @@ class TrackedRun:
                 else:
                     raise FileExistsError(f"{self.folder} holds a run already: pass overwrite=True to start it again, or choose another folder")
             self.plan = checkpoint_steps(total_steps, "every" if self.every else "log", num=self.checkpoints, every=self.every)
-            layers = list(self.layers) if self.layers is not None else None
-            if layers is None and transformer_blocks(model):
-                layers = [*transformer_blocks(model), "output:logits"]
-            config = {"trainer": trainer, "settings": dict(settings), "layers": layers, "estimators": self.estimators,
-                      "tokens": self.options["tokens"], "checkpoints": self.plan, "splits": list(self.inputs)}
-            self.record = self.store.start_run(RunRecord.begin(self.folder.name, config, seed=self.options["seed"], resumes=resumes,
+            geometry = self.geometry
+            if geometry.layers is None and transformer_blocks(model):
+                geometry = geometry.model_copy(update={"layers": [*transformer_blocks(model), "output:logits"]})
+            config = {"trainer": trainer, "settings": dict(settings), "layers": geometry.layers, "estimators": geometry.estimators,
+                      "tokens": geometry.tokens, "checkpoints": self.plan, "splits": list(self.inputs)}
+            self.record = self.store.start_run(RunRecord.begin(self.folder.name, config, seed=self.seed, resumes=resumes,
                                                                total_steps=total_steps, checkpoints=self.plan))
             on_frame = None
             if self.tensorboard:
@@ -164,10 +163,8 @@ class TrackedRun:
 
                 target = self.folder / "tensorboard" if self.tensorboard is True else Path(self.tensorboard)
                 on_frame = TensorBoardMirror(target)
-            options = dict(self.options)
-            memory_budget, batch_size, device = options.pop("memory_budget"), options.pop("batch_size"), options.pop("device")
-            self.tracker = Tracker(self.store, self.inputs, run_id=self.folder.name, layers=layers, estimators=self.estimators,
-                                   memory_budget=memory_budget, batch_size=batch_size, device=device, on_frame=on_frame, **options)
+            self.tracker = Tracker(self.store, self.inputs, run_id=self.folder.name, geometry=geometry, device=self.device, forward=self.forward,
+                                   seed=self.seed, on_frame=on_frame)
         except BaseException:
             self._release()
             raise

@@ -1,14 +1,21 @@
-"""Geometry of every chosen layer: the estimators run on each layer's activations."""
+"""Geometry of every chosen layer: the estimators run on each layer's activations.
+
+:class:`GeometrySettings` is the one description of what is measured and how the
+layers are read (layers, estimators and their parameters, memory, batches, token
+reduction): the config's ``[probes]`` table holds its fields, and the Tracker, the
+training-loop callbacks and :class:`GeometryProbe` take it as it is.
+"""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, bootstrap_spectra, covariance_spectrum
@@ -39,6 +46,53 @@ def check_estimators(names: Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown estimator {unknown[0]!r}; choose from {', '.join(ESTIMATORS)}")
     return list(names)
+
+
+class LayerReading(BaseModel):
+    """How the layers are read: which, in what memory and batches, and how token axes become points.
+
+    The fields of the config's ``[probes]`` table that :class:`GeometrySettings`
+    shares (defined here once).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
+    estimator_params: dict[str, dict[str, Any]] = Field({}, description="parameters per estimator name, e.g. {twonn = {n_subsamples = 0}}")
+    memory_budget_mb: int = Field(1024, gt=0, description="MiB for the activations held at once plus the estimators' working memory on one layer (see probes.capture.capture)")
+    batch_size: int = Field(256, gt=0)
+    tokens: Literal["mean", "first", "last", "all", "flatten"] = Field(
+        "mean", description="how a layer output of shape (inputs, tokens, features) becomes points (see probes.capture); 'flatten' for 1-D convolutions"
+    )
+    max_token_points: int = Field(10_000, gt=0, description="with tokens = 'all': at most this many token points per layer (seeded subsample)")
+
+    @field_validator("estimator_params")
+    @classmethod
+    def _estimator_params(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, params in v.items():
+            if name not in ESTIMATORS:
+                raise ValueError(f"unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}")
+            try:
+                ESTIMATORS[name](**params).check_params()
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{name}: {err}") from None
+        return v
+
+    @property
+    def memory_budget(self) -> int:
+        """In bytes."""
+        return self.memory_budget_mb * 2**20
+
+
+class GeometrySettings(LayerReading):
+    """What the geometry probe measures (``estimators``) and how it reads the layers (:class:`LayerReading`)."""
+
+    estimators: list[str] = Field(list(DEFAULT_ESTIMATORS), description="per-layer estimators (layerscope.estimators.ESTIMATORS)")
+
+    @field_validator("estimators")
+    @classmethod
+    def _estimators(cls, v: list[str]) -> list[str]:
+        return check_estimators(v)
 
 
 def _warn(layer: str, metric: str, reason: str) -> None:
@@ -119,41 +173,78 @@ def working_memory(estimators: Sequence[str], n: int, d: int, itemsize: int) -> 
 def geometry_rows(
     model: nn.Module,
     inputs: Inputs,
-    layers: Sequence[str] | None = None,
-    estimators: Sequence[str] = DEFAULT_ESTIMATORS,
+    settings: GeometrySettings,
     *,
     split: str = "",
-    estimator_params: dict[str, dict] | None = None,
     include_input: bool = True,
     on_skip: Callable[[str, str, str], None] = _warn,
-    batch_size: int = 256,
-    memory_budget: int = 2**30,
     device: str | torch.device | None = None,
-    tokens: str = "mean",
-    max_token_points: int = 10_000,
     forward: Forward | None = None,
     seed: int = 0,
 ) -> list[Row]:
     """The estimates of :func:`measure_geometry`, as results rows of ``split``.
 
-    ``memory_budget`` covers the activations held at once and the estimators'
-    working memory on one layer (:func:`working_memory`); ``on_skip(layer,
-    metric, reason)`` is called when an estimator refuses or fails on a layer.
-    ``tokens``, ``max_token_points``, ``forward`` and ``seed`` are those of
+    ``settings.memory_budget_mb`` covers the activations held at once and the
+    estimators' working memory on one layer (:func:`working_memory`);
+    ``on_skip(layer, metric, reason)`` is called when an estimator refuses or fails
+    on a layer. ``forward`` and ``seed`` are those of
     :func:`~layerscope.probes.capture.capture`. Inputs that are a dict (token ids)
     have no ``input`` row: their geometry is not a representation's.
     """
-    estimators = check_estimators(estimators)
-    layers = default_layers(model) if layers is None else layers
+    estimators, params = settings.estimators, settings.estimator_params
+    layers = default_layers(model) if settings.layers is None else settings.layers
     rows: list[Row] = []
     if include_input and isinstance(inputs, torch.Tensor):
-        rows += estimate_layer(INPUT, inputs.flatten(1), estimators, estimator_params, on_skip, split=split)
+        rows += estimate_layer(INPUT, inputs.flatten(1), estimators, params, on_skip, split=split)
     with eval_mode(model):
         reserve = lambda n, d, itemsize: working_memory(estimators, n, d, itemsize)  # noqa: E731
-        for name, acts in capture(model, inputs, layers, batch_size=batch_size, memory_budget=memory_budget, device=device, working_memory=reserve,
-                                  tokens=tokens, max_token_points=max_token_points, forward=forward, seed=seed):
-            rows += estimate_layer(name, acts, estimators, estimator_params, on_skip, split=split)
+        for name, acts in capture(model, inputs, layers, batch_size=settings.batch_size, memory_budget=settings.memory_budget, device=device,
+                                  working_memory=reserve, tokens=settings.tokens, max_token_points=settings.max_token_points, forward=forward, seed=seed):
+            rows += estimate_layer(name, acts, estimators, params, on_skip, split=split)
     return rows
+
+
+class GeometryProbe:
+    """The geometry of every chosen layer on fixed probe sets, as a probe (``probe(model, step)``) like the others.
+
+    Parameters
+    ----------
+    inputs : mapping of split to inputs
+        Fixed inputs per split, the same at every checkpoint (a tensor, or a dict
+        of tensors such as token ids and masks).
+    settings : GeometrySettings
+    device, forward, seed
+        Those of :func:`geometry_rows`.
+    on_skip : callable
+        ``on_skip(layer, metric, reason)`` when an estimator refuses a layer.
+
+    The inputs' own geometry (layer ``input``) does not change over training: it is
+    measured at the first call and the same rows are given at every later one.
+    Its failures end the run (``required``): an unknown layer is a mistake to fix,
+    not a number to miss (an estimator that refuses one layer is skipped there).
+    """
+
+    required = True
+
+    def __init__(self, inputs: Mapping[str, Inputs], settings: GeometrySettings, *, device: str | torch.device | None = None,
+                 forward: Forward | None = None, seed: int = 0, on_skip: Callable[[str, str, str], None] = _warn) -> None:
+        self.inputs, self.settings = dict(inputs), settings
+        self.device, self.forward, self.seed, self.on_skip = device, forward, seed, on_skip
+        self._input_rows: dict[str, list[Row]] = {}
+
+    def __call__(self, model: nn.Module, step: int) -> list[Row]:
+        rows: list[Row] = []
+        if not self.settings.estimators:
+            return rows
+        for split, x in self.inputs.items():
+            if split not in self._input_rows:  # token ids have no geometry of their own
+                is_tensor = isinstance(x, torch.Tensor)
+                self._input_rows[split] = (estimate_layer(INPUT, x.flatten(1), self.settings.estimators, self.settings.estimator_params,
+                                                          self.on_skip, split=split) if is_tensor else [])
+            rows += self._input_rows[split]
+            rows += geometry_rows(model, x, self.settings, split=split, include_input=False, on_skip=self.on_skip, device=self.device,
+                                  forward=self.forward, seed=self.seed)
+        return rows
 
 
 def measure_geometry(
@@ -163,7 +254,7 @@ def measure_geometry(
     estimators: Sequence[str] = DEFAULT_ESTIMATORS,
     **options: Any,
 ) -> pd.DataFrame:
-    """Run the estimators on the input and on every chosen layer of ``model``.
+    """Run the estimators on the input and on every chosen layer of ``model`` (a one-off :class:`GeometryProbe`).
 
     Parameters
     ----------
@@ -177,18 +268,17 @@ def measure_geometry(
     estimators : sequence of str
         Names in :data:`layerscope.estimators.ESTIMATORS`.
     **options
-        Those of :func:`geometry_rows`: ``estimator_params`` (per estimator name,
-        e.g. ``{"twonn": {"n_subsamples": 0}}``), ``include_input``, ``on_skip``
-        (called as ``on_skip(layer, metric, reason)`` when an estimator refuses a
-        layer), ``batch_size``, ``memory_budget`` (bytes for the activations held
-        plus the estimators' working memory on one layer), ``device``, and for
-        sequence models ``tokens``, ``max_token_points`` and ``forward`` (see
-        :func:`~layerscope.probes.capture.capture`).
+        Fields of :class:`LayerReading` (``estimator_params``, e.g.
+        ``{"twonn": {"n_subsamples": 0}}``, ``batch_size``, ``memory_budget_mb``,
+        ``tokens``, ``max_token_points``) and the keywords of :func:`geometry_rows`
+        (``include_input``, ``on_skip``, ``device``, ``forward``, ``seed``).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``layer, metric, value, error``; layers in model order, ``"input"`` first.
     """
-    rows = geometry_rows(model, inputs, layers, estimators, **options)
+    reading = {k: options.pop(k) for k in list(options) if k in LayerReading.model_fields}
+    settings = GeometrySettings(layers=None if layers is None else list(layers), estimators=list(estimators), **reading)
+    rows = geometry_rows(model, inputs, settings, **options)
     return pd.DataFrame([(r.layer, r.metric, r.value, r.error) for r in rows], columns=["layer", "metric", "value", "error"])
