@@ -107,7 +107,14 @@ def run_one(library: str, n: int, d: int, repeats: int) -> dict:
         estimate = fit_once(library, X)
         times.append(time.perf_counter() - t)
     peak = _hwm_kib() if reset.exists() else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"library": library, "n": n, "d": d, "seconds": min(times), "extra_mib": max(peak - before, 0) / 1024, "estimate": float(estimate)}
+    return {
+        "library": library,
+        "n": n,
+        "d": d,
+        "seconds": min(times),
+        "extra_mib": max(peak - before, 0) / 1024,
+        "estimate": float(estimate),
+    }
 
 
 def main() -> None:
@@ -117,10 +124,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--libraries", nargs="+", default=LIBRARIES, choices=LIBRARIES)
     parser.add_argument("--one", nargs=3, metavar=("LIBRARY", "N", "D"), help=argparse.SUPPRESS)
-    parser.add_argument("--scaling", action="store_true", help="time and memory against N and D (runs benchmarks/scaling.py)")
+    parser.add_argument(
+        "--scaling", action="store_true", help="time and memory against N and D (runs benchmarks/scaling.py)"
+    )
     args = parser.parse_args()
     if args.scaling:
-        raise SystemExit(subprocess.run([sys.executable, str(Path(__file__).with_name("scaling.py"))], check=False).returncode)
+        raise SystemExit(
+            subprocess.run([sys.executable, str(Path(__file__).with_name("scaling.py"))], check=False).returncode
+        )
     if args.one:
         library, n, d = args.one
         print(json.dumps(run_one(library, int(n), int(d), args.repeats)))
@@ -131,12 +142,18 @@ def main() -> None:
     import torch
 
     blas = {i["internal_api"]: i.get("architecture") for i in threadpoolctl.threadpool_info()}
-    print(f"# TwoNN benchmark: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"numpy {np.__version__} BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
-    print(f"# data: curved_manifold(N, dim=10, D), float64; time = min of {args.repeats} fit calls; "
-          "memory = peak RSS during the fits minus RSS before\n")
-    header = ("| N | D | library | time (s) | peak extra memory (MiB) | estimate (relative difference from dadapy) "
-              "| time ratio peer/layerscope | memory ratio |")
+    print(
+        f"# TwoNN benchmark: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"numpy {np.__version__} BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
+    )
+    print(
+        f"# data: curved_manifold(N, dim=10, D), float64; time = min of {args.repeats} fit calls; "
+        "memory = peak RSS during the fits minus RSS before\n"
+    )
+    header = (
+        "| N | D | library | time (s) | peak extra memory (MiB) | estimate (relative difference from dadapy) "
+        "| time ratio peer/layerscope | memory ratio |"
+    )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for n in args.n:
@@ -145,7 +162,9 @@ def main() -> None:
             for library in args.libraries:
                 out = subprocess.run(
                     [sys.executable, __file__, "--one", library, str(n), str(d), "--repeats", str(args.repeats)],
-                    capture_output=True, text=True, check=False,
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
                 if out.returncode != 0:
                     lines = out.stderr.strip().splitlines()
@@ -168,8 +187,11 @@ def main() -> None:
                 estimate = "" if r["estimate"] != r["estimate"] else f"{r['estimate']:.6f}"
                 if estimate and reference:
                     estimate += f" ({abs(r['estimate'] / reference - 1):.0e})"
-                print(f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {r['extra_mib']:.0f} | "
-                      f"{estimate} | {ratio_t} | {ratio_m} |", flush=True)
+                print(
+                    f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {r['extra_mib']:.0f} | "
+                    f"{estimate} | {ratio_t} | {ratio_m} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

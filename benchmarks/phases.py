@@ -49,10 +49,14 @@ def main() -> None:
     parser.add_argument("--curves", type=int, default=400)
     curves = parser.parse_args().curves
     start = time.time()
-    nulls = {"flat": lambda x: 0 * x, "monotone fall (5 error bars)": lambda x: -5 * x, "monotone rise (5 error bars)": lambda x: 5 * x,
-             # flat for the first half of log-steps, then a fall of 5 error bars: no turn, but its first
-             # phase's unconstrained fit tilts up half the time (the null must be fitted with a flat phase)
-             "plateau, then a fall (5 error bars)": lambda x: -5 * np.clip(2 * x - 1, 0, None)}
+    nulls = {
+        "flat": lambda x: 0 * x,
+        "monotone fall (5 error bars)": lambda x: -5 * x,
+        "monotone rise (5 error bars)": lambda x: 5 * x,
+        # flat for the first half of log-steps, then a fall of 5 error bars: no turn, but its first
+        # phase's unconstrained fit tilts up half the time (the null must be fitted with a flat phase)
+        "plateau, then a fall (5 error bars)": lambda x: -5 * np.clip(2 * x - 1, 0, None),
+    }
     print(f"False positives (confidence >= {THRESHOLD}) on curves without the pattern, {curves} curves each")
     print("| null curve | pattern | checkpoints | errors given | false-positive rate |")
     print("|---|---|---|---|---|")
@@ -67,7 +71,10 @@ def main() -> None:
     print("| pattern | size (error bars) | errors given | found |")
     print("|---|---|---|---|")
     for size in (1, 2, 3, 4, 6):
-        for pattern, make, label in ((ID_PATTERN, hunch(size), "ID: up, down"), (LC_PATTERN, wave(size), "LC: down, up, down")):
+        for pattern, make, label in (
+            (ID_PATTERN, hunch(size), "ID: up, down"),
+            (LC_PATTERN, wave(size), "LC: down, up, down"),
+        ):
             for known in (True, False):
                 found = rate(curves, log_steps(12), make, pattern, known)
                 print(f"| {label} | {size} | {'yes' if known else 'no'} | {found:.3f} |")

@@ -52,7 +52,10 @@ def main() -> None:
     for label, X in [("2-D subspace, centred", base), ("same, shifted by 1e3", base + 1e3)]:
         naive, zeros = naive_float32_twonn(X)
         print(f"| {label} | naive float32 GEMM TwoNN | {naive:.4f} | {zeros} |")
-        for name, data in [("layerscope TwoNN, float64 input", X), ("layerscope TwoNN, float32 input", X.astype(np.float32))]:
+        for name, data in [
+            ("layerscope TwoNN, float64 input", X),
+            ("layerscope TwoNN, float32 input", X.astype(np.float32)),
+        ]:
             est = TwoNN(n_subsamples=0).fit(data)
             print(f"| {label} | {name} | {est.dimension_:.4f} | 0 (duplicates dropped: {est.n_duplicates_}) |")
         with warnings.catch_warnings():

@@ -2,7 +2,8 @@
 
     .venv-peers/bin/python benchmarks/scaling.py              # the tables of docs/benchmarks.md (about 35 minutes)
     .venv-peers/bin/python benchmarks/scaling.py --quick      # small sizes only
-    .venv/bin/python benchmarks/scaling.py --subsample 100000  # past exact search: a subsample's block analysis against the full fit
+    .venv/bin/python benchmarks/scaling.py --subsample 100000  # past exact search: a subsample's block analysis
+                                                               # against the full fit
 
 Each (library, N, D) runs in its own process through `benchmarks/estimators.py`
 (one fit, after a warm-up on 50 points; time and peak extra memory as there), with
@@ -21,14 +22,23 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-LABELS = {"layerscope": "layerscope TwoNN(n_subsamples=0)", "torchid": "torchid TwoNN (faiss flat index)",
-          "skdim": "scikit-dimension TwoNN", "dadapy": "dadapy compute_id_2NN"}
+LABELS = {
+    "layerscope": "layerscope TwoNN(n_subsamples=0)",
+    "torchid": "torchid TwoNN (faiss flat index)",
+    "skdim": "scikit-dimension TwoNN",
+    "dadapy": "dadapy compute_id_2NN",
+}
 
 
 def measure(library: str, n: int, d: int, timeout: float) -> dict | str:
     try:
-        out = subprocess.run([sys.executable, str(HERE / "estimators.py"), "--one", library, str(n), str(d), "--repeats", "1"],
-                             capture_output=True, text=True, timeout=timeout, check=False)
+        out = subprocess.run(
+            [sys.executable, str(HERE / "estimators.py"), "--one", library, str(n), str(d), "--repeats", "1"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"over {timeout / 60:.0f} min"
     if out.returncode != 0:
@@ -64,7 +74,12 @@ def table(axis: str, sizes: list[int], fixed: int, libraries: list[str], timeout
             cells.append(f"{r['seconds']:.2f} s, {r['extra_mib']:.0f} MiB")
             xs.append(size)
             ts.append(r["seconds"])
-        print(f"| {LABELS[library]} | {'D = ' + str(fixed) if axis == 'N' else 'N = ' + str(fixed)} | " + " | ".join(cells) + f" | {exponent(xs, ts)} |", flush=True)
+        print(
+            f"| {LABELS[library]} | {'D = ' + str(fixed) if axis == 'N' else 'N = ' + str(fixed)} | "
+            + " | ".join(cells)
+            + f" | {exponent(xs, ts)} |",
+            flush=True,
+        )
 
 
 def subsample_check(n: int, d: int, m: int, blocks: int) -> None:
@@ -82,20 +97,31 @@ def subsample_check(n: int, d: int, m: int, blocks: int) -> None:
     sample = X[np.random.default_rng(1).choice(n, m, replace=False)]
     scale = twonn_scale(sample, max_blocks=blocks, seed=0)
     t_scale = time.perf_counter() - t
-    print(f"# curved_manifold(N = {n}, dim=10, D = {d}): twonn_scale on a random subsample of {m} points, {blocks} block sizes: {t_scale:.1f} s\n")
+    print(
+        f"# curved_manifold(N = {n}, dim=10, D = {d}): twonn_scale on a random subsample of {m} points, {blocks} "
+        f"block sizes: {t_scale:.1f} s\n"
+    )
     print("| blocks | points per block | TwoNN (mean over blocks) | error (std over blocks; b = 1: the fit's) |")
     print("|---|---|---|---|")
     for row in scale.itertuples():
         print(f"| {row.n_blocks} | {row.block_size:.0f} | {row.dimension:.3f} | {row.error:.3f} |")
     t = time.perf_counter()
     full = TwoNN(n_subsamples=0).fit(X)
-    print(f"\nexact TwoNN on all {n} points: {full.dimension_:.3f} +- {full.dimension_err_:.3f}, {time.perf_counter() - t:.1f} s")
+    print(
+        f"\nexact TwoNN on all {n} points: {full.dimension_:.3f} +- {full.dimension_err_:.3f}, "
+        f"{time.perf_counter() - t:.1f} s"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--subsample", type=int, metavar="N", help="instead: block analysis of a 20,000-point subsample of N points against the exact fit")
+    parser.add_argument(
+        "--subsample",
+        type=int,
+        metavar="N",
+        help="instead: block analysis of a 20,000-point subsample of N points against the exact fit",
+    )
     parser.add_argument("--libraries", nargs="+", default=list(LABELS), choices=list(LABELS))
     args = parser.parse_args()
     if args.subsample:
@@ -104,8 +130,10 @@ def main() -> None:
     timeout = 600.0
     ns = [1000, 3000, 10_000] if args.quick else [1000, 3000, 10_000, 30_000, 100_000, 200_000]
     ds = [64, 512, 2048] if args.quick else [64, 512, 2048, 8192, 20_000]
-    print("# TwoNN time (one fit) and peak extra memory against N at D = 512 and against D at N = 10,000;"
-          " data curved_manifold(N, dim=10, D), float64")
+    print(
+        "# TwoNN time (one fit) and peak extra memory against N at D = 512 and against D at N = 10,000;"
+        " data curved_manifold(N, dim=10, D), float64"
+    )
     table("N", ns, 512, args.libraries, timeout)
     table("D", ds, 10_000, args.libraries, timeout)
 

@@ -36,7 +36,10 @@ from layerscope.sweep import Trial, run_trials
 
 def trials(name: str, n: int) -> list[Trial]:
     base = preset(name).model_dump(mode="json")
-    return [Trial(f"seed-{s}", {"seed": s}, parse_config({**base, "name": f"seed-{s}", "seed": s}, "benchmark")) for s in range(n)]
+    return [
+        Trial(f"seed-{s}", {"seed": s}, parse_config({**base, "name": f"seed-{s}", "seed": s}, "benchmark"))
+        for s in range(n)
+    ]
 
 
 def ray_start_up(workers: int) -> float:
@@ -74,7 +77,13 @@ def main() -> None:
         import ray
 
         t = time.perf_counter()
-        ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=args.workers,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
         try:
             states = run_trials(location(Path(tmp) / "ray"), todo, max_concurrent=args.workers, poll=0.2)
         finally:
@@ -83,13 +92,24 @@ def main() -> None:
     failed = [s.name for s in states if s.status != "finished"]
     if failed:
         raise SystemExit(f"trials did not finish on Ray: {failed}")
-    print(f"# {args.trials} trials of the {args.preset!r} preset (seeds 0-{args.trials - 1}); {os.cpu_count()} CPUs; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads in the sequential runs, 1 per trial on Ray")
+    print(
+        f"# {args.trials} trials of the {args.preset!r} preset (seeds 0-{args.trials - 1}); {os.cpu_count()} CPUs; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads in the sequential runs, 1 per trial on Ray"
+    )
     print("| how | wall time (s) | per trial (s) | speed-up |")
     print("|---|---|---|---|")
-    print(f"| sequential, one process, {torch.get_num_threads()} threads | {sequential:.1f} | {sequential / args.trials:.1f} | 1.00x |")
-    print(f"| sequential, one process, 1 thread | {one_thread:.1f} | {one_thread / args.trials:.1f} | {sequential / one_thread:.2f}x |")
-    print(f"| local Ray, {args.workers} workers (start included) | {on_ray:.1f} | {on_ray / args.trials:.1f} | {sequential / on_ray:.2f}x |")
+    print(
+        f"| sequential, one process, {torch.get_num_threads()} threads | {sequential:.1f} | "
+        f"{sequential / args.trials:.1f} | 1.00x |"
+    )
+    print(
+        f"| sequential, one process, 1 thread | {one_thread:.1f} | {one_thread / args.trials:.1f} | "
+        f"{sequential / one_thread:.2f}x |"
+    )
+    print(
+        f"| local Ray, {args.workers} workers (start included) | {on_ray:.1f} | {on_ray / args.trials:.1f} | "
+        f"{sequential / on_ray:.2f}x |"
+    )
     print(f"\nRay's start-up alone (ray.init and a first empty task): {start:.1f} s")
 
 

@@ -43,14 +43,18 @@ def main() -> None:
         execute(cfg, Path(tmp) / cfg.name)
         total = time.perf_counter() - t0
     probes = sum(t for _, t in timings)
-    print(f"# preset {args.preset!r}: {cfg.data.name}, {cfg.model.name}, {len(timings)} checkpoints, "
-          f"probe sets {cfg.data.probe_splits} x {cfg.data.probe_size} inputs, estimators {cfg.probes.estimators}")
+    print(
+        f"# preset {args.preset!r}: {cfg.data.name}, {cfg.model.name}, {len(timings)} checkpoints, "
+        f"probe sets {cfg.data.probe_splits} x {cfg.data.probe_size} inputs, estimators {cfg.probes.estimators}"
+    )
     print("| step | probe time (s) |")
     print("|---|---|")
     for step, t in timings:
         print(f"| {step} | {t:.2f} |")
-    print(f"\ntotal run {total:.1f} s, probes {probes:.1f} s ({100 * probes / total:.0f}% of the run), "
-          f"everything else (training, evaluation, store) {total - probes:.1f} s")
+    print(
+        f"\ntotal run {total:.1f} s, probes {probes:.1f} s ({100 * probes / total:.0f}% of the run), "
+        f"everything else (training, evaluation, store) {total - probes:.1f} s"
+    )
 
 
 if __name__ == "__main__":

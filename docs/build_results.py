@@ -52,9 +52,17 @@ def section(name: str, size: str, folder: Path) -> tuple[list[str], list]:
     experiment.summary(folder).savefig(HERE / "figures" / figure, dpi=100)  # drawn by the current code
     minutes = wall_minutes(folder)
     n_runs = len(find_runs(folder))
-    lines = [f"### {size} size", "", f"Command: `layerscope reproduce {name} --size {size}` ({n_runs} runs, "
-             f"{minutes:.1f} minutes from the first run's start to the last one's end)", "",
-             f"![{name} {size} runs](figures/{figure})", "", findings_table(findings), ""]
+    lines = [
+        f"### {size} size",
+        "",
+        f"Command: `layerscope reproduce {name} --size {size}` ({n_runs} runs, "
+        f"{minutes:.1f} minutes from the first run's start to the last one's end)",
+        "",
+        f"![{name} {size} runs](figures/{figure})",
+        "",
+        findings_table(findings),
+        "",
+    ]
     return lines, findings
 
 
@@ -65,11 +73,16 @@ def main() -> None:
     found = re.findall(r"<!-- (experiment|medium): (\S+) -->\n(.*?)(?=<!-- |\Z)", "<!-- experiment:" + rest, re.S)
     blocks = {(kind, name): text for kind, name, text in found}
     names = list(dict.fromkeys(name for _, name in blocks))
-    summary = ["## Every finding: quick, medium and full sizes", "",
-               "The full sizes (`--size full`) need the papers' data files (MNIST, CIFAR-10) and, realistically, a GPU; "
-               "none has been run here. A medium finding that refines a quick one (per network, per setting) shows the "
-               "quick verdict beside it.", "",
-               "| paper | finding | quick (one run per setting) | medium (three seeds per setting) | full |", "|---|---|---|---|---|"]
+    summary = [
+        "## Every finding: quick, medium and full sizes",
+        "",
+        "The full sizes (`--size full`) need the papers' data files (MNIST, CIFAR-10) and, realistically, a GPU; "
+        "none has been run here. A medium finding that refines a quick one (per network, per setting) shows the "
+        "quick verdict beside it.",
+        "",
+        "| paper | finding | quick (one run per setting) | medium (three seeds per setting) | full |",
+        "|---|---|---|---|---|",
+    ]
     body: list[str] = []
     for name in names:
         body += [f"## {name}", ""]
@@ -82,7 +95,13 @@ def main() -> None:
                 target = f"{name}-{run.name}-partition-{label}.png"
                 shutil.copy(picture, HERE / "figures" / target)
                 shown.append(f"![{run.name} {picture.stem}](figures/{target})")
-            body += [f"Linear regions of `{run.name}` on the plane through three test digits, at initialisation and at the end:", "", " ".join(shown), ""]
+            body += [
+                f"Linear regions of `{run.name}` on the plane through three test digits, at initialisation and at the "
+                "end:",
+                "",
+                " ".join(shown),
+                "",
+            ]
         body += [blocks.get(("experiment", name), "").strip(), ""]
         medium_folder = runs / f"{name}-medium"
         medium = []
@@ -94,10 +113,16 @@ def main() -> None:
             q = quick_match(f.claim, quick)
             if q is not None:
                 matched.add(q.claim)
-            summary.append(f"| {name} | {f.claim} | {verdict_text(q) if q else '(not in the quick size)'} | {verdict_text(f)} | {FULL_STATUS} |")
+            summary.append(
+                f"| {name} | {f.claim} | {verdict_text(q) if q else '(not in the quick size)'} | {verdict_text(f)} | "
+                f"{FULL_STATUS} |"
+            )
         for q in quick:
             if q.claim not in matched:
-                summary.append(f"| {name} | {q.claim} | {verdict_text(q)} | {'not run' if not medium else '(see above)'} | {FULL_STATUS} |")
+                summary.append(
+                    f"| {name} | {q.claim} | {verdict_text(q)} | {'not run' if not medium else '(see above)'} | "
+                    f"{FULL_STATUS} |"
+                )
     page = [intro.rstrip(), "", *summary, "", *body]
     (HERE / "results.md").write_text("\n".join(page).rstrip() + "\n")
     print(f"wrote {HERE / 'results.md'}")

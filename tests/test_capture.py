@@ -19,7 +19,9 @@ def test_resolve_by_name_pattern_and_type():
 
 def test_unknown_layer_names_close_matches():
     model = build_model("ansuini_cnn")
-    with pytest.raises(ValueError, match="unknown layer .fc3.: no module name, pattern or type matches it; did you mean fc2, fc1"):
+    with pytest.raises(
+        ValueError, match="unknown layer .fc3.: no module name, pattern or type matches it; did you mean fc2, fc1"
+    ):
         resolve_layers(model, ["fc3"])
 
 
@@ -106,7 +108,10 @@ def test_memory_budget_splits_into_passes_and_is_respected():
         list(capture(model, x, ["fc0"], memory_budget=layer_bytes - 1))
 
 
-@pytest.mark.parametrize("name,shape", [("mlp", (2, 1, 28, 28)), ("ansuini_cnn", (2, 1, 28, 28)), ("vgg", (2, 3, 32, 32)), ("resnet", (2, 3, 32, 32))])
+@pytest.mark.parametrize(
+    "name,shape",
+    [("mlp", (2, 1, 28, 28)), ("ansuini_cnn", (2, 1, 28, 28)), ("vgg", (2, 3, 32, 32)), ("resnet", (2, 3, 32, 32))],
+)
 def test_models_build_and_run(name, shape):
     kwargs = {"width": 8} if name in ("vgg", "resnet") else {}
     model = build_model(name, **kwargs)
@@ -202,8 +207,12 @@ def test_fully_masked_sequences_are_left_out_of_the_cloud_with_a_count():
     keep = mask.any(1)
     for tokens in ("mean", "last"):
         with pytest.warns(UserWarning, match=r"30 of 90 sequences have no unmasked token .*left out"):
-            got = dict(capture(model, {"input_ids": ids, "attention_mask": mask}, ["mix"], tokens=tokens, batch_size=16))["mix"]
-        want = dict(capture(model, {"input_ids": ids[keep], "attention_mask": mask[keep]}, ["mix"], tokens=tokens))["mix"]
+            got = dict(
+                capture(model, {"input_ids": ids, "attention_mask": mask}, ["mix"], tokens=tokens, batch_size=16)
+            )["mix"]
+        want = dict(capture(model, {"input_ids": ids[keep], "attention_mask": mask[keep]}, ["mix"], tokens=tokens))[
+            "mix"
+        ]
         assert got.shape == (60, 12)
         torch.testing.assert_close(got, want)
     # "first" (a CLS token) and "flatten" read no mask: every input keeps its point, and nothing is said
@@ -211,7 +220,9 @@ def test_fully_masked_sequences_are_left_out_of_the_cloud_with_a_count():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert dict(capture(model, {"input_ids": ids, "attention_mask": mask}, ["mix"], tokens="first"))["mix"].shape == (90, 12)
+        assert dict(capture(model, {"input_ids": ids, "attention_mask": mask}, ["mix"], tokens="first"))[
+            "mix"
+        ].shape == (90, 12)
     with pytest.raises(ValueError, match="every one of the 3 inputs has an attention_mask of all zeros"):
         list(capture(model, {"input_ids": ids[:3], "attention_mask": mask[:3] * 0}, ["mix"]))
 
@@ -238,7 +249,9 @@ if mode == "capture":
     for name, acts in capture(model, x, ["0", "1", "2", "3"], memory_budget=budget):
         del acts
 else:
-    measure_geometry(model, x, ["1", "3"], ["pc_id", "participation_ratio"], include_input=False, memory_budget_mb=budget // 2**20)
+    measure_geometry(
+        model, x, ["1", "3"], ["pc_id", "participation_ratio"], include_input=False, memory_budget_mb=budget // 2**20
+    )
 print(rss("VmHWM:") - base)
 """
 
@@ -256,7 +269,9 @@ def test_memory_budget_bounds_the_peak(mode):
     # Large blocks straight from mmap, so that a freed block leaves the resident set at once
     # (glibc's growing threshold would otherwise keep freed blocks and blur the peak).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    out = subprocess.run([sys.executable, "-c", PEAK, mode, str(budget)], capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, mode, str(budget)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert out.returncode == 0, out.stderr
     peak = int(out.stdout.split()[-1])
     # what the budget does not cover: one batch's forward pass (256 x 6000 x 4 bytes, a few times)

@@ -99,12 +99,23 @@ def test_the_command_line_starts_without_torch_or_pandas():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", "import layerscope.cli, sys; print([m for m in ('torch', 'pandas', 'numpy', 'sklearn') if m in sys.modules])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import layerscope.cli, sys; print([m for m in ('torch', 'pandas', 'numpy', 'sklearn') if m in "
+            "sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
     from typer.testing import CliRunner
 
     from layerscope.cli import app, id_estimators
 
     help_text = " ".join(CliRunner().invoke(app, ["id", "--help"], env={"COLUMNS": "200"}).output.split())
-    assert f"Estimator(s) to run: {', '.join(id_estimators())} (default: all)" in help_text  # the help's list is the registry's
+    assert (
+        f"Estimator(s) to run: {', '.join(id_estimators())} (default: all)" in help_text
+    )  # the help's list is the registry's

@@ -25,15 +25,25 @@ def fails(args, message):
     "filename,text,message",
     [
         ("bad.yaml", "name: [unclosed\n", "bad.yaml: not valid YAML (line 2"),
-        ("tag.yaml", "name: !!python/object:os.system x\n", "tag.yaml: not valid YAML (line 1, column 7): could not determine a constructor"),
+        (
+            "tag.yaml",
+            "name: !!python/object:os.system x\n",
+            "tag.yaml: not valid YAML (line 1, column 7): could not determine a constructor",
+        ),
         ("empty.yaml", "", "empty.yaml is empty"),
         ("empty.toml", "# nothing\n", "empty.toml is empty"),
         ("list.yaml", "- a\n- b\n", "expected a table of settings"),
         ("bad.toml", "name = \n", "bad.toml: not valid TOML"),
-        ("params.toml", 'name = "p"\n[data]\nname = "digits"\n[model]\nname = "mlp"\nparams = {width = "abc"}\n',
-         "model.params: bad parameters for model 'mlp': width: Input should be a valid integer"),
-        ("zero.toml", 'name = "z"\n[data]\nname = "digits"\n[model]\nname = "mlp"\nparams = {width = 0}\n',
-         "model.params: MLP needs depth >= 1 and width >= 1"),
+        (
+            "params.toml",
+            'name = "p"\n[data]\nname = "digits"\n[model]\nname = "mlp"\nparams = {width = "abc"}\n',
+            "model.params: bad parameters for model 'mlp': width: Input should be a valid integer",
+        ),
+        (
+            "zero.toml",
+            'name = "z"\n[data]\nname = "digits"\n[model]\nname = "mlp"\nparams = {width = 0}\n',
+            "model.params: MLP needs depth >= 1 and width >= 1",
+        ),
     ],
 )
 def test_bad_config_files(tmp_path, filename, text, message):
@@ -53,7 +63,10 @@ def test_a_folder_given_as_a_file(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(tmp_path):
-    fails(["run", "--preset", "smoke", "--out", str(tmp_path), "--device", "cuda"], "device: device 'cuda' asked for, but this torch has no usable CUDA")
+    fails(
+        ["run", "--preset", "smoke", "--out", str(tmp_path), "--device", "cuda"],
+        "device: device 'cuda' asked for, but this torch has no usable CUDA",
+    )
     assert not (tmp_path / "smoke").exists()  # refused before anything was written
     path = tmp_path / "p.npy"
     import numpy as np

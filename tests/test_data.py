@@ -82,7 +82,9 @@ def test_cifar_binary(tmp_path):
     folder100 = tmp_path / "cifar-100-binary"
     folder100.mkdir()
     for name in ("train.bin", "test.bin"):
-        np.concatenate([np.array([[3, 77]] * 2, dtype=np.uint8), rng.integers(0, 256, (2, 3072), dtype=np.uint8)], axis=1).tofile(folder100 / name)
+        np.concatenate(
+            [np.array([[3, 77]] * 2, dtype=np.uint8), rng.integers(0, 256, (2, 3072), dtype=np.uint8)], axis=1
+        ).tofile(folder100 / name)
     assert load_dataset("cifar100", tmp_path).y_train.tolist() == [77, 77]
 
 

@@ -17,9 +17,15 @@ INSTANCES = [SMALL.get(name, cls()) for name, cls in ESTIMATORS.items()]
 def expected_failures(estimator):
     if isinstance(estimator, PowerLaw):
         # data of two features have two eigenvalues: too few for any power-law fit
-        return {"check_fit2d_1feature": "one feature: no spectrum to fit", "check_estimators_overwrite_params": "two features",
-                "check_estimators_fit_returns_self": "two features", "check_readonly_memmap_input": "two features",
-                "check_fit_idempotent": "two features", "check_fit_check_is_fitted": "two features", "check_n_features_in": "two features"}
+        return {
+            "check_fit2d_1feature": "one feature: no spectrum to fit",
+            "check_estimators_overwrite_params": "two features",
+            "check_estimators_fit_returns_self": "two features",
+            "check_readonly_memmap_input": "two features",
+            "check_fit_idempotent": "two features",
+            "check_fit_check_is_fitted": "two features",
+            "check_n_features_in": "two features",
+        }
     return {}
 
 

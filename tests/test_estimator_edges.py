@@ -41,7 +41,9 @@ def test_spectrum_scales_back_and_overflow_is_a_clear_error():
     with pytest.raises(ValueError, match="exceed.* float64's range"):
         covariance_spectrum(X * 1e300)
     # TwoNN needs only the neighbour distances, which float64 holds at this scale
-    assert TwoNN(n_subsamples=0).fit(X * 1e300).dimension_ == pytest.approx(TwoNN(n_subsamples=0).fit(X).dimension_, rel=1e-9)
+    assert TwoNN(n_subsamples=0).fit(X * 1e300).dimension_ == pytest.approx(
+        TwoNN(n_subsamples=0).fit(X).dimension_, rel=1e-9
+    )
 
 
 @pytest.mark.parametrize("name", ["pc_id", "participation_ratio", "alpha", "twonn"])

@@ -23,16 +23,28 @@ def test_full_sizes_follow_the_papers():
     tan = {c.name: c for c in EXPERIMENTS["tan2024"].configs("full")}
     assert len([n for n in tan if "noise" not in n]) == 6  # the six optimizer regimes
     assert tan["adam-large"].train.lr == 1e-3 and tan["adam-large"].train.batch_size == 32
-    assert all(c.train.epochs == 200 and c.train.weight_decay == 1e-4 and c.data.name == "cifar10" for c in tan.values())
+    assert all(
+        c.train.epochs == 200 and c.train.weight_decay == 1e-4 and c.data.name == "cifar10" for c in tan.values()
+    )
     hum = EXPERIMENTS["humayun2024"].configs("full")
     assert {c.model.init_scale for c in hum} == {1.0, 4.0}
-    assert all(c.train.loss == "mse" and c.train.optimizer == "adamw" and c.train.weight_decay == 0.01 and c.data.n_train == 1000 for c in hum)
+    assert all(
+        c.train.loss == "mse"
+        and c.train.optimizer == "adamw"
+        and c.train.weight_decay == 0.01
+        and c.data.n_train == 1000
+        for c in hum
+    )
 
 
 def tiny_configs(size):
-    base = {"data": {"name": "digits", "probe_size": 100}, "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
-            "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 64, "epochs": 1}, "schedule": {"kind": "log", "num": 3},
-            "probes": {"measures": ["twonn"]}}
+    base = {
+        "data": {"name": "digits", "probe_size": 100},
+        "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
+        "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 64, "epochs": 1},
+        "schedule": {"kind": "log", "num": 3},
+        "probes": {"measures": ["twonn"]},
+    }
     return [parse_config({**base, "name": "a"}), parse_config({**base, "name": "b", "seed": 1})]
 
 
@@ -44,15 +56,24 @@ def tiny_findings(folder):
 def test_reproduce_writes_findings_and_resumes(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    monkeypatch.setitem(layerscope.experiments.EXPERIMENTS, "tiny", Experiment("tiny", "A tiny test paper", tiny_configs, tiny_findings, lambda folder: Figure()))
+    monkeypatch.setitem(
+        layerscope.experiments.EXPERIMENTS,
+        "tiny",
+        Experiment("tiny", "A tiny test paper", tiny_configs, tiny_findings, lambda folder: Figure()),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = reproduce("tiny", "quick", tmp_path)
         findings = json.loads((folder / "findings.json").read_text())
-        assert findings == [{"claim": "two runs exist", "measured": "['a', 'b']", "holds": True, "confidence": None, "seeds": None}]
+        assert findings == [
+            {"claim": "two runs exist", "measured": "['a', 'b']", "holds": True, "confidence": None, "seeds": None}
+        ]
         assert "| two runs exist | ['a', 'b'] | holds |" in (folder / "findings.md").read_text()
         assert (folder / "summary.png").exists() and (folder / "a" / "report.html").exists()
-        assert "two runs exist" in (folder / "report.html").read_text() and "a/report.html" in (folder / "report.html").read_text()
+        assert (
+            "two runs exist" in (folder / "report.html").read_text()
+            and "a/report.html" in (folder / "report.html").read_text()
+        )
         # a second call keeps finished runs (no FileExistsError) and resumes interrupted ones
         store = RunStore(folder / "b")
         store.update_run(dataclasses.replace(store.read_run(), status="interrupted"))
@@ -75,7 +96,9 @@ def test_ansuini2019_quick(tmp_path):
     r = r[r.split == "train"]
     last = r.step.max()
     layers = ["input", "pool1", "pool2", "relu3", "output"]
-    trained = [float(r[(r.metric == "twonn") & (r.layer == layer) & (r.step == last)].value.iloc[0]) for layer in layers]
+    trained = [
+        float(r[(r.metric == "twonn") & (r.layer == layer) & (r.step == last)].value.iloc[0]) for layer in layers
+    ]
     untrained = [float(r[(r.metric == "twonn") & (r.layer == layer) & (r.step == 0)].value.iloc[0]) for layer in layers]
     assert trained[3] < untrained[3]  # the last hidden layer: trained below untrained
     assert max(range(len(layers)), key=trained.__getitem__) != len(layers) - 1  # the maximum is not at the last layer
@@ -99,7 +122,10 @@ def test_cli_reproduce_errors_clearly():
     from layerscope.cli import app
 
     result = CliRunner().invoke(app, ["reproduce", "smith2020"])
-    assert result.exit_code == 2 and "unknown experiment 'smith2020'; choose from ansuini2019, tan2024, humayun2024" in result.output
+    assert (
+        result.exit_code == 2
+        and "unknown experiment 'smith2020'; choose from ansuini2019, tan2024, humayun2024" in result.output
+    )
 
 
 def _few_steps(cfg):
@@ -134,7 +160,11 @@ def test_medium_sizes_run_a_few_steps_and_give_findings_over_seeds(name, tmp_pat
         pytest.skip("Debian package dataset-fashion-mnist not installed")
     short = [_few_steps(c) for c in configs if c.seed < 2]
     experiment = EXPERIMENTS[name]
-    monkeypatch.setitem(layerscope.experiments.EXPERIMENTS, name, Experiment(name, experiment.paper, lambda size: short, experiment.findings, experiment.summary))
+    monkeypatch.setitem(
+        layerscope.experiments.EXPERIMENTS,
+        name,
+        Experiment(name, experiment.paper, lambda size: short, experiment.findings, experiment.summary),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = reproduce(name, "medium", tmp_path)
@@ -158,13 +188,29 @@ def test_over_seeds_verdicts():
     p = stats.ttest_1samp(list(effects.values()), 0.0, alternative="greater").pvalue
     assert f.confidence == pytest.approx(1 - p) and f.holds == (1 - p >= 0.96) and f.seeds == 3
     assert "seed 0: e=0.8" in f.measured and "seed 2: e=0.5" in f.measured
-    mixed = over_seeds("c", {0: Evidence("", True, effect=1.0), 1: Evidence("", False, effect=-1.2), 2: Evidence("", True, effect=0.3)})
+    mixed = over_seeds(
+        "c", {0: Evidence("", True, effect=1.0), 1: Evidence("", False, effect=-1.2), 2: Evidence("", True, effect=0.3)}
+    )
     assert mixed.holds is False and mixed.confidence < 0.6
     # calibrated confidences (phase patterns): a majority of seeds must pass the threshold
-    two_of_three = over_seeds("c", {0: Evidence("", True, confidence=0.99), 1: Evidence("", True, confidence=0.97), 2: Evidence("", False, confidence=0.2)})
+    two_of_three = over_seeds(
+        "c",
+        {
+            0: Evidence("", True, confidence=0.99),
+            1: Evidence("", True, confidence=0.97),
+            2: Evidence("", False, confidence=0.2),
+        },
+    )
     assert two_of_three.holds is True and two_of_three.confidence == pytest.approx((0.99 + 0.97 + 0.2) / 3)
     assert "2 of 3 seeds" in two_of_three.measured
-    one_of_three = over_seeds("c", {0: Evidence("", True, confidence=0.99), 1: Evidence("", False, confidence=0.9), 2: Evidence("", False, confidence=0.5)})
+    one_of_three = over_seeds(
+        "c",
+        {
+            0: Evidence("", True, confidence=0.99),
+            1: Evidence("", False, confidence=0.9),
+            2: Evidence("", False, confidence=0.5),
+        },
+    )
     assert one_of_three.holds is False
     # one seed: its own verdict; effects missing on all but one seed: not measurable
     assert over_seeds("c", {0: Evidence("m", True, effect=-1.0)}).holds is True

@@ -14,7 +14,12 @@ from layerscope.probes.partition2d import partition2d
 class ModuleMLP(nn.Module):
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.fc1, self.fc2, self.fc3, self.out = nn.Linear(6, 12), nn.Linear(12, 12), nn.Linear(12, 12), nn.Linear(12, 3)
+        self.fc1, self.fc2, self.fc3, self.out = (
+            nn.Linear(6, 12),
+            nn.Linear(12, 12),
+            nn.Linear(12, 12),
+            nn.Linear(12, 3),
+        )
         self.act1, self.act2, self.act3 = nn.ReLU(inplace=inplace), nn.LeakyReLU(0.1), nn.ReLU()
 
     def forward(self, x):
@@ -30,8 +35,13 @@ class FunctionalMLP(ModuleMLP):
 
     def forward(self, x):
         h = self.fc1(x)
-        h = {"torch.relu": torch.relu, "F.relu": F.relu, "clamp": lambda t: t.clamp(min=0), "inplace": lambda t: F.relu(t, inplace=True),
-             "method": lambda t: t.relu()}[self.relu](h)
+        h = {
+            "torch.relu": torch.relu,
+            "F.relu": F.relu,
+            "clamp": lambda t: t.clamp(min=0),
+            "inplace": lambda t: F.relu(t, inplace=True),
+            "method": lambda t: t.relu(),
+        }[self.relu](h)
         h = F.leaky_relu(self.fc2(h), 0.1)
         return self.out(torch.clamp_min(self.fc3(h), 0))
 

@@ -55,8 +55,15 @@ def test_lightning_callback_writes_a_run(tmp_path):
     module = Classifier()
     initial = measure_geometry(module, x[:300], ["model.1", "model.3"], ["twonn"], include_input=False)
     callback = LayerscopeCallback(tmp_path / "mlp", {"test": x[:300]}, layers=["model.1", "model.3"], checkpoints=5)
-    trainer = lightning.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                                enable_model_summary=False, callbacks=[callback])
+    trainer = lightning.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True))
@@ -67,7 +74,9 @@ def test_lightning_callback_writes_a_run(tmp_path):
     assert sorted(table.step.unique()) == [0, 1, 4, 15, 58]
     assert planned_rows_present(table, ["model.1", "model.3"], [0, 1, 4, 15, 58])
     first = table[(table.step == 0) & (table.metric == "twonn")].set_index("layer").value
-    assert first.loc["model.1"] == pytest.approx(initial[initial.metric == "twonn"].set_index("layer").value.loc["model.1"], rel=1e-12)
+    assert first.loc["model.1"] == pytest.approx(
+        initial[initial.metric == "twonn"].set_index("layer").value.loc["model.1"], rel=1e-12
+    )
     loss = table[(table.metric == "train_loss")]
     assert set(loss.step) == {1, 4, 15, 58} and loss.value.iloc[-1] < loss.value.iloc[0]
     assert (tmp_path / "mlp" / "input").exists() is False and make_report(tmp_path / "mlp").exists()
@@ -107,14 +116,31 @@ def test_transformers_callback_on_a_tiny_bert(tmp_path):
     from layerscope.integrations.transformers import LayerscopeCallback
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                     max_position_embeddings=16, num_labels=2)
+    config = transformers.BertConfig(
+        vocab_size=30,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     model = transformers.BertForSequenceClassification(config)
     probe = TokenTask(200, seed=1)
     inputs = {"test": {"input_ids": probe.ids, "attention_mask": probe.mask}}
     callback = LayerscopeCallback(tmp_path / "bert", inputs, checkpoints=4, tensorboard=True)
-    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=24, per_device_train_batch_size=16, learning_rate=1e-3,
-                                          logging_steps=4, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"),
+        max_steps=24,
+        per_device_train_batch_size=16,
+        learning_rate=1e-3,
+        logging_steps=4,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         transformers.Trainer(model=model, args=args, train_dataset=TokenTask(400), callbacks=[callback]).train()
@@ -155,8 +181,15 @@ class Exploding(TokenTask):
 
 def tiny_bert(transformers):
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                                     max_position_embeddings=16, num_labels=2)
+    config = transformers.BertConfig(
+        vocab_size=30,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        num_labels=2,
+    )
     return transformers.BertForSequenceClassification(config)
 
 
@@ -167,12 +200,23 @@ def test_transformers_callback_records_a_failed_training_and_frees_the_folder(tm
 
     probe = TokenTask(100, seed=1)
     inputs = {"test": {"input_ids": probe.ids, "attention_mask": probe.mask}}
-    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=12, per_device_train_batch_size=8, save_strategy="no",
-                                          report_to="none", use_cpu=True, disable_tqdm=True, seed=0, dataloader_drop_last=True)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"),
+        max_steps=12,
+        per_device_train_batch_size=8,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_drop_last=True,
+    )
 
     def trainer(callback, data):
         if attach == "constructor":
-            return transformers.Trainer(model=tiny_bert(transformers), args=args, train_dataset=data, callbacks=[callback])
+            return transformers.Trainer(
+                model=tiny_bert(transformers), args=args, train_dataset=data, callbacks=[callback]
+            )
         made = transformers.Trainer(model=tiny_bert(transformers), args=args, train_dataset=data)
         made.add_callback(callback)
         return made
@@ -275,7 +319,9 @@ def fake_timm():
 
     def create_model(name, num_classes=1000, in_chans=3, pretrained=False):
         module.calls.append({"name": name, "num_classes": num_classes, "in_chans": in_chans})
-        return nn.Sequential(nn.Conv2d(in_chans, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, num_classes))
+        return nn.Sequential(
+            nn.Conv2d(in_chans, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, num_classes)
+        )
 
     module.create_model = create_model
     return module
@@ -289,8 +335,14 @@ def test_library_models_by_name(tmp_path, monkeypatch):
 
     timm = fake_timm()
     monkeypatch.setitem(sys.modules, "timm", timm)
-    raw = {"name": "t", "data": {"name": "digits", "probe_size": 100}, "model": {"name": "timm:tiny_cnn"},
-           "train": {"epochs": 1, "batch_size": 128}, "schedule": {"kind": "log", "num": 3}, "probes": {"measures": ["twonn"], "layers": ["1"]}}
+    raw = {
+        "name": "t",
+        "data": {"name": "digits", "probe_size": 100},
+        "model": {"name": "timm:tiny_cnn"},
+        "train": {"epochs": 1, "batch_size": 128},
+        "schedule": {"kind": "log", "num": 3},
+        "probes": {"measures": ["twonn"], "layers": ["1"]},
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         execute(parse_config(raw, "test"), tmp_path / "t")

@@ -57,7 +57,9 @@ def imported_modules(path: Path) -> set[str]:
             target = base + (module.split(".") if module else [])
             for alias in node.names:  # `from . import x`: x may be a module
                 candidate = [*target, alias.name]
-                if (SRC.joinpath(*candidate).with_suffix(".py")).is_file() or (SRC.joinpath(*candidate) / "__init__.py").is_file():
+                if (SRC.joinpath(*candidate).with_suffix(".py")).is_file() or (
+                    SRC.joinpath(*candidate) / "__init__.py"
+                ).is_file():
                     found.add(".".join(candidate))
                 else:
                     found.add(".".join(target) or "__init__")
@@ -73,7 +75,9 @@ GRAPH = {name: imported_modules(path) - {name} for name, path in MODULES.items()
 
 def test_every_part_has_a_layer():
     parts = {name.split(".")[0] for name in MODULES}
-    assert parts == set(LAYER), f"parts without a layer: {sorted(parts - set(LAYER))}; layers of nothing: {sorted(set(LAYER) - parts)}"
+    assert parts == set(LAYER), (
+        f"parts without a layer: {sorted(parts - set(LAYER))}; layers of nothing: {sorted(set(LAYER) - parts)}"
+    )
 
 
 @pytest.mark.parametrize("part", sorted(LAYER))
@@ -82,7 +86,10 @@ def test_no_import_reaches_up_or_across(part):
         if name.split(".")[0] != part:
             continue
         bad = sorted(t for t in targets if t.split(".")[0] != part and LAYER[t.split(".")[0]] >= LAYER[part])
-        assert not bad, f"{MODULES[name].relative_to(SRC)} (layer {LAYER[part]}) imports {bad} (layers {[LAYER[b.split('.')[0]] for b in bad]})"
+        assert not bad, (
+            f"{MODULES[name].relative_to(SRC)} (layer {LAYER[part]}) imports {bad} (layers "
+            f"{[LAYER[b.split('.')[0]] for b in bad]})"
+        )
 
 
 def test_no_import_circle():
@@ -92,7 +99,7 @@ def test_no_import_circle():
         state[name] = 1
         for target in sorted(GRAPH.get(name, ())):
             if state.get(target) == 1:
-                raise AssertionError("import circle: " + " -> ".join(path[path.index(target):] + [target]))
+                raise AssertionError("import circle: " + " -> ".join(path[path.index(target) :] + [target]))
             if target not in state and target in GRAPH:
                 visit(target, [*path, target])
         state[name] = 2
@@ -117,7 +124,10 @@ def test_reading_a_sweep_file_imports_neither_the_papers_nor_matplotlib(tmp_path
 
     sweep = tmp_path / "s.toml"
     sweep.write_text('name = "s"\nbase = "smoke"\n[axes]\nseed = [0, 1]\n')
-    code = (f"import sys; from layerscope.sweep import load_sweep; load_sweep({str(sweep)!r}); "
-            "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'layerscope.experiments', 'layerscope.report'))))")
+    code = (
+        f"import sys; from layerscope.sweep import load_sweep; load_sweep({str(sweep)!r}); "
+        "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'layerscope.experiments', "
+        "'layerscope.report'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

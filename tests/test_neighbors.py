@@ -151,7 +151,6 @@ def test_many_copies_of_one_point_and_float32():
     assert nb.distances.min() > 0
 
 
-
 @pytest.mark.parametrize("k", [2, 20])
 def test_bfloat16_candidates_give_the_exact_neighbours(k):
     """bf16 products are coarse: on high-dimensional Gaussian data with 20 neighbours the certificate
@@ -180,7 +179,9 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     nearest_neighbors(g.standard_normal((300, 64)), 2)
     assert seen == [(torch.float32, 10)]  # narrow points: float32
     seen.clear()
-    wide = g.standard_normal((400, 4096)) * 0.1 + np.repeat(g.standard_normal((40, 4096)), 10, axis=0)  # 40 tight clusters
+    wide = g.standard_normal((400, 4096)) * 0.1 + np.repeat(
+        g.standard_normal((40, 4096)), 10, axis=0
+    )  # 40 tight clusters
     got = nearest_neighbors(wide, 20)
     d, i = reference(wide, 20)
     np.testing.assert_allclose(got.distances, d, rtol=1e-12)

@@ -37,14 +37,18 @@ def test_one_hidden_layer_region_count(n):
     w = float(extent) * 1.5 + 1
     part = partition2d(net, origin=torch.zeros(2), directions=torch.eye(2), window=(-w, w, -w, w))
     assert len(part.regions) == 1 + n + n * (n - 1) // 2
-    total = sum(abs(0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1))) for p in part.regions)
+    total = sum(
+        abs(0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1))) for p in part.regions
+    )
     assert total == pytest.approx((2 * w) ** 2)  # the regions tile the window
 
 
 def patterns_on(net, part, uv):
     sink = {}
-    handles = [m.register_forward_pre_hook(lambda _m, i, k=k: sink.__setitem__(k, i[0].flatten(1) > 0)) for k, m in
-               ((name, net.get_submodule(name)) for name in part.layers)]
+    handles = [
+        m.register_forward_pre_hook(lambda _m, i, k=k: sink.__setitem__(k, i[0].flatten(1) > 0))
+        for k, m in ((name, net.get_submodule(name)) for name in part.layers)
+    ]
     with torch.no_grad():
         net(torch.from_numpy(part.to_input(uv)).float())
     for h in handles:
@@ -97,7 +101,10 @@ def test_works_through_skip_connections_and_refuses_pooling():
     u0, u1, v0, v1 = part.window  # the exact partition misses no pattern of a grid, through the skips too
     grid = np.stack(np.meshgrid(np.linspace(u0, u1, 200), np.linspace(v0, v1, 200)), -1).reshape(-1, 2)
     sink = {}
-    hooks = [resnet.get_submodule(n).register_forward_pre_hook(lambda _m, i, n=n: sink.__setitem__(n, i[0].flatten(1) > 0)) for n in part.layers]
+    hooks = [
+        resnet.get_submodule(n).register_forward_pre_hook(lambda _m, i, n=n: sink.__setitem__(n, i[0].flatten(1) > 0))
+        for n in part.layers
+    ]
     with torch.no_grad():
         resnet(torch.from_numpy(part.to_input(grid)).float().view(-1, 1, 4, 4))
     for h in hooks:
@@ -133,14 +140,32 @@ def test_probe_skips_a_picture_with_too_many_regions(tmp_path):
     assert (tmp_path / "step-000000010.png").exists()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: build_model("mlp", in_features=20, width=24, depth=3, num_classes=4),  # folded plane, ReLU
-    lambda: nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(20, 16), nn.LeakyReLU(0.1)), nn.Linear(16, 16), nn.ReLU(),
-                          nn.Dropout(0.5), nn.Linear(16, 3)),  # nested, leaky, dropout (eval)
-    lambda: nn.Sequential(nn.Unflatten(1, (4, 5)), nn.Flatten(), nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 2)),  # not folded
-    lambda: nn.Sequential(nn.Unflatten(1, (1, 4, 5)), nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Conv2d(3, 2, 2), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(12, 3)),  # convolutions: the pre-activations keep their (channels, height, width) shape
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: build_model("mlp", in_features=20, width=24, depth=3, num_classes=4),  # folded plane, ReLU
+        lambda: nn.Sequential(
+            nn.Flatten(),
+            nn.Sequential(nn.Linear(20, 16), nn.LeakyReLU(0.1)),
+            nn.Linear(16, 16),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(16, 3),
+        ),  # nested, leaky, dropout (eval)
+        lambda: nn.Sequential(
+            nn.Unflatten(1, (4, 5)), nn.Flatten(), nn.Linear(20, 12), nn.ReLU(), nn.Linear(12, 2)
+        ),  # not folded
+        lambda: nn.Sequential(
+            nn.Unflatten(1, (1, 4, 5)),
+            nn.Conv2d(1, 3, 2),
+            nn.ReLU(),
+            nn.Conv2d(3, 2, 2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(12, 3),
+        ),  # convolutions: the pre-activations keep their (channels, height, width) shape
+    ],
+)
 def test_chain_networks_give_the_general_paths_partition(make, monkeypatch):
     # a chain of modules is partitioned one segment per layer from the parents' affine maps; the
     # general path runs the network from the plane for every layer: both must give the same partition
@@ -150,7 +175,10 @@ def test_chain_networks_give_the_general_paths_partition(make, monkeypatch):
     torch.manual_seed(5)
     net = make().eval()
     pts = torch.randn(3, 20) * 2
-    assert p2d._chain(net, [(name, 0) for name, m in net.named_modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]) is not None
+    assert (
+        p2d._chain(net, [(name, 0) for name, m in net.named_modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))])
+        is not None
+    )
     fast = partition2d(net, pts)
     monkeypatch.setattr(p2d, "_chain", lambda network, order: None)
     general = partition2d(net, pts)
@@ -161,7 +189,9 @@ def test_chain_networks_give_the_general_paths_partition(make, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(np.array(fast.patterns), np.array(general.patterns))
     assert len(fast.decision_boundary) == len(general.decision_boundary)
-    np.testing.assert_allclose(np.array(fast.decision_boundary), np.array(general.decision_boundary), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        np.array(fast.decision_boundary), np.array(general.decision_boundary), rtol=1e-9, atol=1e-9
+    )
     # and the patterns are the network's own at the regions' interiors
     centres = np.array([r.mean(0) for r in fast.regions])
     np.testing.assert_array_equal(patterns_on(net, fast, centres), np.array(fast.patterns))
@@ -190,7 +220,9 @@ def reference_partition(net, part):
             c = polygon.mean(0)
             uv = np.stack([c, c + 0.3 * (polygon[0] - c), c + 0.3 * (polygon[1] - c)])
             sink = {}
-            handle = net.get_submodule(layer).register_forward_pre_hook(lambda _m, i: sink.__setitem__("pre", i[0].flatten(1)))
+            handle = net.get_submodule(layer).register_forward_pre_hook(
+                lambda _m, i: sink.__setitem__("pre", i[0].flatten(1))
+            )
             with torch.no_grad():
                 net(torch.from_numpy(part.to_input(uv)))
             handle.remove()
@@ -238,7 +270,9 @@ def test_split_many_equals_clip_polygon_by_polygon():
     (plus, n_plus), (minus, n_minus) = polygons.split_many(P, n, polygons.sides(P, lines))
     for i, shape in enumerate(shapes):
         for (out, count), sign in (((plus, n_plus), 1.0), ((minus, n_minus), -1.0)):
-            np.testing.assert_allclose(out[i, : count[i]], clip(shape, lines[i], sign).reshape(-1, 2), rtol=0, atol=1e-12)
+            np.testing.assert_allclose(
+                out[i, : count[i]], clip(shape, lines[i], sign).reshape(-1, 2), rtol=0, atol=1e-12
+            )
 
 
 def test_interior_points_of_a_parallelogram_are_not_collinear():
@@ -246,7 +280,9 @@ def test_interior_points_of_a_parallelogram_are_not_collinear():
     # made the affine solve singular (an MLP's partition failed with "Singular matrix")
     from layerscope.probes import _polygons as polygons
 
-    P, n = polygons.pad([np.array([[0.0, 0.0], [3.0, 0.0], [4.0, 1.0], [1.0, 1.0]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])])
+    P, n = polygons.pad(
+        [np.array([[0.0, 0.0], [3.0, 0.0], [4.0, 1.0], [1.0, 1.0]]), np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])]
+    )
     for points in polygons.interiors(P, n):
         assert abs(np.linalg.det(np.column_stack([points, np.ones(3)]))) > 0.05  # a sixth of the area or more
 
@@ -261,5 +297,8 @@ def test_progress_names_each_layer_and_its_regions(chain, monkeypatch):
     net = build_model("mlp", in_features=6, width=10, depth=3, num_classes=3).eval()
     lines = []
     part = partition2d(net, torch.randn(3, 6), progress=lines.append)
-    assert lines == [f"cut {name} ({i + 1} of 3 layers): {len(regions):,} regions" + ("; finding the decision boundary" if i == 2 else "")
-                     for i, (name, regions) in enumerate(zip(part.layers, part.regions_per_layer, strict=True))]
+    assert lines == [
+        f"cut {name} ({i + 1} of 3 layers): {len(regions):,} regions"
+        + ("; finding the decision boundary" if i == 2 else "")
+        for i, (name, regions) in enumerate(zip(part.layers, part.regions_per_layer, strict=True))
+    ]

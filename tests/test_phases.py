@@ -27,8 +27,11 @@ def test_lc_three_phases_on_noisy_curve(seed):
     steps = log_steps(60)
     x = np.log1p(steps)
     a, b = np.log1p(50), np.log1p(2000)
-    curve = np.piecewise(x, [x < a, (x >= a) & (x < b), x >= b],
-                         [lambda t: 30 - 3 * t, lambda t: 30 - 3 * a + 4 * (t - a), lambda t: 30 - 3 * a + 4 * (b - a) - 6 * (t - b)])
+    curve = np.piecewise(
+        x,
+        [x < a, (x >= a) & (x < b), x >= b],
+        [lambda t: 30 - 3 * t, lambda t: 30 - 3 * a + 4 * (t - a), lambda t: 30 - 3 * a + 4 * (b - a) - 6 * (t - b)],
+    )
     curve = curve + rng.normal(0, 0.7, len(x))
     d1, up, d2 = detect_phases(steps, curve, LC_PATTERN)
     assert 25 <= d1.end_step <= 100
@@ -84,7 +87,10 @@ def test_false_positives_on_null_curves_at_most_5_percent(known):
         trend = (0, 4, -4)[i % 3] * x
         y = 7 + trend + rng.standard_normal(len(x))
         try:
-            hits += detect_phases(steps, y, ID_PATTERN, errors=np.ones(len(x)) if known else None, seed=i)[0].confidence >= THRESHOLD
+            hits += (
+                detect_phases(steps, y, ID_PATTERN, errors=np.ones(len(x)) if known else None, seed=i)[0].confidence
+                >= THRESHOLD
+            )
         except ValueError:
             pass
     assert hits / 300 <= 0.07, hits
@@ -121,10 +127,54 @@ def test_a_plateau_that_tilts_up_by_a_hair_before_a_drop_is_not_an_expansion():
     # drop" must be fitted with its flat phase exactly, or this reads as expansion then compression
     # (it did: confidence 0.99).
     steps = [0, 1, 2, 3, 5, 7, 9, 12, 17, 23, 31, 42, 58, 79, 108, 148, 202, 275, 376, 514, 703, 960]
-    values = [17.666, 17.667, 17.666, 17.669, 17.668, 17.668, 17.663, 17.631, 17.472, 17.159, 17.126, 16.727,
-              15.163, 12.708, 10.504, 9.660, 9.467, 7.346, 7.063, 7.179, 7.038, 6.882]
-    errors = [0.37, 0.37, 0.37, 0.37, 0.37, 0.37, 0.36, 0.36, 0.36, 0.34, 0.33, 0.44, 0.33, 0.25, 0.22, 0.18,
-              0.18, 0.20, 0.12, 0.15, 0.14, 0.17]
+    values = [
+        17.666,
+        17.667,
+        17.666,
+        17.669,
+        17.668,
+        17.668,
+        17.663,
+        17.631,
+        17.472,
+        17.159,
+        17.126,
+        16.727,
+        15.163,
+        12.708,
+        10.504,
+        9.660,
+        9.467,
+        7.346,
+        7.063,
+        7.179,
+        7.038,
+        6.882,
+    ]
+    errors = [
+        0.37,
+        0.37,
+        0.37,
+        0.37,
+        0.37,
+        0.37,
+        0.36,
+        0.36,
+        0.36,
+        0.34,
+        0.33,
+        0.44,
+        0.33,
+        0.25,
+        0.22,
+        0.18,
+        0.18,
+        0.20,
+        0.12,
+        0.15,
+        0.14,
+        0.17,
+    ]
     expansion, compression = detect_phases(steps, values, ID_PATTERN, errors=errors)
     assert expansion.slope < 0.05 and compression.confidence < 0.8
     # the same curve with a real rise of 3 error bars over the first steps is found

@@ -88,7 +88,13 @@ def test_tracker_skips_model_probes_on_nan_outputs(tmp_path):
         RobustnessProbe({"test": (x, y)}, eps=0.1),
         LocalComplexityProbe({"test": x}, radius=0.1, n_directions=3),
     ]
-    tracker = Tracker(RunStore(tmp_path / "r"), {"test": x}, run_id="r", geometry=GeometrySettings(estimators=["twonn"]), model_probes=probes)
+    tracker = Tracker(
+        RunStore(tmp_path / "r"),
+        {"test": x},
+        run_id="r",
+        geometry=GeometrySettings(estimators=["twonn"]),
+        model_probes=probes,
+    )
     with pytest.warns(ProbeWarning) as caught:
         rows = tracker.measure(model, step=0)
     assert {"csr", "robust_acc", "lc", "lc_norm"}.isdisjoint(set(rows.metric))
@@ -109,7 +115,8 @@ def test_probes_follow_a_float64_model():
     lc64 = local_complexity(model64, x, radius=0.3, n_directions=5).lc.iloc[-1]
     assert lc64 == pytest.approx(lc32, rel=0.02)
     assert critical_sample_ratio(model64, x, radius=0.5, step=0.1, noise=0.01) == pytest.approx(
-        critical_sample_ratio(model32, x, radius=0.5, step=0.1, noise=0.01), abs=0.02)
+        critical_sample_ratio(model32, x, radius=0.5, step=0.1, noise=0.01), abs=0.02
+    )
     assert robust_accuracy(model64, x, y, eps=0.2) == pytest.approx(robust_accuracy(model32, x, y, eps=0.2), abs=0.02)
 
 
@@ -162,8 +169,12 @@ def test_lc_standard_error_matches_the_spread_over_fresh_frames():
     total = table[table.layer == ""].iloc[0]
     assert total.lc == pytest.approx(counts[""].mean()) and total.lc_err > 0
     # the same points with fresh random frames, and fresh points: the mean's spread over repeats
-    repeats = [local_complexity(model, torch.randn(150, 8, generator=torch.Generator().manual_seed(s)), radius=0.4, n_directions=4, seed=s).lc.iloc[-1]
-               for s in range(1, 13)]
+    repeats = [
+        local_complexity(
+            model, torch.randn(150, 8, generator=torch.Generator().manual_seed(s)), radius=0.4, n_directions=4, seed=s
+        ).lc.iloc[-1]
+        for s in range(1, 13)
+    ]
     assert 0.4 < np.std(repeats, ddof=1) / total.lc_err < 2.5
 
 
@@ -175,7 +186,10 @@ def test_binomial_errors_match_the_spread_over_probe_draws():
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
     x = torch.randn(20000, 6)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 1).long()
-    draws = [evaluate(model, x[i * 400:(i + 1) * 400], y[i * 400:(i + 1) * 400], "cross_entropy", torch.device("cpu")) for i in range(40)]
+    draws = [
+        evaluate(model, x[i * 400 : (i + 1) * 400], y[i * 400 : (i + 1) * 400], "cross_entropy", torch.device("cpu"))
+        for i in range(40)
+    ]
     accs = [d["acc"][0] for d in draws]
     assert 0.6 < np.std(accs, ddof=1) / np.mean([d["acc"][1] for d in draws]) < 1.5
     losses = [d["loss"][0] for d in draws]
@@ -206,8 +220,12 @@ def test_every_stored_number_has_an_error(tmp_path):
             "model": {"name": "mlp", "params": {"width": 24, "depth": 2}},
             "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 50, "epochs": 1},
             "schedule": {"kind": "log", "num": 3},
-            "probes": {"measures": ["twonn", "mle", "gride", "pc_id", "participation_ratio", "alpha", "lc", "csr", "pgd"],
-                       "lc": {"n_points": 40, "n_directions": 5}, "csr": {"n_points": 50}, "pgd": {"n_points": 50}},
+            "probes": {
+                "measures": ["twonn", "mle", "gride", "pc_id", "participation_ratio", "alpha", "lc", "csr", "pgd"],
+                "lc": {"n_points": 40, "n_directions": 5},
+                "csr": {"n_points": 50},
+                "pgd": {"n_points": 50},
+            },
         }
     )
     with warnings.catch_warnings():
@@ -238,4 +256,7 @@ def test_decision_boundary_points_and_their_lc_rows():
     probe = LocalComplexityProbe({"test": x[:50]}, radius=0.2, n_directions=2, boundary_from=x[:100])
     rows = probe(model, 0)
     assert {r.split for r in rows} == {"test", "boundary"} and all(r.error is not None and r.error >= 0 for r in rows)
-    assert {r.split for r in LocalComplexityProbe({"test": x[:50]}, radius=0.2, n_directions=2, boundary_from=x[:100])(one_class, 0)} == {"test"}
+    assert {
+        r.split
+        for r in LocalComplexityProbe({"test": x[:50]}, radius=0.2, n_directions=2, boundary_from=x[:100])(one_class, 0)
+    } == {"test"}

@@ -141,7 +141,14 @@ def test_pgd_stays_in_ball_and_valid_range(trained):
 def test_pgd_per_channel_clipping():
     net = nn.Sequential(nn.Conv2d(2, 1, 1), nn.Flatten(), nn.Linear(4, 2))
     x = torch.zeros(3, 2, 2, 2)
-    adv = pgd(net, x, torch.zeros(3, dtype=torch.long), eps=1.0, lower=torch.tensor([-0.1, -1.0]), upper=torch.tensor([0.1, 1.0]))
+    adv = pgd(
+        net,
+        x,
+        torch.zeros(3, dtype=torch.long),
+        eps=1.0,
+        lower=torch.tensor([-0.1, -1.0]),
+        upper=torch.tensor([0.1, 1.0]),
+    )
     assert adv[:, 0].abs().max() <= 0.1 + 1e-7  # channel 0 has a narrow valid range
     assert adv[:, 1].abs().max() > 0.1
 
@@ -206,6 +213,8 @@ def test_pgd_probe_eps_grid_in_units_of_the_data_scale(trained):
     # in input units (the default) no scale is computed or stored
     plain = RobustnessProbe({"test": (x, y)}, eps=0.25)
     assert [r.split for r in plain(model, 0)] == ["test"]
-    assert [(r.split, r.metric) for r in _build(PGDSettings(n_points=120), Context())(model, 0)] == [("test", "robust_acc")]
+    assert [(r.split, r.metric) for r in _build(PGDSettings(n_points=120), Context())(model, 0)] == [
+        ("test", "robust_acc")
+    ]
     with pytest.raises(ValueError, match="eps_grid"):
         PGDSettings(eps_grid=[-0.1])

@@ -17,8 +17,16 @@ from layerscope.store.remote import location
 
 
 def tiny(name):
-    return parse_config({"name": name, "data": {"name": "digits", "probe_size": 100}, "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
-                         "train": {"epochs": 1, "batch_size": 128}, "schedule": {"kind": "log", "num": 3}, "probes": {"measures": ["twonn"]}})
+    return parse_config(
+        {
+            "name": name,
+            "data": {"name": "digits", "probe_size": 100},
+            "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
+            "train": {"epochs": 1, "batch_size": 128},
+            "schedule": {"kind": "log", "num": 3},
+            "probes": {"measures": ["twonn"]},
+        }
+    )
 
 
 def test_every_writer_writes_the_one_schema(tmp_path):
@@ -36,7 +44,11 @@ def test_every_writer_writes_the_one_schema(tmp_path):
         assert set(record.versions) == {"layerscope", "torch", "numpy", "python"}
     cli, callback = RunStore(tmp_path / "cli").read_run(), RunStore(tmp_path / "callback").read_run()
     assert cli.config == tiny("cli").model_dump(mode="json") and cli.total_steps == 11 and cli.checkpoints == [0, 1, 11]
-    assert callback.config["trainer"] == "mine" and callback.config["settings"] == {"lr": 0.1} and callback.checkpoints == [0, 1, 3]
+    assert (
+        callback.config["trainer"] == "mine"
+        and callback.config["settings"] == {"lr": 0.1}
+        and callback.checkpoints == [0, 1, 3]
+    )
     # DuckDB and pandas read it as a plain table
     frame = pd.read_parquet(tmp_path / "cli" / "run.parquet")
     assert json.loads(frame.config.iloc[0])["name"] == "cli" and frame.status.iloc[0] == "finished"
@@ -58,20 +70,35 @@ def test_a_record_round_trips_and_ends_once():
 def test_records_written_before_the_schema_are_read(tmp_path):
     """run.parquet as pandas wrote it before RUN_SCHEMA: no resumes, no plan, NaN for a missing seed."""
     (tmp_path / "old").mkdir()
-    pd.DataFrame([{"run_id": "old", "config": json.dumps({"name": "old"}), "seed": float("nan"), "versions": json.dumps({"torch": "2.1"}),
-                   "git_revision": None, "start_time": "2026-01-01T00:00:00", "end_time": None, "status": "running", "error": None}]
-                 ).to_parquet(tmp_path / "old" / "run.parquet")
+    pd.DataFrame(
+        [
+            {
+                "run_id": "old",
+                "config": json.dumps({"name": "old"}),
+                "seed": float("nan"),
+                "versions": json.dumps({"torch": "2.1"}),
+                "git_revision": None,
+                "start_time": "2026-01-01T00:00:00",
+                "end_time": None,
+                "status": "running",
+                "error": None,
+            }
+        ]
+    ).to_parquet(tmp_path / "old" / "run.parquet")
     record = RunStore(tmp_path / "old").read_run()
     assert record == RunRecord("old", {"name": "old"}, None, {"torch": "2.1"}, None, "2026-01-01T00:00:00")
     assert peek(location(tmp_path / "old")).status == "running"
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"garbage", "run.parquet cannot be read"),
-    (pd.DataFrame([{"x": 1}]), "is not a layerscope run record"),
-    (pd.DataFrame([{"run_id": "a", "config": "{not json"}]), "its config is not valid JSON"),
-    (pd.DataFrame([{"run_id": "a", "config": "{}", "status": "weird"}]), "status must be one of"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"garbage", "run.parquet cannot be read"),
+        (pd.DataFrame([{"x": 1}]), "is not a layerscope run record"),
+        (pd.DataFrame([{"run_id": "a", "config": "{not json"}]), "its config is not valid JSON"),
+        (pd.DataFrame([{"run_id": "a", "config": "{}", "status": "weird"}]), "status must be one of"),
+    ],
+)
 def test_a_bad_record_is_a_one_line_error_and_peek_does_not_raise(tmp_path, content, message):
     (tmp_path / "r").mkdir()
     if isinstance(content, bytes):

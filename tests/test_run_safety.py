@@ -61,7 +61,10 @@ def test_overwrite_deletes_only_a_run_under_out(tmp_path):
     # a folder of the run's name that is not a run: refused, nothing deleted, with or without --overwrite
     for flag in ([], ["--overwrite"]):
         path = tmp_path / "c.toml"
-        path.write_text('name = "t"\n[data]\nname = "digits"\nprobe_size = 100\n[model]\nname = "mlp"\n[train]\nepochs = 1\n[probes]\nmeasures = ["twonn"]\n')
+        path.write_text(
+            'name = "t"\n[data]\nname = "digits"\nprobe_size = 100\n[model]\nname = "mlp"\n[train]\nepochs = '
+            '1\n[probes]\nmeasures = ["twonn"]\n'
+        )
         result = runner.invoke(app, ["run", str(path), "--out", str(out), *flag, "--no-report"])
         assert result.exit_code == 2 and "is not a layerscope run" in result.output, result.output
         assert (out / "t" / "notes.txt").read_text() == "not a run"
@@ -118,17 +121,23 @@ def test_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
 # The command line in a child process, with Ctrl-C's usual meaning: a process started in the
 # background by a shell without job control (`cmd &` in a script, as CI or nohup may do) inherits
 # SIGINT ignored, and Python then never raises KeyboardInterrupt: the SIGINT test failed that way.
-_CLI = "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv[0] = 'layerscope'; runpy.run_module('layerscope.cli', run_name='__main__')"
+_CLI = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv[0] = 'layerscope'; "
+    "runpy.run_module('layerscope.cli', run_name='__main__')"
+)
 
 
 def cli(*args, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-c", _CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+    )
 
 
 def write_config(path, name="c", epochs=30):
     path.write_text(
-        f'name = "{name}"\n[data]\nname = "digits"\nprobe_size = 150\n[model]\nname = "mlp"\nparams = {{width = 32, depth = 2}}\n'
+        f'name = "{name}"\n[data]\nname = "digits"\nprobe_size = 150\n[model]\nname = "mlp"\nparams = '
+        f"{{width = 32, depth = 2}}\n"
         f'[train]\noptimizer = "adam"\nlr = 0.003\nbatch_size = 64\nepochs = {epochs}\n'
         '[schedule]\nkind = "every"\nevery = 25\n[probes]\nmeasures = ["twonn", "pc_id"]\n'
     )
@@ -146,7 +155,10 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
     store = RunStore(tmp_path / "out" / "c")
     assert store.read_run().status == "finished"
     results = store.results()
-    assert sorted(results.step.unique()) == store.completed_steps() and not results.duplicated(["step", "split", "layer", "metric"]).any()
+    assert (
+        sorted(results.step.unique()) == store.completed_steps()
+        and not results.duplicated(["step", "split", "layer", "metric"]).any()
+    )
 
 
 # ---------------------------------------------------------------- kills
@@ -161,7 +173,10 @@ def reference_run(tmp_path_factory):
     return config, load(folder / "c")
 
 
-@pytest.mark.parametrize("sig,status,code", [(signal.SIGTERM, "interrupted", 143), (signal.SIGINT, "interrupted", 130), (signal.SIGKILL, "running", -9)])
+@pytest.mark.parametrize(
+    "sig,status,code",
+    [(signal.SIGTERM, "interrupted", 143), (signal.SIGINT, "interrupted", 130), (signal.SIGKILL, "running", -9)],
+)
 def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, reference_run, sig, status, code):
     config, reference = reference_run
     proc = cli("run", str(config), "--out", str(tmp_path), "--no-report")
@@ -184,7 +199,9 @@ def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, referenc
     assert not [p for p in (tmp_path / "c").rglob("*") if ".tmp" in p.name]  # a resumed run clears them
     resumed = load(tmp_path / "c")
     key = ["step", "split", "layer", "metric"]
-    pd.testing.assert_frame_equal(resumed.sort_values(key).reset_index(drop=True), reference.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        resumed.sort_values(key).reset_index(drop=True), reference.sort_values(key).reset_index(drop=True)
+    )
     assert store.read_run().status == "finished"
 
 
@@ -194,8 +211,14 @@ def test_killed_run_keeps_its_checkpoints_and_resumes_exactly(tmp_path, referenc
 def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", os.path.basename(b))), real_replace(a, b))[1])
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: (events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))), real_fsync(fd))[1],
+    )
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append(("replace", os.path.basename(b))), real_replace(a, b))[1]
+    )
     frame = pd.DataFrame({c: [] for c in SCHEMA.names})
     RunStore(tmp_path / "r").write_checkpoint(5, frame)
     name = "step-000000005.parquet"
@@ -226,7 +249,9 @@ def test_failed_run_is_marked_with_its_error_and_can_be_rerun(tmp_path):
         execute(bad, tmp_path / "r")
     info = RunStore(tmp_path / "r").read_run()
     assert info.status == "failed" and "relu9" in info.error
-    quietly(execute, tiny("r"), tmp_path / "r")  # failed before its first checkpoint: nothing to keep, no --overwrite needed
+    quietly(
+        execute, tiny("r"), tmp_path / "r"
+    )  # failed before its first checkpoint: nothing to keep, no --overwrite needed
     assert RunStore(tmp_path / "r").read_run().status == "finished"
 
 
@@ -274,7 +299,9 @@ def test_corrupt_files_give_one_line_errors(tmp_path):
     table.write_bytes(table.read_bytes()[:50])
     result = runner.invoke(app, ["runs", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "unreadable" in result.output and "finished" in result.output and "run.parquet cannot be read" in result.output
+    assert (
+        "unreadable" in result.output and "finished" in result.output and "run.parquet cannot be read" in result.output
+    )
     assert list(load_runs(tmp_path).status) == ["finished", "unreadable"]
     with pytest.raises(CorruptRunError, match="run.parquet cannot be read"):
         resume(tmp_path / "b")
@@ -299,7 +326,9 @@ def test_files_in_results_that_layerscope_did_not_write_are_not_checkpoints(tmp_
 
 
 def test_the_readme_main_command_warns_of_nothing_in_its_own_preset(tmp_path):
-    """`layerscope run --preset quick` measures alpha where it applies and says nothing of the 10 logits, where it cannot."""
+    """`layerscope run --preset quick` measures alpha where it applies and says nothing of the 10 logits, where it
+    cannot.
+    """
     from layerscope.presets import preset
     from layerscope.probes.geometry import estimate_layer
 

@@ -1,4 +1,5 @@
-"""Outputs that are not one tensor (MODULE:KEY), sequences (tokens), inputs that are dicts or need a forward function."""
+"""Outputs that are not one tensor (MODULE:KEY), sequences (tokens), inputs that are dicts or need a forward
+function."""
 
 from dataclasses import dataclass
 
@@ -44,7 +45,11 @@ def test_tuple_outputs_are_refused_without_a_key_and_picked_with_one():
     torch.testing.assert_close(mean, h.mean(1))
     with pytest.raises(KeyError, match=r"tuple of 2 has no element '2'; choose from 0, 1"):
         captured(model, x, ["lstm:2"])
-    with pytest.raises(ValueError, match=r"layer 'lstm:1:0' gives an output of shape \(1, 2, 8\) for a batch of 2 inputs: its first axis is not the inputs'"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'lstm:1:0' gives an output of shape \(1, 2, 8\) for a batch of 2 inputs: "
+        r"its first axis is not the inputs'",
+    ):
         captured(model, x, ["lstm:1:0"])
     assert resolve_layers(model, ["lstm:0", "Linear", "output"]) == ["lstm:0", "head", "output"]
 
@@ -58,7 +63,10 @@ def test_a_sequence_first_lstm_is_refused_with_the_reason():
         def forward(self, x):
             return self.lstm(x.transpose(0, 1))[0][-1]
 
-    with pytest.raises(ValueError, match=r"layer 'lstm:0' gives an output of shape \(7, 2, 8\) for a batch of 2 inputs.*need batch_first=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'lstm:0' gives an output of shape \(7, 2, 8\) for a batch of 2 inputs.*need batch_first=True",
+    ):
         captured(SequenceFirst(), torch.randn(4, 7, 5), ["lstm:0"])
 
 
@@ -69,7 +77,9 @@ class Out:
 
 
 class Tagger(nn.Module):
-    """A token model called as model(input_ids=..., attention_mask=...), returning a dataclass (as Hugging Face models do)."""
+    """A token model called as model(input_ids=..., attention_mask=...), returning a dataclass (as Hugging Face models
+    do).
+    """
 
     def __init__(self):
         super().__init__()
@@ -97,7 +107,9 @@ def test_dict_inputs_masks_and_token_reductions():
     with torch.no_grad():
         h = model(**batch).hidden
     mask = batch["attention_mask"].bool()
-    with pytest.raises(TypeError, match=r"layer 'output' returns Out, not a tensor; pick an element: output:logits, output:hidden"):
+    with pytest.raises(
+        TypeError, match=r"layer 'output' returns Out, not a tensor; pick an element: output:logits, output:hidden"
+    ):
         captured(model, batch, ["output"])
     mean = captured(model, batch, ["output:hidden"], batch_size=3)["output:hidden"]
     expect = torch.stack([h[i, mask[i]].mean(0) for i in range(len(h))])
@@ -111,7 +123,9 @@ def test_dict_inputs_masks_and_token_reductions():
     torch.testing.assert_close(every, h[mask])  # every unmasked token, in order
     capped = captured(model, batch, ["output:hidden"], tokens="all", max_token_points=7, seed=1)["output:hidden"]
     assert len(capped) == 7 and all((row == h[mask]).all(1).any() for row in capped)
-    torch.testing.assert_close(capped, captured(model, batch, ["output:hidden"], tokens="all", max_token_points=7, seed=1)["output:hidden"])
+    torch.testing.assert_close(
+        capped, captured(model, batch, ["output:hidden"], tokens="all", max_token_points=7, seed=1)["output:hidden"]
+    )
     logits = captured(model, batch, ["output:logits"])["output:logits"]
     with torch.no_grad():
         torch.testing.assert_close(logits, model(**batch).logits)

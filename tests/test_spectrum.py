@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from layerscope.estimators import PCAID, ParticipationRatio, PowerLaw, covariance_spectrum, participation_ratio, pc_id, power_law
+from layerscope.estimators import (
+    PCAID,
+    ParticipationRatio,
+    PowerLaw,
+    covariance_spectrum,
+    participation_ratio,
+    pc_id,
+    power_law,
+)
 
 
 def gaussian_with_spectrum(eigenvalues, n, seed=0):
@@ -53,7 +61,9 @@ def test_participation_ratio_closed_form():
     X = gaussian_with_spectrum(lam, 400_000, seed=4)
     expected = lam.sum() ** 2 / (lam**2).sum()  # 64 / 22
     assert ParticipationRatio().fit(X).dimension_ == pytest.approx(expected, rel=0.01)
-    assert participation_ratio(np.random.default_rng(5).standard_normal((100_000, 6))).value == pytest.approx(6, rel=0.01)
+    assert participation_ratio(np.random.default_rng(5).standard_normal((100_000, 6))).value == pytest.approx(
+        6, rel=0.01
+    )
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
@@ -88,7 +98,9 @@ def test_power_law_range_is_clipped_and_checked():
     X = gaussian_with_spectrum(np.arange(1, 31) ** -1.0, 5000, seed=7)
     est = PowerLaw(n_min=2, n_max=500).fit(X)
     assert est.fit_range_ == (2, 30)
-    with pytest.raises(ValueError, match="the spectrum has 30 non-zero eigenvalues, too few for a fit over ranks 29..500"):
+    with pytest.raises(
+        ValueError, match="the spectrum has 30 non-zero eigenvalues, too few for a fit over ranks 29..500"
+    ):
         PowerLaw(n_min=29, n_max=500).fit(X)
     with pytest.raises(ValueError, match="n_max must be an integer >= 12"):
         PowerLaw(n_min=10, n_max=11).fit(X)

@@ -44,10 +44,19 @@ def write(tmp_path, name="tiny", epochs=1, max_failures=2, extra=""):
 
 
 def test_grid_names_values_and_overrides(tmp_path):
-    sweep, trials = load_sweep(write(tmp_path, extra='[[variants]]\nname = "wide"\n"model.params" = {width = 128, depth = 2}\n'))
+    sweep, trials = load_sweep(
+        write(tmp_path, extra='[[variants]]\nname = "wide"\n"model.params" = {width = 128, depth = 2}\n')
+    )
     assert [t.name for t in trials] == [
-        "seed-0_optimizer-sgd_variant-wide", "seed-0_optimizer-adam_variant-wide", "seed-1_optimizer-sgd_variant-wide", "seed-1_optimizer-adam_variant-wide"]
-    assert load_sweep(write(tmp_path, extra='[[variants]]\nname = "wide"\n"model.params" = {width = 128, depth = 2}\n'))[1] == trials  # stable
+        "seed-0_optimizer-sgd_variant-wide",
+        "seed-0_optimizer-adam_variant-wide",
+        "seed-1_optimizer-sgd_variant-wide",
+        "seed-1_optimizer-adam_variant-wide",
+    ]
+    assert (
+        load_sweep(write(tmp_path, extra='[[variants]]\nname = "wide"\n"model.params" = {width = 128, depth = 2}\n'))[1]
+        == trials
+    )  # stable
     t = trials[3]
     assert t.values == {"seed": 1, "train.optimizer": "adam", "variant": "wide"}
     assert t.config.seed == 1 and t.config.train.optimizer == "adam" and t.config.train.epochs == 1
@@ -57,8 +66,11 @@ def test_grid_names_values_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        ('[axes.x]\n', "axes.x: Input should be a valid list"),
-        ('"train.lr" = [0.1, -1]\n', "trial 'seed-0_optimizer-sgd_lr--1' of sweep 'tiny':\n  train.lr: Input should be greater than 0"),
+        ("[axes.x]\n", "axes.x: Input should be a valid list"),
+        (
+            '"train.lr" = [0.1, -1]\n',
+            "trial 'seed-0_optimizer-sgd_lr--1' of sweep 'tiny':\n  train.lr: Input should be greater than 0",
+        ),
         ('"train.optimiser" = ["sgd"]\n', "train.optimiser: Extra inputs are not permitted"),
         ('"model.name" = ["mlp", "lenet"]\n', "model.name: unknown model 'lenet'"),
     ],
@@ -99,10 +111,14 @@ def test_every_trial_once_and_equal_to_a_plain_run(tmp_path, local_ray):
 
     path = write(tmp_path)
     seen = []
-    folder, states = run_sweep(path, tmp_path / "out", on_progress=lambda s: seen.append([(x.status, x.step) for x in s]))
+    folder, states = run_sweep(
+        path, tmp_path / "out", on_progress=lambda s: seen.append([(x.status, x.step) for x in s])
+    )
     assert [s.status for s in states] == ["finished"] * 4
     assert seen[0] == [("pending", None)] * 4 and seen[-1] == [("finished", s.total_steps) for s in states]
-    assert all(s.total_steps == 21 and 0 < s.test_acc <= 1 and s.retries == 0 for s in states)  # 1 epoch of 1,347 digits, batches of 64
+    assert all(
+        s.total_steps == 21 and 0 < s.test_acc <= 1 and s.retries == 0 for s in states
+    )  # 1 epoch of 1,347 digits, batches of 64
     table = load(folder)
     assert table.groupby("run_id").size().nunique() == 1 and table.run_id.nunique() == 4
     assert not table.duplicated(["run_id", "step", "split", "layer", "metric"]).any()
@@ -114,7 +130,9 @@ def test_every_trial_once_and_equal_to_a_plain_run(tmp_path, local_ray):
         execute(trials[3].config, tmp_path / "plain")
     key = ["step", "split", "layer", "metric"]
     mine = table[table.run_id == trials[3].name][load(tmp_path / "plain").columns]
-    pd.testing.assert_frame_equal(mine.sort_values(key).reset_index(drop=True), load(tmp_path / "plain").sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        mine.sort_values(key).reset_index(drop=True), load(tmp_path / "plain").sort_values(key).reset_index(drop=True)
+    )
     # again: nothing to do
     _, again = run_sweep(path, tmp_path / "out")
     assert [s.status for s in again] == ["skipped"] * 4 and [s.test_acc for s in again] == [s.test_acc for s in states]
@@ -150,7 +168,10 @@ def _same_as_a_plain_run(run_dir, config, tmp_path):
         warnings.simplefilter("ignore")
         execute(config, tmp_path / "plain")
     key = ["step", "split", "layer", "metric"]
-    pd.testing.assert_frame_equal(load(run_dir).sort_values(key).reset_index(drop=True), load(tmp_path / "plain").sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        load(run_dir).sort_values(key).reset_index(drop=True),
+        load(tmp_path / "plain").sort_values(key).reset_index(drop=True),
+    )
 
 
 def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, local_ray):
@@ -188,7 +209,12 @@ def test_storage_that_is_not_local_is_mirrored_and_a_killed_trial_resumes_from_i
     killed = []
 
     def on_progress(states):  # kill the worker once its third checkpoint is uploaded
-        if not killed and len(RunStore(trial_dir).completed_steps()) >= 3 and (trial_dir / "state.pt").exists() and RunStore(local).read_run().status == "running":
+        if (
+            not killed
+            and len(RunStore(trial_dir).completed_steps()) >= 3
+            and (trial_dir / "state.pt").exists()
+            and RunStore(local).read_run().status == "running"
+        ):
             pid = int((local / ".lock").read_text().split()[1])
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
@@ -208,7 +234,9 @@ def test_storage_that_is_not_local_is_mirrored_and_a_killed_trial_resumes_from_i
 
     with local_view(folder) as view:
         make_sweep_report(view)
-    assert {"report.html", "id_vs_accuracy.png", "sweep_over_training.png"} <= {p.name for p in (remote / "sweeps" / "mirror").iterdir()}
+    assert {"report.html", "id_vs_accuracy.png", "sweep_over_training.png"} <= {
+        p.name for p in (remote / "sweeps" / "mirror").iterdir()
+    }
 
 
 def test_reproduce_without_ray_runs_here(tmp_path, monkeypatch):
@@ -225,8 +253,12 @@ def test_reproduce_without_ray_runs_here(tmp_path, monkeypatch):
     seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        states = run_trials(location(tmp_path / "x"), [Trial(t.name, t.values, t.config) for t in trials], require_ray=False,
-                            on_progress=lambda s: seen.append(s[0].step))
+        states = run_trials(
+            location(tmp_path / "x"),
+            [Trial(t.name, t.values, t.config) for t in trials],
+            require_ray=False,
+            on_progress=lambda s: seen.append(s[0].step),
+        )
     assert states[0].status == "finished" and states[0].step == 21 and seen[-1] == 21 and len(seen) > 10
     assert RunStore(tmp_path / "x" / trials[0].name).read_run().status == "finished"
 
@@ -235,13 +267,32 @@ def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missin
     pytest.importorskip("ray")
     path = write(tmp_path, name="driver", epochs=4)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    driver = subprocess.Popen([sys.executable, "-m", "layerscope.cli", "sweep", str(path), "--out", str(tmp_path / "out"), "--max-concurrent", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "layerscope.cli",
+            "sweep",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+            "--max-concurrent",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     folder = tmp_path / "out" / "driver"
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline:
-        finished = [p for p in folder.glob("*/run.parquet") if RunStore(p.parent).read_run().status == "finished"] if folder.exists() else []
+        finished = (
+            [p for p in folder.glob("*/run.parquet") if RunStore(p.parent).read_run().status == "finished"]
+            if folder.exists()
+            else []
+        )
         if finished:
             break
         time.sleep(0.1)
@@ -254,8 +305,13 @@ def test_the_driver_killed_mid_sweep_then_run_again_finishes_only_what_is_missin
         time.sleep(0.5)
     assert not left, left
     kept = {p.parent.name: {f.name: f.stat().st_mtime_ns for f in (p.parent / "results").iterdir()} for p in finished}
-    again = subprocess.run([sys.executable, "-m", "layerscope.cli", "sweep", str(path), "--out", str(tmp_path / "out")],
-                           capture_output=True, text=True, env=env, timeout=600)
+    again = subprocess.run(
+        [sys.executable, "-m", "layerscope.cli", "sweep", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     for name, files in kept.items():
         assert re.search(rf"{name}\s.*finished before", again.stdout), again.stdout
@@ -293,7 +349,9 @@ def test_sweep_report_figures_and_correlation(tmp_path, local_ray):
     result = CliRunner().invoke(app, ["report", (tmp_path / "out" / "rep").as_uri()])
     assert result.exit_code == 0, result.output
     page = (folder / "report.html").read_text()
-    assert "6 trials (6 finished)" in page and "axes compared: train.optimizer" in page and "averaged over: seed" in page
+    assert (
+        "6 trials (6 finished)" in page and "axes compared: train.optimizer" in page and "averaged over: seed" in page
+    )
     table = load(folder)
     assert last_hidden(table) == "relu1"
     final = final_table(table, "relu1")
@@ -338,7 +396,11 @@ def test_locations_of_sweep_folders(tmp_path):
     finally:
         type(where).write_bytes = original
     assert order == ["results/step-000000001.parquet", "state.pt", "run.parquet"]
-    assert sorted(p.name for p in (remote / "run").rglob("*") if p.is_file()) == ["run.parquet", "state.pt", "step-000000001.parquet"]
+    assert sorted(p.name for p in (remote / "run").rglob("*") if p.is_file()) == [
+        "run.parquet",
+        "state.pt",
+        "step-000000001.parquet",
+    ]
 
 
 def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tmp_path, local_ray, monkeypatch):

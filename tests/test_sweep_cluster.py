@@ -11,7 +11,8 @@ pytestmark = pytest.mark.xdist_group("ray")
 
 
 def test_a_node_removed_mid_trial_finishes_on_another_node(tmp_path):
-    """Ray's own multi-node test cluster: the trial's node is removed; Ray retries it on a new node, which resumes it."""
+    """Ray's own multi-node test cluster: the trial's node is removed; Ray retries it on a new node, which
+    resumes it."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 

@@ -34,8 +34,14 @@ def test_quick_preset_store_is_complete(quick_run):
     assert steps[0] == 0 and len(steps) == 10
     layers = ["input", "pool1", "pool2", "relu3", "output"]
     geometry = results[results.layer != ""]
-    expected = {(s, split, layer, metric) for s in steps for split in ("train", "test") for layer in layers
-                for metric in ("twonn", "pc_id", "participation_ratio", "n_features", "alpha") if not (layer == "output" and metric == "alpha")}
+    expected = {
+        (s, split, layer, metric)
+        for s in steps
+        for split in ("train", "test")
+        for layer in layers
+        for metric in ("twonn", "pc_id", "participation_ratio", "n_features", "alpha")
+        if not (layer == "output" and metric == "alpha")
+    }
     got = set(geometry[["step", "split", "layer", "metric"]].itertuples(index=False, name=None))
     assert got == expected  # every (checkpoint, split, layer, metric), and nothing twice
     assert not geometry.duplicated(["step", "split", "layer", "metric"]).any()
@@ -66,7 +72,13 @@ def test_report_is_written(quick_run):
 
     page = make_report(quick_run)
     text = page.read_text()
-    for name in ("profile.png", "twonn_over_training.png", "pcid_vs_twonn.png", "alpha_over_training.png", "accuracy.png"):
+    for name in (
+        "profile.png",
+        "twonn_over_training.png",
+        "pcid_vs_twonn.png",
+        "alpha_over_training.png",
+        "accuracy.png",
+    ):
         assert (quick_run / name).stat().st_size > 10_000
         assert name in text
     assert "relu3" in text and "Config" in text and "Detected phases" in text
@@ -82,7 +94,9 @@ def test_report_is_written(quick_run):
 
 def test_results_read_from_duckdb(quick_run):
     duckdb = pytest.importorskip("duckdb")
-    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{quick_run}/results/*.parquet') WHERE metric = 'twonn'").fetchall()[0][0]
+    n = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{quick_run}/results/*.parquet') WHERE metric = 'twonn'"
+    ).fetchall()[0][0]
     assert n == 10 * 2 * 5
 
 
@@ -152,7 +166,9 @@ def test_tracker_from_a_users_own_loop(tmp_path):
     y = (x[:, 0] > 0).long()
     model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    tracker = Tracker(RunStore(tmp_path / "mine"), {"test": x[:200]}, run_id="mine", geometry=GeometrySettings(estimators=["twonn"]))
+    tracker = Tracker(
+        RunStore(tmp_path / "mine"), {"test": x[:200]}, run_id="mine", geometry=GeometrySettings(estimators=["twonn"])
+    )
     for step in range(21):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
@@ -185,8 +201,14 @@ def test_checkpoint_schedules():
         ({"schedule": {"kind": "every"}}, "schedule: schedule.every is required"),
         ({"trian": {}}, "trian: Extra inputs are not permitted"),
         ({"device": "gpu0"}, "device: device must be"),
-        ({"probes": {"estimator_params": {"twonn": {"discard_fractoin": 0.2}}}}, "probes.estimator_params: twonn: TwoNN.__init__() got an unexpected keyword argument 'discard_fractoin'"),
-        ({"probes": {"estimator_params": {"twonn": {"discard_fraction": 2}}}}, "probes.estimator_params: twonn: discard_fraction must lie in (0, 1)"),
+        (
+            {"probes": {"estimator_params": {"twonn": {"discard_fractoin": 0.2}}}},
+            "probes.estimator_params: twonn: TwoNN.__init__() got an unexpected keyword argument 'discard_fractoin'",
+        ),
+        (
+            {"probes": {"estimator_params": {"twonn": {"discard_fraction": 2}}}},
+            "probes.estimator_params: twonn: discard_fraction must lie in (0, 1)",
+        ),
         ({"probes": {"estimator_params": {"danco": {}}}}, "probes.estimator_params: unknown estimator 'danco'"),
         ({"probes": {"lc": {"radius": 0}}}, "probes: lc.radius: Input should be greater than 0"),
         ({"probes": {"lc": {"radios": 1}}}, "probes: lc.radios: Extra inputs are not permitted"),
@@ -271,7 +293,12 @@ def test_every_probe_in_one_run_store_report_and_partition_cli(tmp_path):
     r = load(run_dir)
     steps = sorted(r.step.unique())
     model_level = r[r.layer == ""]
-    for metric, splits in {"lc": {"train", "test", "random"}, "csr": {"test"}, "robust_acc": {"test"}, "linear_regions": {"plane"}}.items():
+    for metric, splits in {
+        "lc": {"train", "test", "random"},
+        "csr": {"test"},
+        "robust_acc": {"test"},
+        "linear_regions": {"plane"},
+    }.items():
         rows = model_level[model_level.metric == metric]
         assert set(rows.split) == splits and sorted(rows.step.unique()) == steps
     per_layer = r[(r.metric == "lc_norm") & (r.layer != "")]
@@ -284,7 +311,9 @@ def test_every_probe_in_one_run_store_report_and_partition_cli(tmp_path):
     text = make_report(run_dir).read_text()
     for name in ("local_complexity.png", "csr.png", "robust_acc.png", "alpha_vs_robustness.png", "partition/step-"):
         assert name in text
-    result = CliRunner().invoke(app, ["partition", str(run_dir), "--step", str(steps[-1]), "--out", str(tmp_path / "p.png")])
+    result = CliRunner().invoke(
+        app, ["partition", str(run_dir), "--step", str(steps[-1]), "--out", str(tmp_path / "p.png")]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p.png").stat().st_size > 10_000
     result = CliRunner().invoke(app, ["partition", str(run_dir), "--step", "12345"])
@@ -363,7 +392,11 @@ def test_pcid_figure_draws_the_split_that_has_geometry():
 
     rows = []
     for step in (0, 10):
-        frame = [Row("train", layer, metric, value + step, 0.1) for layer, value in (("a", 5.0), ("b", 3.0)) for metric in ("twonn", "pc_id")]
+        frame = [
+            Row("train", layer, metric, value + step, 0.1)
+            for layer, value in (("a", 5.0), ("b", 3.0))
+            for metric in ("twonn", "pc_id")
+        ]
         frame.append(Row("test", "", "test_acc", 0.5, 0.01))
         rows.append(to_frame(frame, run_id="r", step=step))
     fig = figure_pcid_vs_twonn(pd.concat(rows, ignore_index=True))
@@ -378,7 +411,9 @@ def test_the_registry_refuses_clashes_and_is_built_when_asked():
     from layerscope.results import FigureSpec, Metric
 
     def spec(name, metric=Metric("m", "a meaning")):
-        return ProbeSpec(name=name, settings=ProbeSettings, build=lambda settings, run: None, metrics=(metric,), figures=())
+        return ProbeSpec(
+            name=name, settings=ProbeSettings, build=lambda settings, run: None, metrics=(metric,), figures=()
+        )
 
     assert list(registry.probes()) == ["lc", "csr", "pgd", "partition"]
     assert {"twonn", "alpha", "lc", "csr", "robust_acc", "test_acc", "n_features"} <= set(registry.metrics())

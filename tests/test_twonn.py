@@ -101,10 +101,14 @@ def test_subsets_use_exact_neighbours():
     members = np.sort(rng.choice(1500, size=int(round(1500 * 0.9)), replace=False))
     fresh = TwoNN(n_subsamples=0).fit(X[members]).mu_
     nb = neighbors_without_duplicates(X, 8)[0]
-    cheap = _subset_ratios(torch.from_numpy(X), np.arange(len(X)), nb.indices, nb.distances, np.random.default_rng(3), 0.9)
+    cheap = _subset_ratios(
+        torch.from_numpy(X), np.arange(len(X)), nb.indices, nb.distances, np.random.default_rng(3), 0.9
+    )
     np.testing.assert_allclose(cheap, fresh, rtol=1e-12)
     # and a point whose listed neighbours all fall out of the subset is searched exactly
-    cheap_short = _subset_ratios(torch.from_numpy(X), np.arange(len(X)), nb.indices[:, :2], nb.distances[:, :2], np.random.default_rng(3), 0.9)
+    cheap_short = _subset_ratios(
+        torch.from_numpy(X), np.arange(len(X)), nb.indices[:, :2], nb.distances[:, :2], np.random.default_rng(3), 0.9
+    )
     np.testing.assert_allclose(cheap_short, fresh, rtol=1e-12)
     assert est.dimension_err_ > 0
 
@@ -138,8 +142,16 @@ def test_torch_tensor_input():
         (np.ones(10), {}, "must be a 2-D array"),
         (np.zeros((2, 4)), {}, r"has 2 points \(n_samples = 2\); this method needs at least 3"),
         (np.ones((10, 3)), {}, "all 10 points of X are identical"),
-        (np.random.default_rng(0).normal(size=(30, 2)), {"discard_fraction": 1.2}, r"discard_fraction must lie in \(0, 1\)"),
-        (np.random.default_rng(0).normal(size=(30, 2)), {"discard_fraction": 0}, r"discard_fraction must lie in \(0, 1\)"),
+        (
+            np.random.default_rng(0).normal(size=(30, 2)),
+            {"discard_fraction": 1.2},
+            r"discard_fraction must lie in \(0, 1\)",
+        ),
+        (
+            np.random.default_rng(0).normal(size=(30, 2)),
+            {"discard_fraction": 0},
+            r"discard_fraction must lie in \(0, 1\)",
+        ),
         (np.random.default_rng(0).normal(size=(30, 2)), {"method": "fit"}, "method must be 'regression' or 'mle'"),
         (np.random.default_rng(0).normal(size=(30, 2)), {"n_subsamples": 1}, "n_subsamples must be 0"),
         (np.array([["a", "b"], ["c", "d"]]), {}, "must be numeric"),

@@ -61,11 +61,18 @@ def _print_table(results: list, title: str) -> None:
 def id_command(
     path: Annotated[Path, typer.Argument(help="Point cloud: .npy, .npz, .csv or .parquet, one row per point.")],
     estimator: Annotated[
-        list[str] | None, typer.Option("--estimator", "-e", help="Estimator(s) to run: twonn, mle, gride, pc_id, participation_ratio (default: all).")
+        list[str] | None,
+        typer.Option(
+            "--estimator",
+            "-e",
+            help="Estimator(s) to run: twonn, mle, gride, pc_id, participation_ratio (default: all).",
+        ),
     ] = None,
     key: Annotated[str | None, typer.Option(help="Array name inside an .npz file.")] = None,
     device: Annotated[str | None, typer.Option(help="Device for neighbour searches (cpu, cuda).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: a list of {estimator, dimension, error}.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: a list of {estimator, dimension, error}.")
+    ] = False,
 ) -> None:
     """Estimate the intrinsic dimension of a point cloud stored in a file."""
     from .data.files import load_points
@@ -111,7 +118,14 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run of the same name first.")] = False,
 ) -> None:
     """Train a model and measure every chosen layer's geometry at each checkpoint."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .config import ConfigError, load_config, parse_config
     from .presets import preset as get_preset
@@ -134,7 +148,13 @@ def run(
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         _fail(str(err))
     warnings.showwarning = _show_warning
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("training", total=None)
@@ -150,7 +170,9 @@ def run(
             else:
                 execute(cfg, run_dir, overwrite=overwrite, progress=progress, status=status)
     except KeyboardInterrupt as err:
-        console.print(f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}")
+        console.print(
+            f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}"
+        )
         raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RunLockedError) as err:
         _fail(str(err))
@@ -185,11 +207,31 @@ def report_command(
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(help="ansuini2019, tan2024 or humayun2024.")],
-    size: Annotated[str, typer.Option(help="quick (minutes on a laptop CPU, offline data), medium (three seeds, under 30 minutes on 2 CPU cores, offline data) or full (the paper's setup).")] = "quick",
-    out: Annotated[Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN); a path every machine of a cluster sees.")] = Path("runs"),
-    address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
+    size: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "quick (minutes on a laptop CPU, offline data), medium (three seeds, under 30 minutes on 2 CPU "
+                "cores, offline data) or full (the paper's setup)."
+            )
+        ),
+    ] = "quick",
+    out: Annotated[
+        Path, typer.Option(help="Folder for the runs (as OUT/NAME-SIZE/RUN); a path every machine of a cluster sees.")
+    ] = Path("runs"),
+    address: Annotated[
+        str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")
+    ] = None,
     max_concurrent: Annotated[int | None, typer.Option(help="Runs at once (default: one per CPU).", min=1)] = None,
-    replace_changed: Annotated[bool, typer.Option(help="Move runs made with another config (an earlier version's) into OUT/NAME-SIZE/.replaced/ and run them again.")] = False,
+    replace_changed: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Move runs made with another config (an earlier version's) into OUT/NAME-SIZE/.replaced/ and run "
+                "them again."
+            )
+        ),
+    ] = False,
 ) -> None:
     """Reproduce a paper's experiment: its runs (on Ray, as a sweep), its findings checked, a summary figure.
 
@@ -201,9 +243,20 @@ def reproduce(
     warnings.showwarning = _show_warning
     try:
         with _LiveTable(f"reproduce {name} --size {size}") as live:
-            folder = run_experiment(name, size, out, address=address, max_concurrent=max_concurrent, on_progress=live, replace_changed=replace_changed)
+            folder = run_experiment(
+                name,
+                size,
+                out,
+                address=address,
+                max_concurrent=max_concurrent,
+                on_progress=live,
+                replace_changed=replace_changed,
+            )
     except KeyboardInterrupt as err:
-        console.print(f"[yellow]interrupted.[/] Run the same command again to go on: layerscope reproduce {name} --size {size} --out {out}")
+        console.print(
+            f"[yellow]interrupted.[/] Run the same command again to go on: layerscope reproduce {name} --size {size} "
+            f"--out {out}"
+        )
         raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
     except (ValueError, OSError, RuntimeError, ImportError) as err:
         _fail(str(err))
@@ -213,9 +266,16 @@ def reproduce(
 
 @app.command()
 def partition(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder whose weights were saved (probes.save_weights = true).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder whose weights were saved (probes.save_weights = true).")
+    ],
     step: Annotated[int | None, typer.Option(help="Checkpoint step (default: the last saved).")] = None,
-    points: Annotated[list[int] | None, typer.Option("--point", "-p", help="Three test-set indices for the plane (default: first three of different classes).")] = None,
+    points: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--point", "-p", help="Three test-set indices for the plane (default: first three of different classes)."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="PNG to write (default RUN/partition-STEP.png).")] = None,
 ) -> None:
     """Draw the exact linear regions of a saved checkpoint on a plane through three test inputs."""
@@ -252,10 +312,18 @@ def partition(
         else:
             idx = first_of_each_class(data.y_test)
         with console.status(f"partition of step {chosen}: cutting the first layer") as status:
-            part = partition2d(model, data.x_test[torch.tensor(idx)], progress=lambda text: status.update(f"partition of step {chosen}: {text}"))
+            part = partition2d(
+                model,
+                data.x_test[torch.tensor(idx)],
+                progress=lambda text: status.update(f"partition of step {chosen}: {text}"),
+            )
             status.update(f"drawing {len(part.regions):,} regions")
             fig, ax = subplots(figsize=(6, 6))
-            part.plot(ax, labels=data.y_test[torch.tensor(idx)].tolist(), title=f"{cfg.name}, step {chosen}: {len(part.regions)} linear regions")
+            part.plot(
+                ax,
+                labels=data.y_test[torch.tensor(idx)].tolist(),
+                title=f"{cfg.name}, step {chosen}: {len(part.regions)} linear regions",
+            )
             fig.tight_layout()
             target = out or run_dir / f"partition-{chosen}.png"
             fig.savefig(target, dpi=120)
@@ -278,7 +346,13 @@ def _trial_table(states: list, title: str) -> Table:
     second, would cost a core and show nothing.
     """
     table = Table(title=title, title_justify="left")
-    for column, justify in (("trial", "left"), ("status", "left"), ("step", "right"), ("test acc", "right"), ("note", "left")):
+    for column, justify in (
+        ("trial", "left"),
+        ("status", "left"),
+        ("step", "right"),
+        ("test acc", "right"),
+        ("note", "left"),
+    ):
         table.add_column(column, justify=justify)
     shown = states
     if len(states) > _MAX_ROWS:
@@ -296,10 +370,17 @@ def _trial_table(states: list, title: str) -> Table:
 
 
 def _summary(states: list) -> str:
-    counts = {status: sum(s.status == status for s in states) for status in ("finished", "skipped", "failed", "pending", "running")}
+    counts = {
+        status: sum(s.status == status for s in states)
+        for status in ("finished", "skipped", "failed", "pending", "running")
+    }
     retried = sum(s.retries > 0 for s in states)
-    return (f"{len(states)} trials: {counts['finished']} finished now, {counts['skipped']} finished before, {counts['failed']} failed"
-            + (f", {retried} retried" if retried else "") + (f", {counts['pending'] + counts['running']} not done" if counts["pending"] + counts["running"] else ""))
+    return (
+        f"{len(states)} trials: {counts['finished']} finished now, {counts['skipped']} finished before, "
+        f"{counts['failed']} failed"
+        + (f", {retried} retried" if retried else "")
+        + (f", {counts['pending'] + counts['running']} not done" if counts["pending"] + counts["running"] else "")
+    )
 
 
 class _LiveTable:
@@ -321,7 +402,11 @@ class _LiveTable:
             if self.said.get(s.name, ("pending", 0)) != said:
                 self.said[s.name] = said
                 extra = f" (retry {s.retries})" if s.retries else ""
-                extra += f", test acc {s.test_acc:.3f}" if s.status in ("finished", "skipped") and s.test_acc is not None else ""
+                extra += (
+                    f", test acc {s.test_acc:.3f}"
+                    if s.status in ("finished", "skipped") and s.test_acc is not None
+                    else ""
+                )
                 console.print(f"{s.name}: {s.status}{extra}" + (f": {s.error}" if s.error else ""), highlight=False)
 
     def __enter__(self) -> _LiveTable:
@@ -339,10 +424,26 @@ class _LiveTable:
 @app.command()
 def sweep(
     file: Annotated[Path, typer.Argument(help="Sweep file (.toml or .yaml): base config, overrides, axes.")],
-    out: Annotated[str, typer.Option(help="Where the sweep goes (as OUT/NAME/TRIAL): a folder, an NFS path, or a URI (s3://bucket/x, gs://..., file:///x).")] = "runs",
-    address: Annotated[str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")] = None,
-    max_concurrent: Annotated[int | None, typer.Option(help="Trials at once (default: as the resources allow).", min=1)] = None,
-    replace_changed: Annotated[bool, typer.Option(help="Move trials run with another config (the file was edited) into OUT/NAME/.replaced/ and run them again.")] = False,
+    out: Annotated[
+        str,
+        typer.Option(
+            help="Where the sweep goes (as OUT/NAME/TRIAL): a folder, an NFS path, or a URI (s3://bucket/x, gs://..., file:///x)."
+        ),
+    ] = "runs",
+    address: Annotated[
+        str | None, typer.Option(help="A Ray cluster's address (auto, ray://host:10001); default: a local Ray.")
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Trials at once (default: as the resources allow).", min=1)
+    ] = None,
+    replace_changed: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Move trials run with another config (the file was edited) into OUT/NAME/.replaced/ and run them again."
+            )
+        ),
+    ] = False,
 ) -> None:
     """Run a grid of tracked runs on Ray. Running it again finishes only what is missing."""
     from .config import ConfigError
@@ -352,13 +453,26 @@ def sweep(
     warnings.showwarning = _show_warning
     try:
         with _LiveTable(f"sweep {file}") as live:
-            folder, states = run_sweep(file, out, address=address, max_concurrent=max_concurrent, on_progress=live, replace_changed=replace_changed)
+            folder, states = run_sweep(
+                file,
+                out,
+                address=address,
+                max_concurrent=max_concurrent,
+                on_progress=live,
+                replace_changed=replace_changed,
+            )
     except KeyboardInterrupt as err:
-        console.print(f"[yellow]interrupted.[/] Finished trials are kept; run the same command again to go on: layerscope sweep {file} --out {out}")
+        console.print(
+            "[yellow]interrupted.[/] Finished trials are kept; run the same command again to go on: layerscope sweep "
+            f"{file} --out {out}"
+        )
         raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
     except (ConfigError, ValueError, OSError, ImportError) as err:
         _fail(str(err))
-    console.print(_summary(states) + f". Results: layerscope.store.load('{folder}'); figures: layerscope report {folder}", highlight=False)
+    console.print(
+        _summary(states) + f". Results: layerscope.store.load('{folder}'); figures: layerscope report {folder}",
+        highlight=False,
+    )
     if any(s.status == "failed" for s in states):
         raise typer.Exit(1)
 
@@ -399,8 +513,14 @@ def runs(folder: Annotated[Path, typer.Argument(help="Folder holding runs.")] = 
             view.add_row(run.name, "[red]unreadable[/]", str(len(steps)), str(steps[-1]) if steps else "-", "-", "-")
             notes.append(f"[yellow]warning:[/] {err}")
             continue
-        last = "-" if not steps else (f"{steps[-1]}/{record.total_steps}" if record.total_steps is not None else str(steps[-1]))
-        view.add_row(record.run_id, record.status, str(len(steps)), last, record.start_time[:19], (record.end_time or "-")[:19])
+        last = (
+            "-"
+            if not steps
+            else (f"{steps[-1]}/{record.total_steps}" if record.total_steps is not None else str(steps[-1]))
+        )
+        view.add_row(
+            record.run_id, record.status, str(len(steps)), last, record.start_time[:19], (record.end_time or "-")[:19]
+        )
         if record.status == "failed":
             notes.append(f"[yellow]{record.run_id} failed:[/] {record.error}")
     console.print(view)

@@ -106,7 +106,9 @@ class ProbeConfig(LayerReading):
 
     measures: list[str] = list(DEFAULT_ESTIMATORS)
     save_weights: bool = False
-    tensorboard: bool = Field(False, description="also write every stored row to RUN/tensorboard as TensorBoard scalars")
+    tensorboard: bool = Field(
+        False, description="also write every stored row to RUN/tensorboard as TensorBoard scalars"
+    )
 
     @field_validator("measures")
     @classmethod
@@ -120,7 +122,9 @@ class ProbeConfig(LayerReading):
     def _probe_settings(self) -> ProbeConfig:
         for key, value in (self.__pydantic_extra__ or {}).items():
             if key not in probes():
-                raise ValueError(f"unknown setting {key!r}: neither a probes field nor a registered probe ({', '.join(probes())})")
+                raise ValueError(
+                    f"unknown setting {key!r}: neither a probes field nor a registered probe ({', '.join(probes())})"
+                )
             if isinstance(value, probes()[key].settings):
                 continue
             try:
@@ -184,7 +188,10 @@ class ConfigError(ValueError):
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a dict as a RunConfig, with errors that name the field."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"invalid {source}: expected a table of settings (name = ..., [data], [model], ...), got {type(raw).__name__}")
+        raise ConfigError(
+            f"invalid {source}: expected a table of settings (name = ..., [data], [model], ...), got "
+            f"{type(raw).__name__}"
+        )
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:

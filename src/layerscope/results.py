@@ -67,8 +67,14 @@ class Metric:
 #: The model-level metrics every training run writes, and each layer's width; the registry
 #: (:func:`layerscope.probes.registry.metrics`) adds the estimators' and the probes' metrics.
 BASE_METRICS = (
-    *(Metric(f"{split}_acc", f"accuracy on the {split} set (layer \"\")", "Agresti-Coull binomial standard error") for split in ("train", "test")),
-    *(Metric(f"{split}_loss", f"mean loss on the {split} set (layer \"\")", "standard error over the examples") for split in ("train", "test")),
+    *(
+        Metric(f"{split}_acc", f'accuracy on the {split} set (layer "")', "Agresti-Coull binomial standard error")
+        for split in ("train", "test")
+    ),
+    *(
+        Metric(f"{split}_loss", f'mean loss on the {split} set (layer "")', "standard error over the examples")
+        for split in ("train", "test")
+    ),
     Metric("n_features", "width of the layer (features per input)"),
 )
 
@@ -90,7 +96,10 @@ class FigureSpec:
 
     def __post_init__(self) -> None:
         if (self.draw is None) == (self.folder is None):
-            raise ValueError(f"figure {self.title!r}: give a draw function, or the folder of the pictures the probe writes (one of the two)")
+            raise ValueError(
+                f"figure {self.title!r}: give a draw function, or the folder of the pictures the probe writes (one of "
+                "the two)"
+            )
 
 
 def proportion_error(successes: int, n: int) -> float:

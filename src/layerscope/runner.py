@@ -44,7 +44,12 @@ def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
     params = dict(cfg.model.params)
     library = cfg.model.name.partition(":")[0] if ":" in cfg.model.name else None
     if library is None:
-        known = {"in_features": math.prod(shape), "in_channels": shape[0], "image_size": shape[-1], "num_classes": data.num_classes}
+        known = {
+            "in_features": math.prod(shape),
+            "in_channels": shape[0],
+            "image_size": shape[-1],
+            "num_classes": data.num_classes,
+        }
         from .models import MODELS
 
         accepted = inspect.signature(MODELS[cfg.model.name]).parameters
@@ -56,8 +61,10 @@ def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
         if library == "timm" and len(shape) == 3:
             params.setdefault("in_chans", shape[0])
         elif library == "torchvision" and len(shape) == 3 and shape[0] != 3 and "in_channels" not in params:
-            raise ConfigError(f"model.name: {cfg.model.name} takes 3-channel images and {cfg.data.name} has {shape[0]}; "
-                              "use a timm model (in_chans is set from the data) or a 3-channel data set")
+            raise ConfigError(
+                f"model.name: {cfg.model.name} takes 3-channel images and {cfg.data.name} has {shape[0]}; "
+                "use a timm model (in_chans is set from the data) or a 3-channel data set"
+            )
     torch.manual_seed(cfg.seed)
     try:
         model = build_model(cfg.model.name, **params)
@@ -102,7 +109,14 @@ def _tensorboard(store: RunStore) -> Callable[[Any], None]:
 
 def _git_revision() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -166,9 +180,14 @@ def execute(
             if overwrite or _failed_at_start(store):
                 store.clear()
             else:
-                raise FileExistsError(f"{run_dir} holds a run already: resume it with --resume {run_dir}, or start it again with --overwrite")
+                raise FileExistsError(
+                    f"{run_dir} holds a run already: resume it with --resume {run_dir}, or start it again with "
+                    "--overwrite"
+                )
         elif any(entry.name != ".lock" for entry in run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} exists and is not a layerscope run: choose another --out or name (nothing was deleted)")
+            raise FileExistsError(
+                f"{run_dir} exists and is not a layerscope run: choose another --out or name (nothing was deleted)"
+            )
         return _run(cfg, store, None, dt.datetime.now(dt.timezone.utc).isoformat(), progress, status, resumes=0)
 
 
@@ -247,14 +266,23 @@ def _run(
     *,
     resumes: int,
 ) -> Path:
-    """Train and probe, keeping ``run.parquet``'s status true: running, then finished, failed (with the error) or interrupted.
+    """Train and probe, keeping ``run.parquet``'s status true: running, then finished, failed (with the error)
+    or interrupted.
 
     ``run.parquet`` also says how many times the run was resumed and, once the data
     are loaded, its plan (``total_steps``, ``checkpoints``), so that a sweep's driver
     can show a trial's progress from its folder alone.
     """
-    record = store.start_run(RunRecord.begin(cfg.name, cfg.model_dump(mode="json"), seed=cfg.seed, resumes=resumes, start_time=start_time,
-                                             git_revision=_git_revision()))
+    record = store.start_run(
+        RunRecord.begin(
+            cfg.name,
+            cfg.model_dump(mode="json"),
+            seed=cfg.seed,
+            resumes=resumes,
+            start_time=start_time,
+            git_revision=_git_revision(),
+        )
+    )
 
     def planned(plan: TrainingPlan) -> None:
         nonlocal record
@@ -287,7 +315,9 @@ def _train(
         except ValueError as err:
             raise ConfigError(f"probes.layers: {err}") from None
     splits = {"train": data.x_train, "test": data.x_test}
-    inputs = {s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits}
+    inputs = {
+        s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits
+    }
     plan = training_plan(cfg.train, cfg.schedule, len(data.x_train))
     planned(plan)
     tracker = Tracker(

@@ -115,7 +115,8 @@ class SweepConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_source_per_field(self) -> SweepConfig:
-        """A field set by an axis and by an override or a variant would train at one value while labelled with another."""
+        """A field set by an axis and by an override or a variant would train at one value while labelled with
+        another."""
         if self.variants and "variant" in self.axes:
             raise ValueError("an axis named 'variant' clashes with the variants' own axis; rename it")
         setters = [(f"overrides set {key!r}", key) for key in self.overrides]
@@ -123,8 +124,10 @@ class SweepConfig(BaseModel):
         for axis in self.axes:
             for who, key in setters:
                 if key == axis or key.startswith(axis + ".") or axis.startswith(key + "."):
-                    raise ValueError(f"{who}, which the axis {axis!r} varies: a trial labelled with the axis's value would train at "
-                                     "the other one; set the field in one place")
+                    raise ValueError(
+                        f"{who}, which the axis {axis!r} varies: a trial labelled with the axis's value would train at "
+                        "the other one; set the field in one place"
+                    )
         return self
 
 
@@ -157,7 +160,10 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Trial]]:
     try:
         sweep = SweepConfig.model_validate(raw)
     except ValidationError as err:
-        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()]
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
+        ]
         raise ConfigError(f"invalid {path}:\n  " + "\n  ".join(lines)) from None
     return sweep, expand(sweep, _base(sweep.base, path.parent))
 
@@ -205,8 +211,11 @@ def _label(value: Any) -> str:
         plain = re.fullmatch(r"[A-Za-z0-9.-]+", text) is not None
     elif isinstance(value, str):
         text = value
-        plain = (re.fullmatch(r"[A-Za-z0-9.-]+", text) is not None and not re.search(r"-[0-9a-f]{10}$", text)
-                 and not _reads_as_scalar(text))
+        plain = (
+            re.fullmatch(r"[A-Za-z0-9.-]+", text) is not None
+            and not re.search(r"-[0-9a-f]{10}$", text)
+            and not _reads_as_scalar(text)
+        )
     else:
         text, plain = str(value), False
     if plain:
@@ -226,7 +235,9 @@ def _reads_as_scalar(text: str) -> bool:
 
 
 def trial_name(values: dict[str, Any]) -> str:
-    """A trial's folder name from its axis values alone: ``seed-0_lr-0.1``; a hash of all values when it would be too long."""
+    """A trial's folder name from its axis values alone: ``seed-0_lr-0.1``; a hash of all values when it would be too
+    long.
+    """
     name = "_".join(f"{key.split('.')[-1]}-{_label(value)}" for key, value in values.items()) or "trial"
     if len(name) > 128:
         name = name[:115].rstrip("-_.") + "-" + _digest(sorted(values.items()), 12)
@@ -264,8 +275,10 @@ def expand(sweep: SweepConfig, base: RunConfig) -> list[Trial]:
         trial = Trial(name, values, parse_config(raw, f"trial {name!r} of sweep {sweep.name!r}"))
         key = json.dumps({**trial.config.model_dump(mode="json"), "name": None}, sort_keys=True)
         if key in seen:
-            raise ConfigError(f"sweep {sweep.name!r}: the trials {_show(seen[key].values)} and {_show(values)} have the same config "
-                              "(values that are equal once parsed, such as 0.01 and \"1e-2\"): give each value once")
+            raise ConfigError(
+                f"sweep {sweep.name!r}: the trials {_show(seen[key].values)} and {_show(values)} have the same config "
+                '(values that are equal once parsed, such as 0.01 and "1e-2"): give each value once'
+            )
         seen[key] = trial
         trials.append(trial)
     if len({t.name for t in trials}) != len(trials):  # cannot happen (the labels are one-to-one); a bug if it does
@@ -295,34 +308,48 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(stored: Any, wanted: RunConfig) -> list[str]:
-    """Where a trial's stored config differs from the one the sweep asks for: ``"field: stored -> wanted"`` each (empty if equal).
+    """Where a trial's stored config differs from the one the sweep asks for: ``"field: stored -> wanted"``
+    each (empty if equal).
 
     The stored config is validated again first, so that fields added to the config
     since it was written (with their defaults) are not differences.
     """
     try:
-        old = parse_config(json.loads(stored) if isinstance(stored, str) else stored, "the stored config").model_dump(mode="json")
+        old = parse_config(json.loads(stored) if isinstance(stored, str) else stored, "the stored config").model_dump(
+            mode="json"
+        )
     except (ConfigError, TypeError, ValueError) as err:
         return [f"its stored config does not validate any more ({str(err).splitlines()[-1].strip()})"]
     a, b = _flat(old), _flat(wanted.model_dump(mode="json"))
-    return [f"{key}: {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}" for key in sorted(a.keys() | b.keys())
-            if a.get(key, _MISSING) != b.get(key, _MISSING)]
+    return [
+        f"{key}: {a.get(key, '(absent)')!r} -> {b.get(key, '(absent)')!r}"
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key, _MISSING) != b.get(key, _MISSING)
+    ]
 
 
 def _changed_message(changed: dict[str, list[str]]) -> str:
-    lines = [f"  {name}: {'; '.join(diffs[:4])}" + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "") for name, diffs in list(changed.items())[:10]]
+    lines = [
+        f"  {name}: {'; '.join(diffs[:4])}" + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+        for name, diffs in list(changed.items())[:10]
+    ]
     more = [f"  ... and {len(changed) - 10} more trials"] if len(changed) > 10 else []
-    return (f"{len(changed)} trial folder(s) hold runs of another config than the sweep asks for now (the sweep file changed since):\n"
-            + "\n".join(lines + more)
-            + "\nTheir results would mix with the new ones. Give the sweep another name, or run it with --replace-changed "
-              "to move those trials aside (into the sweep's .replaced/ folder) and run them again.")
+    return (
+        f"{len(changed)} trial folder(s) hold runs of another config than the sweep asks for now (the sweep file "
+        "changed since):\n"
+        + "\n".join(lines + more)
+        + "\nTheir results would mix with the new ones. Give the sweep another name, or run it with --replace-changed "
+        "to move those trials aside (into the sweep's .replaced/ folder) and run them again."
+    )
 
 
 #: Errors that a retry cannot mend: the trial fails at once, without Ray's retries.
 _PERMANENT = (ConfigError, CorruptRunError, RunLockedError, FileExistsError)
 
 
-def _run_trial(config: dict[str, Any], target: Location, threads: int | None, progress: Callable[[int, int], None] | None = None) -> str | None:
+def _run_trial(
+    config: dict[str, Any], target: Location, threads: int | None, progress: Callable[[int, int], None] | None = None
+) -> str | None:
     """Finish one trial in ``target``: start it, or resume it from its last checkpoint, or nothing if it is finished.
 
     Idempotent, so that Ray can run it again after a failure (a retry resumes). A
@@ -410,7 +437,11 @@ def reconcile(folder: Location, trials: list[Trial], *, replace_changed: bool = 
     config is refused (:class:`TrialChangedError`, naming the fields) or, with ``replace_changed``,
     moved into ``folder/.replaced/``. Returns what each folder holds now."""
     peeks = {t.name: peek(folder.join(t.name)) for t in trials}
-    changed = {t.name: diffs for t in trials if peeks[t.name].record is not None and (diffs := config_changes(peeks[t.name].record.config, t.config))}
+    changed = {
+        t.name: diffs
+        for t in trials
+        if peeks[t.name].record is not None and (diffs := config_changes(peeks[t.name].record.config, t.config))
+    }
     if changed and not replace_changed:
         raise TrialChangedError(_changed_message(changed))
     for name in changed:
@@ -478,10 +509,17 @@ def run_trials(
         # "local": a new Ray of this machine's CPUs, never a stale cluster left in /tmp/ray by an earlier process
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address is None:  # this process owns that Ray: should it be killed, its leftovers are ended
-            reaper = subprocess.Popen([sys.executable, "-m", "layerscope._reaper", str(os.getpid())], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            reaper = subprocess.Popen(
+                [sys.executable, "-m", "layerscope._reaper", str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
     try:
-        with sigterm_as_interrupt():  # after ray.init, which sets a handler of its own: SIGTERM stops the sweep like Ctrl-C
+        with (
+            sigterm_as_interrupt()
+        ):  # after ray.init, which sets a handler of its own: SIGTERM stops the sweep like Ctrl-C
             _check_resources(ray, resources)
             _run_on_ray(ray, folder, todo, states, resources, max_failures, max_concurrent, notify, poll)
     finally:
@@ -496,7 +534,9 @@ def run_trials(
 def _slots(ray: Any, resources: Resources) -> int:
     """How many trials the cluster can run at once now (at least 1)."""
     total = ray.cluster_resources()
-    slots = [int(total.get(key, 0) // need) for key, need in (("CPU", resources.cpu), ("GPU", resources.gpu)) if need > 0]
+    slots = [
+        int(total.get(key, 0) // need) for key, need in (("CPU", resources.cpu), ("GPU", resources.gpu)) if need > 0
+    ]
     return max(1, min(slots, default=1))
 
 
@@ -505,8 +545,11 @@ def _check_resources(ray: Any, resources: Resources) -> None:
     for key, need in (("CPU", resources.cpu), ("GPU", resources.gpu)):
         have = total.get(key, 0)
         if need > have:
-            raise ValueError(f"resources.{key.lower()} = {need:g}: the Ray cluster has {have:g} {key}s in all, so no trial could ever start; "
-                             f"ask for at most {have:g} per trial")
+            raise ValueError(
+                f"resources.{key.lower()} = {need:g}: the Ray cluster has {have:g} {key}s in all, so no trial could "
+                "ever start; "
+                f"ask for at most {have:g} per trial"
+            )
 
 
 def _update(state: TrialState, run: Location, first_resume: int) -> None:
@@ -521,9 +564,20 @@ def _update(state: TrialState, run: Location, first_resume: int) -> None:
         state.step, state.test_acc = now.last_step, checkpoint_value(run, now.last_file, "test_acc")
 
 
-def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str, TrialState], resources: Resources,
-                max_failures: int, max_concurrent: int | None, notify: Callable[[list[TrialState]], None], poll: float) -> None:
-    task = ray.remote(_run_trial).options(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=max_failures, retry_exceptions=True)
+def _run_on_ray(
+    ray: Any,
+    folder: Location,
+    todo: list[Trial],
+    states: dict[str, TrialState],
+    resources: Resources,
+    max_failures: int,
+    max_concurrent: int | None,
+    notify: Callable[[list[TrialState]], None],
+    poll: float,
+) -> None:
+    task = ray.remote(_run_trial).options(
+        num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=max_failures, retry_exceptions=True
+    )
     threads = max(1, int(resources.cpu))
     pending: dict[Any, tuple[Trial, int]] = {}
     queue = list(todo)
@@ -536,7 +590,10 @@ def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str,
             before = peek(folder.join(trial.name)).record
             # the resume count its first attempt here will write: a later, higher count is a retry
             first = before.resumes + 1 if before is not None else 0
-            pending[task.remote(trial.config.model_dump(mode="json"), folder.join(trial.name), threads)] = (trial, first)
+            pending[task.remote(trial.config.model_dump(mode="json"), folder.join(trial.name), threads)] = (
+                trial,
+                first,
+            )
         done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll)
         for ref, (trial, first) in list(pending.items()):
             state = states[trial.name]
@@ -552,7 +609,9 @@ def _run_on_ray(ray: Any, folder: Location, todo: list[Trial], states: dict[str,
         notify(list(states.values()))
 
 
-def _run_here(folder: Location, todo: list[Trial], states: dict[str, TrialState], notify: Callable[[list[TrialState]], None]) -> list[TrialState]:
+def _run_here(
+    folder: Location, todo: list[Trial], states: dict[str, TrialState], notify: Callable[[list[TrialState]], None]
+) -> list[TrialState]:
     for trial in todo:
         state = states[trial.name]
         state.status = "running"
@@ -624,24 +683,44 @@ def run_sweep(
             probe.unlink()
         except OSError as err:
             raise ValueError(f"--out {out}: cannot write the sweep's folder {folder}: {err.strerror or err}") from None
-    peeks = reconcile(folder, trials, replace_changed=replace_changed)  # before trials.parquet changes: a refused sweep changes nothing
+    peeks = reconcile(
+        folder, trials, replace_changed=replace_changed
+    )  # before trials.parquet changes: a refused sweep changes nothing
     write_trials(folder, sweep.name, trials, {name: peek.status for name, peek in peeks.items()})
     try:
-        states = run_trials(folder, trials, resources=sweep.resources, max_failures=sweep.max_failures, address=address,
-                            max_concurrent=max_concurrent, on_progress=on_progress, poll=poll, peeks=peeks)
+        states = run_trials(
+            folder,
+            trials,
+            resources=sweep.resources,
+            max_failures=sweep.max_failures,
+            address=address,
+            max_concurrent=max_concurrent,
+            on_progress=on_progress,
+            poll=poll,
+            peeks=peeks,
+        )
     finally:
         write_trials(folder, sweep.name, trials)
     return (folder.local() if folder.is_local else folder), states
 
 
-def write_trials(folder: Location | Path, sweep: str, trials: list[Trial], statuses: dict[str, str | None] | None = None) -> None:
+def write_trials(
+    folder: Location | Path, sweep: str, trials: list[Trial], statuses: dict[str, str | None] | None = None
+) -> None:
     """``trials.parquet``: one row per trial with its axis values (as strings, a column per axis) and its status
     (``statuses`` by trial name, else read from each trial's folder)."""
     folder = location(folder)
     if statuses is None:
         statuses = {t.name: peek(folder.join(t.name)).status for t in trials}
-    rows = [{"run_id": t.name, "sweep": sweep, "status": statuses.get(t.name) or "pending", **{k: str(v) for k, v in t.values.items()}}
-            for t in trials]
+    rows = [
+        {
+            "run_id": t.name,
+            "sweep": sweep,
+            "status": statuses.get(t.name) or "pending",
+            **{k: str(v) for k, v in t.values.items()},
+        }
+        for t in trials
+    ]
     frame = pd.DataFrame(rows)
     if folder.is_local:
         atomic_write(folder.local() / "trials.parquet", lambda tmp: frame.to_parquet(tmp, index=False))

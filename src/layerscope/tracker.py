@@ -83,7 +83,9 @@ class Tracker:
         self.save_weights = save_weights
         self.on_frame = on_frame
         self._skipped: set[tuple[str, str]] = set()
-        self.geometry = GeometryProbe(inputs, geometry or GeometrySettings(), device=device, forward=forward, seed=seed, on_skip=self._skip)
+        self.geometry = GeometryProbe(
+            inputs, geometry or GeometrySettings(), device=device, forward=forward, seed=seed, on_skip=self._skip
+        )
         self.probes: list[Probe] = [self.geometry, *model_probes]
 
     def _skip(self, layer: str, metric: str, reason: str) -> None:
@@ -92,7 +94,9 @@ class Tracker:
             self._skipped.add((layer, metric))
             warnings.warn(f"{metric} skipped on layer {layer!r}: {reason}", ProbeWarning, stacklevel=2)
 
-    def measure(self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, float] | None = None) -> pd.DataFrame:
+    def measure(
+        self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, float] | None = None
+    ) -> pd.DataFrame:
         """Run every probe and write the checkpoint's rows (all at once) to the store.
 
         ``metrics`` such as ``train_acc`` or ``test_loss`` are stored as model-level
@@ -108,7 +112,11 @@ class Tracker:
                     if getattr(probe, "required", False):
                         raise
                     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                    self._skip(MODEL_LEVEL, type(probe).__name__, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
+                    self._skip(
+                        MODEL_LEVEL,
+                        type(probe).__name__,
+                        reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}",
+                    )
         for name, v in (metrics or {}).items():
             value, error = v if isinstance(v, tuple) else (v, None)
             rows.append(Row(name.split("_")[0], MODEL_LEVEL, name, value, error))

@@ -96,8 +96,15 @@ class _Family:
     signs: list[np.ndarray] | None  # per design: required signs (m,), or None for any
 
     @classmethod
-    def make(cls, x: np.ndarray, w: np.ndarray, phases: int, min_points: int, signs: np.ndarray | None,
-             allow_flat: bool = False) -> _Family:
+    def make(
+        cls,
+        x: np.ndarray,
+        w: np.ndarray,
+        phases: int,
+        min_points: int,
+        signs: np.ndarray | None,
+        allow_flat: bool = False,
+    ) -> _Family:
         """With ``signs``, the slopes must have them strictly (each phase a true rise or fall); with
         ``allow_flat`` too, any phase may instead be flat: the curves whose slopes have those signs or
         are 0, fitted exactly (the least-squares fit under the sign constraints is the best of the fits
@@ -106,13 +113,18 @@ class _Family:
         if phases == 0:  # a constant
             sets: list[tuple[int, ...]] = [()]
         else:
-            sets = [bps for bps in itertools.combinations(range(min_points, n - min_points), phases - 1)
-                    if all(b2 - b1 >= min_points for b1, b2 in zip(bps, bps[1:]))]
+            sets = [
+                bps
+                for bps in itertools.combinations(range(min_points, n - min_points), phases - 1)
+                if all(b2 - b1 >= min_points for b1, b2 in zip(bps, bps[1:]))
+            ]
         breakpoints, designs, projections, ops, required = [], [], [], [], []
         for bps in sets:
             knots = [x[b] for b in bps]
             if allow_flat and signs is not None:
-                variants = [free for size in range(1, phases + 1) for free in itertools.combinations(range(phases), size)]
+                variants = [
+                    free for size in range(1, phases + 1) for free in itertools.combinations(range(phases), size)
+                ]
                 for free in variants:
                     design = _ramp_design(x, knots, free)
                     ops.append(np.eye(len(free) + 1)[1:])
@@ -129,7 +141,8 @@ class _Family:
         return cls(breakpoints, projections, designs, ops, None if signs is None else required)
 
     def fit(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Best fit of each column of whitened curves ``Y`` (n, B): SSE (B,), index of the design (B,), coefficients (p, B).
+        """Best fit of each column of whitened curves ``Y`` (n, B): SSE (B,), index of the design (B,),
+        coefficients (p, B).
 
         A column with no fit of the required signs gets SSE inf.
         """
@@ -314,18 +327,35 @@ def phase_rows(results: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     run_id = str(results.run_id.iloc[0]) if len(results) else ""
-    curves = [("twonn", ID_PATTERN, results[(results.metric == "twonn") & (results.layer != "")]),
-              ("lc", LC_PATTERN, results[(results.metric == "lc") & (results.layer == "")])]
+    curves = [
+        ("twonn", ID_PATTERN, results[(results.metric == "twonn") & (results.layer != "")]),
+        ("lc", LC_PATTERN, results[(results.metric == "lc") & (results.layer == "")]),
+    ]
     for metric, pattern, frame in curves:
         for (split, layer), curve in frame.groupby(["split", "layer"], sort=False):
             curve = curve.sort_values("step")
             try:
-                phases = detect_phases(curve.step.to_numpy(), curve.value.to_numpy(), pattern, errors=curve.error.to_numpy())
+                phases = detect_phases(
+                    curve.step.to_numpy(), curve.value.to_numpy(), pattern, errors=curve.error.to_numpy()
+                )
             except ValueError:
                 continue
             for i, phase in enumerate(phases):
-                rows.append({"run_id": run_id, "split": split, "layer": layer, "curve": metric, "phase": phase.name, "position": i,
-                             "start_step": phase.start_step, "start_low": phase.start_interval[0], "start_high": phase.start_interval[1],
-                             "end_step": phase.end_step, "slope": phase.slope, "confidence": phase.confidence})
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "split": split,
+                        "layer": layer,
+                        "curve": metric,
+                        "phase": phase.name,
+                        "position": i,
+                        "start_step": phase.start_step,
+                        "start_low": phase.start_interval[0],
+                        "start_high": phase.start_interval[1],
+                        "end_step": phase.end_step,
+                        "slope": phase.slope,
+                        "confidence": phase.confidence,
+                    }
+                )
     table = pa.Table.from_pylist(rows, schema=PHASES_SCHEMA) if rows else PHASES_SCHEMA.empty_table()
     return table.to_pandas()

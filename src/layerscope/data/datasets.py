@@ -139,7 +139,9 @@ def _idx_dataset(name: str, directories: list[Path], how_to_get: str) -> Dataset
             xtr, ytr, xte, yte = (read_idx(f) for f in files)
             return _standardised(name, xtr[:, None] / 255.0, ytr, xte[:, None] / 255.0, yte)
     looked = ", ".join(str(d) for d in directories)
-    raise FileNotFoundError(f"data set {name!r} not found: looked for its IDX files ({stems[0]}[.gz], ...) in {looked}. {how_to_get}")
+    raise FileNotFoundError(
+        f"data set {name!r} not found: looked for its IDX files ({stems[0]}[.gz], ...) in {looked}. {how_to_get}"
+    )
 
 
 def read_cifar_binary(path: str | Path, label_bytes: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -176,8 +178,24 @@ def _cifar(name: str, data_dir: Path) -> Dataset:
 
 
 _URLS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]),
-    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ],
+    ),
+    "fashion_mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ],
+    ),
     "cifar10": ("https://www.cs.toronto.edu/~kriz/", ["cifar-10-binary.tar.gz"]),
     "cifar100": ("https://www.cs.toronto.edu/~kriz/", ["cifar-100-binary.tar.gz"]),
 }
@@ -265,7 +283,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download_miss
             "copy the IDX files there, or pass download=True (--download) on a machine with network.",
         )
     if name == "mnist":
-        return _idx_dataset(name, [data_dir / "mnist"], "Copy MNIST's IDX files there, or pass download=True (--download) on a machine with network.")
+        return _idx_dataset(
+            name,
+            [data_dir / "mnist"],
+            "Copy MNIST's IDX files there, or pass download=True (--download) on a machine with network.",
+        )
     return _cifar(name, data_dir)
 
 

@@ -24,7 +24,16 @@ from ._base import Estimate, Estimator, NeighborEstimator, SpectralEstimator
 from .gride import GRIDE, gride, gride_scale
 from .mle import MLE, mle
 from .neighbors import DuplicatePointsWarning, Neighbors, nearest_neighbors
-from .spectrum import PCAID, ParticipationRatio, PowerLaw, bootstrap_spectra, covariance_spectrum, participation_ratio, pc_id, power_law
+from .spectrum import (
+    PCAID,
+    ParticipationRatio,
+    PowerLaw,
+    bootstrap_spectra,
+    covariance_spectrum,
+    participation_ratio,
+    pc_id,
+    power_law,
+)
 from .twonn import TooFewPointsWarning, TwoNN, twonn, twonn_scale
 
 #: Estimators by name (the metric names of layerscope's results tables).

@@ -96,7 +96,9 @@ class NeighborEstimator(Estimator):
     device: str | None
 
     def check_params(self) -> None:
-        if self.duplicate_tol is not None and not (isinstance(self.duplicate_tol, (int, float)) and self.duplicate_tol >= 0):
+        if self.duplicate_tol is not None and not (
+            isinstance(self.duplicate_tol, (int, float)) and self.duplicate_tol >= 0
+        ):
             raise ValueError(f"duplicate_tol must be None or a number >= 0, got {self.duplicate_tol!r}")
         check_device(self.device)
 
@@ -104,7 +106,9 @@ class NeighborEstimator(Estimator):
         """Checked points, their k nearest distinct neighbours and the kept rows; sets ``n_duplicates_``."""
         points = as_tensor(check_points(X, min_points=min_points))
         self.n_features_in_ = int(points.shape[1])
-        nb, kept, self.n_duplicates_ = _neighbors_without_duplicates(points, k, duplicate_tol=self.duplicate_tol, device=self.device)
+        nb, kept, self.n_duplicates_ = _neighbors_without_duplicates(
+            points, k, duplicate_tol=self.duplicate_tol, device=self.device
+        )
         return points, nb, kept
 
 
@@ -134,15 +138,21 @@ class SpectralEstimator(Estimator):
         self.n_features_in_ = int(X.shape[1])
         eig, self.n_constant_features_ = covariance_spectrum(X, standardize=self.standardized)
         resamples, seed = self.resampling
-        resampled = bootstrap_spectra(X, standardize=self.standardized, n_resamples=resamples, seed=seed) if resamples else None
+        resampled = (
+            bootstrap_spectra(X, standardize=self.standardized, n_resamples=resamples, seed=seed) if resamples else None
+        )
         return self.fit_spectrum(eig, n_points=int(X.shape[0]), resampled=resampled)
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> SpectralEstimator:  # pragma: no cover - abstract
+    def fit_spectrum(
+        self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None
+    ) -> SpectralEstimator:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _bootstrap_error(self, resampled: list[np.ndarray] | None) -> float | None:
         """The standard deviation of the estimate over resampled spectra (None without them)."""
         if not resampled:
             return None
-        values = [type(self)(**self.get_params()).set_params(n_bootstrap=0).fit_spectrum(e).estimate_.value for e in resampled]
+        values = [
+            type(self)(**self.get_params()).set_params(n_bootstrap=0).fit_spectrum(e).estimate_.value for e in resampled
+        ]
         return float(np.std(values, ddof=1)) if len(values) > 1 else None

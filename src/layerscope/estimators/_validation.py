@@ -39,11 +39,16 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
         than `min_points` rows, or all its rows are identical.
     """
     if scipy.sparse.issparse(X):
-        raise TypeError(f"{what} is a sparse matrix; sparse input is not supported (distances and spectra need dense rows): pass {what}.toarray()")
+        raise TypeError(
+            f"{what} is a sparse matrix; sparse input is not supported (distances and spectra need dense rows): pass "
+            f"{what}.toarray()"
+        )
     if isinstance(X, torch.Tensor):
         X = X.detach()
         if X.is_complex():
-            raise ValueError(f"{what} is complex ({X.dtype}): Complex data not supported; pass X.real, X.abs() or both as features")
+            raise ValueError(
+                f"{what} is complex ({X.dtype}): Complex data not supported; pass X.real, X.abs() or both as features"
+            )
         if not X.is_floating_point():
             X = X.to(torch.float64)
         elif X.dtype in (torch.float16, torch.bfloat16):
@@ -59,7 +64,9 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
             except (TypeError, ValueError) as err:
                 raise TypeError(f"{what} must be numeric: {err}") from None
         if np.issubdtype(X.dtype, np.complexfloating):
-            raise ValueError(f"{what} is complex ({X.dtype}): Complex data not supported; pass X.real, np.abs(X) or both as features")
+            raise ValueError(
+                f"{what} is complex ({X.dtype}): Complex data not supported; pass X.real, np.abs(X) or both as features"
+            )
         if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
             raise ValueError(f"{what} must be numeric, got dtype {X.dtype}")
         if not np.issubdtype(X.dtype, np.floating):
@@ -162,9 +169,14 @@ def check_device(device: str | torch.device | None) -> torch.device | None:
         raise ValueError(f"device {device!r} is not a device torch knows ({err})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} asked for, but this torch has no usable CUDA (torch.cuda.is_available() is False); use 'cpu'")
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this torch has no usable CUDA (torch.cuda.is_available() is "
+                "False); use 'cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {str(device)!r} asked for, but MPS is not available here; use 'cpu'")
     return dev

@@ -110,7 +110,9 @@ def gride(X: Array, **params: object) -> Estimate:
     return GRIDE(**params).fit(X).estimate_
 
 
-def gride_scale(X: Array, max_rank: int = 64, *, duplicate_tol: float | None = None, device: str | None = None) -> pd.DataFrame:
+def gride_scale(
+    X: Array, max_rank: int = 64, *, duplicate_tol: float | None = None, device: str | None = None
+) -> pd.DataFrame:
     """GRIDE at ranks (1, 2), (2, 4), ... up to ``n2 = max_rank``: the ID across scales.
 
     One neighbour search of ``max_rank`` neighbours serves every scale.
@@ -128,6 +130,8 @@ def gride_scale(X: Array, max_rank: int = 64, *, duplicate_tol: float | None = N
     n1 = 1
     while 2 * n1 <= max_rank:
         dim, err = gride_from_ratios(_ratios(nb.distances, n1, 2 * n1), n1, 2 * n1)
-        rows.append({"n1": n1, "n2": 2 * n1, "scale": float(nb.distances[:, 2 * n1 - 1].mean()), "dimension": dim, "error": err})
+        rows.append(
+            {"n1": n1, "n2": 2 * n1, "scale": float(nb.distances[:, 2 * n1 - 1].mean()), "dimension": dim, "error": err}
+        )
         n1 *= 2
     return pd.DataFrame(rows)

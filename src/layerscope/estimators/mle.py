@@ -67,7 +67,9 @@ class MLE(NeighborEstimator):
     meaning = "Levina-Bickel maximum-likelihood intrinsic dimension (MacKay-Ghahramani average)"
     error_meaning = "delta-method standard error over points"
 
-    def __init__(self, k1: int = 10, k2: int = 20, duplicate_tol: float | None = None, device: str | None = None) -> None:
+    def __init__(
+        self, k1: int = 10, k2: int = 20, duplicate_tol: float | None = None, device: str | None = None
+    ) -> None:
         self.k1 = k1
         self.k2 = k2
         self.duplicate_tol = duplicate_tol

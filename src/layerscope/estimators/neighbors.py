@@ -186,7 +186,11 @@ def _search(
         raise ValueError(f"backend='faiss' runs on the CPU; use backend='torch' for device={dev}")
     n_cand = min(k + margin, n - 1)
     if precision == "auto":  # bf16 where the products dominate: wide points (measured in the notes above)
-        precision = "bfloat16" if backend == "torch" and source.shape[1] >= _BF16_MIN_FEATURES and native_bfloat16(dev) else "float32"
+        precision = (
+            "bfloat16"
+            if backend == "torch" and source.shape[1] >= _BF16_MIN_FEATURES and native_bfloat16(dev)
+            else "float32"
+        )
     if precision == "bfloat16":  # coarser fast distances: a wider margin keeps the certificate clear of them
         n_cand = min(k + 2 * margin, n - 1)
     exact, cand, uncertain, sq64 = _certified_candidates(source, n_cand, k, _DTYPES[precision], dev, backend)
@@ -205,8 +209,9 @@ def _search(
     return Neighbors(distances, indices.numpy(), int(len(rows)), math.sqrt(float(sq64.mean())) / factor)
 
 
-def _certified_candidates(source: torch.Tensor, n_cand: int, k: int, dtype: torch.dtype, dev: torch.device,
-                          backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _certified_candidates(
+    source: torch.Tensor, n_cand: int, k: int, dtype: torch.dtype, dev: torch.device, backend: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Candidates searched in ``dtype``, re-ranked exactly, and the rows the certificate cannot vouch for.
 
     Returns the exact candidate distances (ascending), their indices, the uncertain
@@ -254,8 +259,9 @@ def _centred(source: torch.Tensor, dtype: torch.dtype, device: torch.device) -> 
     return _centred_rows(source, source.mean(0), 0, source.shape[0], dtype, device)
 
 
-def _centred_rows(source: torch.Tensor, mean: torch.Tensor, a: int, b: int, dtype: torch.dtype,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _centred_rows(
+    source: torch.Tensor, mean: torch.Tensor, a: int, b: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``a:b`` of the data minus ``mean``, as ``dtype`` on ``device``, and their squared norms.
 
     Centring removes the cancellation that data far from the origin would cause in
@@ -289,7 +295,9 @@ def _superblocks(n: int, d: int, dtype: torch.dtype) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def _merge(best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _merge(
+    best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep the K smallest of two candidate lists of the same rows."""
     all_v = torch.cat([best_v, v], dim=1)
     all_i = torch.cat([best_i, i], dim=1)
@@ -297,8 +305,9 @@ def _merge(best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch
     return keep_v, all_i.gather(1, pos)
 
 
-def _candidates_torch(source: torch.Tensor, dtype: torch.dtype, device: torch.device,
-                      K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _candidates_torch(
+    source: torch.Tensor, dtype: torch.dtype, device: torch.device, K: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """K smallest fast squared distances per row (upper-triangle blocks only), their
     indices, and the squared norms of the centred, rounded rows.
 
@@ -389,7 +398,9 @@ def _candidates_faiss(Xc: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(v), torch.from_numpy(i.astype(np.int64))
 
 
-def _exact_distances(source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _exact_distances(
+    source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, device: torch.device
+) -> torch.Tensor:
     """float64 distances ``|x_rows[r] - x_cols[r, c]|`` from coordinate differences.
 
     A difference of two numbers in their own floating-point format is correctly
@@ -410,7 +421,9 @@ def _exact_distances(source: torch.Tensor, rows: torch.Tensor, cols: torch.Tenso
     return out
 
 
-def _exhaustive(source: torch.Tensor, rows: torch.Tensor, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _exhaustive(
+    source: torch.Tensor, rows: torch.Tensor, k: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours of ``rows`` by a float64 scan of every point, then exact re-rank.
 
     The points are scanned a superblock at a time (as in the candidate search), so the

@@ -9,7 +9,17 @@ from ._fits import weighted_line
 from ._validation import Array, check_fraction, check_int
 from .covariance import bootstrap_spectra, check_spectrum, covariance_spectrum
 
-__all__ = ["PCAID", "ParticipationRatio", "PowerLaw", "bootstrap_spectra", "covariance_spectrum", "participation_ratio", "pc_id", "power_law"]
+__all__ = [
+    "PCAID",
+    "ParticipationRatio",
+    "PowerLaw",
+    "bootstrap_spectra",
+    "covariance_spectrum",
+    "participation_ratio",
+    "pc_id",
+    "power_law",
+]
+
 
 class PCAID(SpectralEstimator):
     """PC-ID: the number of principal components that explain a fraction of the variance.
@@ -46,7 +56,9 @@ class PCAID(SpectralEstimator):
     meaning = "principal components for 90% of the variance (a count)"
     error_meaning = "std over 10 bootstrap resamples of the points (standardised with the whole sample's deviations)"
 
-    def __init__(self, variance: float = 0.9, standardize: bool = True, n_bootstrap: int = 10, random_state: int = 0) -> None:
+    def __init__(
+        self, variance: float = 0.9, standardize: bool = True, n_bootstrap: int = 10, random_state: int = 0
+    ) -> None:
         self.variance = variance
         self.standardize = standardize
         self.n_bootstrap = n_bootstrap
@@ -115,7 +127,9 @@ class ParticipationRatio(SpectralEstimator):
     def check_params(self) -> None:
         _check_bootstrap(self)
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> ParticipationRatio:
+    def fit_spectrum(
+        self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None
+    ) -> ParticipationRatio:
         """The ratio of given covariance eigenvalues, with the spread over ``resampled``
         spectra as the error; ``n_points`` is recorded in ``estimate_``."""
         self.check_params()
@@ -173,7 +187,9 @@ class PowerLaw(SpectralEstimator):
     def min_ranks(self) -> int:
         return int(self.n_min) + 2
 
-    def fit_spectrum(self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None) -> PowerLaw:
+    def fit_spectrum(
+        self, eigenvalues: Array, n_points: int = 0, resampled: list[np.ndarray] | None = None
+    ) -> PowerLaw:
         """Fit a given spectrum.
 
         Parameters

@@ -159,7 +159,9 @@ class TwoNN(NeighborEstimator):
         k = max(2, min(_SUBSAMPLE_NEIGHBORS, n - 1)) if n_sub else 2
         points, nb, kept = self._neighbors(X, k, min_points=3)
         self.mu_ = nb.distances[:, 1] / nb.distances[:, 0]
-        self.dimension_, self.fit_quality_ = dimension_from_ratios(self.mu_, discard_fraction=discard, method=self.method)
+        self.dimension_, self.fit_quality_ = dimension_from_ratios(
+            self.mu_, discard_fraction=discard, method=self.method
+        )
         _warn_near_copies(self.mu_, self.dimension_)
         if n_sub and len(self.mu_) < MIN_POINTS_FOR_ERROR:
             warnings.warn(
@@ -212,7 +214,12 @@ def _warn_near_copies(mu: np.ndarray, dimension: float) -> None:
 
 
 def _subset_ratios(
-    points: torch.Tensor, kept: np.ndarray, indices: np.ndarray, distances: np.ndarray, rng: np.random.Generator, fraction: float
+    points: torch.Tensor,
+    kept: np.ndarray,
+    indices: np.ndarray,
+    distances: np.ndarray,
+    rng: np.random.Generator,
+    fraction: float,
 ) -> np.ndarray:
     """Ratios r2/r1 within a random subset, from the whole set's neighbour lists.
 
@@ -284,7 +291,10 @@ def twonn_scale(X: Array, max_blocks: int = 20, *, seed: int = 0, **params: obje
     rows = []
     for b in range(1, max_blocks + 1):
         order = rng.permutation(n)
-        fits = [TwoNN(**params).fit(X[torch.from_numpy(part)] if isinstance(X, torch.Tensor) else X[part]) for part in np.array_split(order, b)]
+        fits = [
+            TwoNN(**params).fit(X[torch.from_numpy(part)] if isinstance(X, torch.Tensor) else X[part])
+            for part in np.array_split(order, b)
+        ]
         dims = np.array([f.dimension_ for f in fits])
         error = float(np.std(dims, ddof=1)) if b > 1 else fits[0].dimension_err_
         rows.append({"n_blocks": b, "block_size": n / b, "dimension": float(dims.mean()), "error": error})

@@ -44,12 +44,30 @@ def configs(size: str) -> list[RunConfig]:
         widths = [0.25, 0.5, 1.0, 2.0]
     probes = {"measures": ["twonn", "pc_id"], "layers": _A_LAYERS}
     configs = [
-        make_config({"name": f"width-{w}", "data": data, "model": {"name": "ansuini_cnn", "params": {"width": w}}, "train": train,
-              "schedule": {"kind": "log", "num": 8}, "probes": {**probes, "save_weights": w == 1.0}})
+        make_config(
+            {
+                "name": f"width-{w}",
+                "data": data,
+                "model": {"name": "ansuini_cnn", "params": {"width": w}},
+                "train": train,
+                "schedule": {"kind": "log", "num": 8},
+                "probes": {**probes, "save_weights": w == 1.0},
+            }
+        )
         for w in widths
     ]
-    configs.append(make_config({"name": "random-labels", "data": {**data, "label_noise": 1.0}, "model": {"name": "ansuini_cnn"}, "train": train,
-                         "schedule": {"kind": "log", "num": 8}, "probes": probes}))
+    configs.append(
+        make_config(
+            {
+                "name": "random-labels",
+                "data": {**data, "label_noise": 1.0},
+                "model": {"name": "ansuini_cnn"},
+                "train": train,
+                "schedule": {"kind": "log", "num": 8},
+                "probes": probes,
+            }
+        )
+    )
     return configs
 
 
@@ -59,14 +77,37 @@ def _medium() -> list[RunConfig]:
     configs = []
     for name, model, data, last in _M_FAMILY:
         deep = name in ("vgg", "resnet")
-        probes = {"measures": ["twonn", "pc_id"] if deep else ["twonn"], "layers": None if deep else [last, "output"],
-                  "estimator_params": {"pc_id": {"n_bootstrap": 4}}}
-        configs.append(make_config({"name": name, "data": {**_M_DATA, **data}, "model": model, "train": _M_TRAIN,
-                                    "schedule": {"kind": "epoch"}, "probes": probes}))
+        probes = {
+            "measures": ["twonn", "pc_id"] if deep else ["twonn"],
+            "layers": None if deep else [last, "output"],
+            "estimator_params": {"pc_id": {"n_bootstrap": 4}},
+        }
+        configs.append(
+            make_config(
+                {
+                    "name": name,
+                    "data": {**_M_DATA, **data},
+                    "model": model,
+                    "train": _M_TRAIN,
+                    "schedule": {"kind": "epoch"},
+                    "probes": probes,
+                }
+            )
+        )
     # random labels: the paper's nets fit them; on 2,000 images 60 epochs let the VGG memorise them
     # (4 epochs on 10,000, as for the true labels, left it at chance on its own training set)
-    configs.append(make_config({"name": "vgg-random-labels", "data": {**_M_DATA, "n_train": 2000, "label_noise": 1.0}, "model": _M_FAMILY[3][1],
-                                "train": {**_M_TRAIN, "epochs": 60}, "schedule": {"kind": "log", "num": 2}, "probes": {"measures": ["twonn"]}}))
+    configs.append(
+        make_config(
+            {
+                "name": "vgg-random-labels",
+                "data": {**_M_DATA, "n_train": 2000, "label_noise": 1.0},
+                "model": _M_FAMILY[3][1],
+                "train": {**_M_TRAIN, "epochs": 60},
+                "schedule": {"kind": "log", "num": 2},
+                "probes": {"measures": ["twonn"]},
+            }
+        )
+    )
     return seeded(configs)
 
 
@@ -76,7 +117,10 @@ _COMPRESS = "The trained net's profile ends lower than the untrained one's (the 
 _FLAT = "An untrained network gives a flat profile (here: range across layers below 25% of its mean)."
 _RANDOM = "Training on random labels removes the compression of the last hidden layer."
 _PC_HIGH = "PC-ID is far higher than TwoNN."
-_PC_BLIND = "PC-ID cannot tell a trained network from an untrained one (here: it changes less than TwoNN at the last hidden layer)."
+_PC_BLIND = (
+    "PC-ID cannot tell a trained network from an untrained one "
+    "(here: it changes less than TwoNN at the last hidden layer)."
+)
 _ACC = "The last hidden layer's ID predicts test accuracy: lower ID, higher accuracy{where}."
 
 
@@ -86,7 +130,9 @@ def _layers(r: pd.DataFrame, metric: str = "twonn") -> list[str]:
     return list(dict.fromkeys(rows.sort_values("step", kind="stable").layer))
 
 
-def _profile_evidence(trained: pd.DataFrame, random_runs: pd.DataFrame | None, last_hidden: str, where: str) -> dict[str, Evidence]:
+def _profile_evidence(
+    trained: pd.DataFrame, random_runs: pd.DataFrame | None, last_hidden: str, where: str
+) -> dict[str, Evidence]:
     """The profile findings on one trained run (and its random-label twin), for one seed."""
     last = int(trained.step.max())
     layers = _layers(trained)
@@ -100,33 +146,58 @@ def _profile_evidence(trained: pd.DataFrame, random_runs: pd.DataFrame | None, l
     k = layers.index(last_hidden)
     out: dict[str, Evidence] = {}
     ratio = np.log10(widths[h] / id_trained[h])
-    out[_SMALL] = Evidence("hidden-layer TwoNN / width: " + ", ".join(f"{layer} {d:.1f}/{w:.0f}" for layer, d, w in zip(hidden, id_trained[h], widths[h])),
-                           bool(np.all(ratio > 1)), effect=float(ratio.min() - 1))
+    out[_SMALL] = Evidence(
+        "hidden-layer TwoNN / width: "
+        + ", ".join(f"{layer} {d:.1f}/{w:.0f}" for layer, d, w in zip(hidden, id_trained[h], widths[h])),
+        bool(np.all(ratio > 1)),
+        effect=float(ratio.min() - 1),
+    )
     peak = int(np.argmax(id_trained))
     out[_HUNCH.format(where=where)] = Evidence(
         "trained profile " + " -> ".join(f"{v:.1f}" for v in id_trained) + f"; maximum at {layers[peak]}",
         bool(0 < peak < len(layers) - 1),
         # relative height of the highest hidden layer above the higher of the two ends
-        effect=float((id_trained[h].max() - max(id_trained[0], id_trained[-1])) / id_trained[0]))
-    out[_COMPRESS] = Evidence(f"last hidden layer ({last_hidden}): trained {id_trained[k]:.1f}, untrained {id_untrained[k]:.1f}",
-                              bool(id_trained[k] < id_untrained[k]), effect=float(id_untrained[k] - id_trained[k]))
+        effect=float((id_trained[h].max() - max(id_trained[0], id_trained[-1])) / id_trained[0]),
+    )
+    out[_COMPRESS] = Evidence(
+        f"last hidden layer ({last_hidden}): trained {id_trained[k]:.1f}, untrained {id_untrained[k]:.1f}",
+        bool(id_trained[k] < id_untrained[k]),
+        effect=float(id_untrained[k] - id_trained[k]),
+    )
     spread = np.ptp(id_untrained) / np.mean(id_untrained)
-    out[_FLAT] = Evidence("untrained profile " + " -> ".join(f"{v:.1f}" for v in id_untrained) + f" (range {spread:.0%} of the mean)",
-                          bool(spread < 0.25), effect=float(0.25 - spread))
+    out[_FLAT] = Evidence(
+        "untrained profile " + " -> ".join(f"{v:.1f}" for v in id_untrained) + f" (range {spread:.0%} of the mean)",
+        bool(spread < 0.25),
+        effect=float(0.25 - spread),
+    )
     if random_runs is not None:
         end = int(random_runs.step.max())
         id_random = value(random_runs, "twonn", last_hidden, end, "train")
         fitted = value(random_runs, "train_acc", "", end, "train")
-        out[_RANDOM] = Evidence(f"{last_hidden} with random labels {id_random:.1f} (their training accuracy {fitted:.2f}), with true labels {id_trained[k]:.1f}",
-                                bool(id_random > id_trained[k]), effect=float(id_random - id_trained[k]))
+        out[_RANDOM] = Evidence(
+            f"{last_hidden} with random labels {id_random:.1f} (their training accuracy {fitted:.2f}), with true "
+            f"labels {id_trained[k]:.1f}",
+            bool(id_random > id_trained[k]),
+            effect=float(id_random - id_trained[k]),
+        )
     if "pc_id" in set(trained.metric):
         pc_t = profile(trained, last, "train", layers, "pc_id")
         pc_u = profile(trained, 0, "train", layers, "pc_id")
-        out[_PC_HIGH] = Evidence("hidden layers, trained: PC-ID " + ", ".join(f"{v:.0f}" for v in pc_t[h]) + "; TwoNN " + ", ".join(f"{v:.1f}" for v in id_trained[h]),
-                                 bool(np.all(pc_t[h] > 3 * id_trained[h])), effect=float((pc_t[h] / id_trained[h]).min() - 3))
+        out[_PC_HIGH] = Evidence(
+            "hidden layers, trained: PC-ID "
+            + ", ".join(f"{v:.0f}" for v in pc_t[h])
+            + "; TwoNN "
+            + ", ".join(f"{v:.1f}" for v in id_trained[h]),
+            bool(np.all(pc_t[h] > 3 * id_trained[h])),
+            effect=float((pc_t[h] / id_trained[h]).min() - 3),
+        )
         change_pc, change_id = abs(np.log(pc_t[k] / pc_u[k])), abs(np.log(id_trained[k] / id_untrained[k]))
-        out[_PC_BLIND] = Evidence(f"{last_hidden}: PC-ID trained {pc_t[k]:.0f} / untrained {pc_u[k]:.0f}; TwoNN trained {id_trained[k]:.1f} / untrained {id_untrained[k]:.1f}",
-                                  bool(change_pc < change_id), effect=float(change_id - change_pc))
+        out[_PC_BLIND] = Evidence(
+            f"{last_hidden}: PC-ID trained {pc_t[k]:.0f} / untrained {pc_u[k]:.0f}; TwoNN trained {id_trained[k]:.1f} "
+            f"/ untrained {id_untrained[k]:.1f}",
+            bool(change_pc < change_id),
+            effect=float(change_id - change_pc),
+        )
     return out
 
 
@@ -141,8 +212,10 @@ def _correlation(ids: list[float], accs: list[float], what: str, claim: str, see
     z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1 / np.sqrt(n - 3)
     low, high = np.tanh(z - 1.96 * se), np.tanh(z + 1.96 * se)
     confidence = float(stats.norm.cdf(-z / se))  # 1 - p of H0: rho >= 0, by Fisher's z
-    measured = (f"{n} {what}: ID {min(ids):.1f} to {max(ids):.1f}, test accuracy {min(accs):.3f} to {max(accs):.3f}; "
-                f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}); confidence that r < 0: {confidence:.3f}")
+    measured = (
+        f"{n} {what}: ID {min(ids):.1f} to {max(ids):.1f}, test accuracy {min(accs):.3f} to {max(accs):.3f}; "
+        f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}); confidence that r < 0: {confidence:.3f}"
+    )
     if seeds is None:  # one run per net (quick): the sign alone, as before
         return Finding(claim, measured, bool(r < 0), confidence, None)
     return Finding(claim, measured, bool(confidence >= THRESHOLD), confidence, seeds)
@@ -178,8 +251,15 @@ def findings(folder: Path) -> list[Finding]:
                 step = int(r.step.max())
                 ids.append(value(r, "twonn", layer, step, "train"))
                 accs.append(value(r, "test_acc", "", step, "test"))
-    out.append(_correlation(ids, accs, f"nets ({len(_LAST_HIDDEN)} architectures x {len(seeds)} seeds) at the end of training",
-                            _ACC.format(where=", across architectures"), len(seeds)))
+    out.append(
+        _correlation(
+            ids,
+            accs,
+            f"nets ({len(_LAST_HIDDEN)} architectures x {len(seeds)} seeds) at the end of training",
+            _ACC.format(where=", across architectures"),
+            len(seeds),
+        )
+    )
     # ... and across training lengths: the deep nets after each epoch, one correlation per run, over seeds
     per_run: dict[int, Evidence] = {}
     for seed, group in seeds.items():
@@ -190,8 +270,17 @@ def findings(folder: Path) -> list[Finding]:
             ids = [value(r, "twonn", _LAST_HIDDEN[net], s, "train") for s in steps]
             accs = [value(r, "test_acc", "", s, "test") for s in steps]
             rs.append(float(np.corrcoef(ids, accs)[0, 1]) if np.ptp(ids) > 0 and np.ptp(accs) > 0 else 0.0)
-        per_run[seed] = Evidence(", ".join(f"{net} r = {c:.2f}" for net, c in zip(("vgg", "resnet"), rs)), bool(np.mean(rs) < 0), effect=-float(np.mean(rs)))
-    out.append(over_seeds(_ACC.format(where=", across training lengths (Pearson r over the epochs of each deep net; effect: -r)"), per_run))
+        per_run[seed] = Evidence(
+            ", ".join(f"{net} r = {c:.2f}" for net, c in zip(("vgg", "resnet"), rs)),
+            bool(np.mean(rs) < 0),
+            effect=-float(np.mean(rs)),
+        )
+    out.append(
+        over_seeds(
+            _ACC.format(where=", across training lengths (Pearson r over the epochs of each deep net; effect: -r)"),
+            per_run,
+        )
+    )
     return out
 
 
@@ -221,10 +310,23 @@ def summary(folder: Path) -> Figure:
     for name, r in runs.items():
         if name.startswith("width-"):
             s = int(r.step.max())
-            ax_acc.scatter(r[(r.metric == "twonn") & (r.layer == "relu3") & (r.step == s) & (r.split == "train")].value,
-                           r[(r.metric == "test_acc") & (r.step == s)].value, s=50)
-            ax_acc.annotate(name, (float(r[(r.metric == "twonn") & (r.layer == "relu3") & (r.step == s) & (r.split == "train")].value.iloc[0]),
-                                   float(r[(r.metric == "test_acc") & (r.step == s)].value.iloc[0])), fontsize=8)
+            ax_acc.scatter(
+                r[(r.metric == "twonn") & (r.layer == "relu3") & (r.step == s) & (r.split == "train")].value,
+                r[(r.metric == "test_acc") & (r.step == s)].value,
+                s=50,
+            )
+            ax_acc.annotate(
+                name,
+                (
+                    float(
+                        r[
+                            (r.metric == "twonn") & (r.layer == "relu3") & (r.step == s) & (r.split == "train")
+                        ].value.iloc[0]
+                    ),
+                    float(r[(r.metric == "test_acc") & (r.step == s)].value.iloc[0]),
+                ),
+                fontsize=8,
+            )
     ax_acc.set_xlabel("last hidden layer ID")
     ax_acc.set_ylabel("test accuracy")
     ax_acc.set_title("last hidden layer ID against accuracy (Fig. 4)")
@@ -243,7 +345,8 @@ def summary(folder: Path) -> Figure:
 
 
 def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
-    """Profiles of the deep nets (mean and s.d. over seeds), ID against accuracy over the family, PC-ID against TwoNN."""
+    """Profiles of the deep nets (mean and s.d. over seeds), ID against accuracy over the family,
+    PC-ID against TwoNN."""
     seeds = by_seed(runs)
     fig, (ax_p, ax_acc, ax_pc) = subplots(1, 3, figsize=(16, 4.6))
 
@@ -262,11 +365,21 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
         ax.fill_between(depth, c.mean(0) - c.std(0), c.mean(0) + c.std(0), color=colour, alpha=0.15, lw=0)
 
     end, start = (lambda r: int(r.step.max())), (lambda r: 0)
-    curves = {ax_p: [("vgg", "twonn", end, "o-", "VGG trained", "C0"), ("vgg", "twonn", start, "o--", "VGG untrained", "C0"),
-                     ("vgg-random-labels", "twonn", end, "o:", "VGG random labels", "C2"),
-                     ("resnet", "twonn", end, "s-", "ResNet trained", "C1"), ("resnet", "twonn", start, "s--", "ResNet untrained", "C1")],
-              ax_pc: [("vgg", "pc_id", end, "o-", "PC-ID trained", "C3"), ("vgg", "pc_id", start, "o--", "PC-ID untrained", "C3"),
-                      ("vgg", "twonn", end, "o-", "TwoNN trained", "C0"), ("vgg", "twonn", start, "o--", "TwoNN untrained", "C0")]}
+    curves = {
+        ax_p: [
+            ("vgg", "twonn", end, "o-", "VGG trained", "C0"),
+            ("vgg", "twonn", start, "o--", "VGG untrained", "C0"),
+            ("vgg-random-labels", "twonn", end, "o:", "VGG random labels", "C2"),
+            ("resnet", "twonn", end, "s-", "ResNet trained", "C1"),
+            ("resnet", "twonn", start, "s--", "ResNet untrained", "C1"),
+        ],
+        ax_pc: [
+            ("vgg", "pc_id", end, "o-", "PC-ID trained", "C3"),
+            ("vgg", "pc_id", start, "o--", "PC-ID untrained", "C3"),
+            ("vgg", "twonn", end, "o-", "TwoNN trained", "C0"),
+            ("vgg", "twonn", start, "o--", "TwoNN untrained", "C0"),
+        ],
+    }
     for ax, drawn in curves.items():
         for curve in drawn:
             band(ax, *curve)
@@ -275,8 +388,14 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
     ax_p.set_title("ID across depth (mean, band: 1 s.d. over seeds)")
     ax_p.legend(fontsize=7)
     for i, (net, layer) in enumerate(_LAST_HIDDEN.items()):
-        pts = [(value(g[net], "twonn", layer, int(g[net].step.max()), "train"), value(g[net], "test_acc", "", int(g[net].step.max()), "test"))
-               for g in seeds.values() if net in g]
+        pts = [
+            (
+                value(g[net], "twonn", layer, int(g[net].step.max()), "train"),
+                value(g[net], "test_acc", "", int(g[net].step.max()), "test"),
+            )
+            for g in seeds.values()
+            if net in g
+        ]
         if pts:
             ax_acc.scatter(*zip(*pts), s=40, color=f"C{i}", label=net)
     ax_acc.set_xlabel("last hidden layer ID (end of training)")
@@ -293,4 +412,10 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
     return fig
 
 
-EXPERIMENT = Experiment("ansuini2019", "Ansuini et al. 2019, Intrinsic dimension of data representations in deep neural networks", configs, findings, summary)
+EXPERIMENT = Experiment(
+    "ansuini2019",
+    "Ansuini et al. 2019, Intrinsic dimension of data representations in deep neural networks",
+    configs,
+    findings,
+    summary,
+)

@@ -86,17 +86,24 @@ def over_seeds(claim: str, evidence: dict[int, Evidence]) -> Finding:
     if all(c is not None for c in confidences):
         passed = sum(c >= THRESHOLD for c in confidences)
         mean, sd = float(np.mean(confidences)), float(np.std(confidences, ddof=1))
-        measured += f". Pattern found (confidence >= {THRESHOLD}) in {passed} of {len(seeds)} seeds; confidence {mean:.2f} +- {sd:.2f} (mean +- s.d.)"
+        measured += (
+            f". Pattern found (confidence >= {THRESHOLD}) in {passed} of {len(seeds)} seeds; "
+            f"confidence {mean:.2f} +- {sd:.2f} (mean +- s.d.)"
+        )
         return Finding(claim, measured, bool(passed > len(seeds) / 2), mean, len(seeds))
-    effects = np.array([evidence[s].effect for s in seeds if evidence[s].effect is not None and np.isfinite(evidence[s].effect)])
+    effects = np.array(
+        [evidence[s].effect for s in seeds if evidence[s].effect is not None and np.isfinite(evidence[s].effect)]
+    )
     if len(effects) < 2:
         return Finding(claim, measured + ". Not measurable on enough seeds", None, None, len(effects))
     if np.ptp(effects) == 0:
         confidence = 1.0 if effects[0] > 0 else 0.0
     else:
         confidence = float(1 - stats.ttest_1samp(effects, 0.0, alternative="greater").pvalue)
-    measured += (f". Effect {effects.mean():.3g} +- {effects.std(ddof=1):.2g} (mean +- s.d. over {len(effects)} seeds; "
-                 f"positive when the finding holds); one-sided t-test confidence {confidence:.3f}")
+    measured += (
+        f". Effect {effects.mean():.3g} +- {effects.std(ddof=1):.2g} (mean +- s.d. over {len(effects)} seeds; "
+        f"positive when the finding holds); one-sided t-test confidence {confidence:.3f}"
+    )
     return Finding(claim, measured, bool(confidence >= THRESHOLD), confidence, len(effects))
 
 
@@ -154,7 +161,9 @@ def load_runs(folder: Path) -> dict[str, pd.DataFrame]:
 
 def value(results: pd.DataFrame, metric: str, layer: str, step: int, split: str) -> float:
     """One measured number; a ValueError naming it if it is missing."""
-    rows = results[(results.metric == metric) & (results.layer == layer) & (results.step == step) & (results.split == split)]
+    rows = results[
+        (results.metric == metric) & (results.layer == layer) & (results.step == step) & (results.split == split)
+    ]
     if rows.empty:
         raise ValueError(f"no {metric} for layer {layer!r} at step {step} ({split})")
     return float(rows.value.iloc[0])

@@ -31,21 +31,47 @@ def configs(size: str) -> list[RunConfig]:
         steps, points, pgd = 100000, 1000, {"n_points": 500, "eps": 0.3}
     configs = []
     for scale in (1.0, 4.0):
-        configs.append(make_config({
-            "name": f"init-scale-{scale:g}",
-            "data": data,
-            "model": {"name": "mlp", "params": {"width": 200, "depth": 4}, "init_scale": scale},
-            "train": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "batch_size": 200, "steps": steps, "loss": "mse", "epochs": None},
-            "schedule": {"kind": "log", "num": 30},
-            "probes": {"measures": ["lc", "pgd", "partition"], "layers": [], "partition": {"pictures": 4},
-                       "lc": {"radius": 1.0, "n_directions": 25, "n_points": points, "splits": ["train", "test", "random", "boundary"]},
-                       "pgd": pgd},
-        }))
+        configs.append(
+            make_config(
+                {
+                    "name": f"init-scale-{scale:g}",
+                    "data": data,
+                    "model": {"name": "mlp", "params": {"width": 200, "depth": 4}, "init_scale": scale},
+                    "train": {
+                        "optimizer": "adamw",
+                        "lr": 1e-3,
+                        "weight_decay": 0.01,
+                        "batch_size": 200,
+                        "steps": steps,
+                        "loss": "mse",
+                        "epochs": None,
+                    },
+                    "schedule": {"kind": "log", "num": 30},
+                    "probes": {
+                        "measures": ["lc", "pgd", "partition"],
+                        "layers": [],
+                        "partition": {"pictures": 4},
+                        "lc": {
+                            "radius": 1.0,
+                            "n_directions": 25,
+                            "n_points": points,
+                            "splits": ["train", "test", "random", "boundary"],
+                        },
+                        "pgd": pgd,
+                    },
+                }
+            )
+        )
     if size != "medium":
         return configs
     runs = seeded(configs)
     # pictures of the linear regions for the first seed only: they show the same thing for every seed
-    return [c if c.seed == 0 else make_config({**c.model_dump(), "probes": {**c.probes.model_dump(), "measures": ["lc", "pgd"]}}) for c in runs]
+    return [
+        c
+        if c.seed == 0
+        else make_config({**c.model_dump(), "probes": {**c.probes.model_dump(), "measures": ["lc", "pgd"]}})
+        for c in runs
+    ]
 
 
 #: Training steps of the medium size (the paper trains 1e5; this fits 30 minutes on 2 cores).
@@ -55,7 +81,10 @@ _PHASES = "LC descends, ascends, then descends again ({name})."
 _GROK = "With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later."
 _COINCIDE = "Delayed generalization coincides with the final LC descent (regions migrate away from the data)."
 _ROBUST = "Adversarial robustness also arrives late (delayed robustness)."
-_MIGRATE = "Late in training the linear regions migrate to the decision boundary: LC at the boundary rises relative to LC at the data ({name})."
+_MIGRATE = (
+    "Late in training the linear regions migrate to the decision boundary: "
+    "LC at the boundary rises relative to LC at the data ({name})."
+)
 
 
 def findings(folder: Path) -> list[Finding]:
@@ -72,12 +101,17 @@ def _evidence(runs: dict[str, pd.DataFrame]) -> dict[str, Evidence]:
     for name in ("init-scale-1", "init-scale-4"):
         r = runs[name]
         lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
-        acc = r[(r.layer == "") & r.split.isin(["train", "test"])].pivot_table(index="step", columns="metric", values="value")
+        acc = r[(r.layer == "") & r.split.isin(["train", "test"])].pivot_table(
+            index="step", columns="metric", values="value"
+        )
         try:
             d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN, errors=lc.error)
             conf = d2.confidence
-            text = (f"descent to step {d1.end_step} (90% interval {up.start_interval[0]}-{up.start_interval[1]}), "
-                    f"ascent to step {up.end_step} ({d2.start_interval[0]}-{d2.start_interval[1]}), descent after (confidence {conf:.2f})")
+            text = (
+                f"descent to step {d1.end_step} (90% interval {up.start_interval[0]}-{up.start_interval[1]}), "
+                f"ascent to step {up.end_step} ({d2.start_interval[0]}-{d2.start_interval[1]}), descent after "
+                f"(confidence {conf:.2f})"
+            )
             out[_PHASES.format(name=name)] = Evidence(text, conf >= THRESHOLD, confidence=conf)
         except ValueError:
             d2 = None
@@ -93,23 +127,38 @@ def _evidence(runs: dict[str, pd.DataFrame]) -> dict[str, Evidence]:
         at_fit = float(test_acc.loc[first_fit])
         final = float(test_acc.iloc[-1])
         rise_step = int(test_acc.index[np.argmax(test_acc.values >= at_fit + 0.5 * (final - at_fit))])
-        # effect: how far the late rise of test accuracy clears 0.2, and is also late (half of it after twice the fit's step)
+        # effect: how far the late rise of test accuracy clears 0.2, and is also late (half of it after twice the fit's
+        # step)
         late = rise_step > 2 * first_fit
-        out[_GROK] = Evidence(f"train accuracy >= 0.99 at step {first_fit} (test {at_fit:.3f}); test accuracy {final:.3f} at the end, "
-                              f"half of that rise by step {rise_step}", bool(final - at_fit > 0.2 and late),
-                              effect=(final - at_fit - 0.2) if late else -1.0)
+        out[_GROK] = Evidence(
+            f"train accuracy >= 0.99 at step {first_fit} (test {at_fit:.3f}); test accuracy {final:.3f} at the end, "
+            f"half of that rise by step {rise_step}",
+            bool(final - at_fit > 0.2 and late),
+            effect=(final - at_fit - 0.2) if late else -1.0,
+        )
         if d2 is not None:
-            out[_COINCIDE] = Evidence(f"final descent begins at step {d2.start_step}; test accuracy half-way rise at step {rise_step}",
-                                      bool(rise_step >= d2.start_step), effect=float(np.log1p(rise_step) - np.log1p(d2.start_step)))
-        robust = r[(r.metric == "robust_acc") & (r.layer == "") & (r.split == "test")].set_index("step").value.sort_index()
+            out[_COINCIDE] = Evidence(
+                f"final descent begins at step {d2.start_step}; test accuracy half-way rise at step {rise_step}",
+                bool(rise_step >= d2.start_step),
+                effect=float(np.log1p(rise_step) - np.log1p(d2.start_step)),
+            )
+        robust = (
+            r[(r.metric == "robust_acc") & (r.layer == "") & (r.split == "test")].set_index("step").value.sort_index()
+        )
         if len(robust) and first_fit in robust.index:
             at, end = float(robust[first_fit]), float(robust.iloc[-1])
             grid = r[(r.metric == "robust_acc") & (r.layer == "") & r.split.str.startswith("test@")]
-            curve = "; ".join(f"eps {split.split('=')[1]}: {float(g.set_index('step').value.get(first_fit, np.nan)):.2f} -> {float(g.sort_values('step').value.iloc[-1]):.2f}"
-                              for split, g in sorted(grid.groupby("split"), key=lambda kv: float(kv[0].split("=")[1])))
-            out[_ROBUST] = Evidence(f"robust accuracy at step {first_fit} (training set fitted): {at:.3f}; at the end {end:.3f}"
-                                    + (f" (at the fit -> at the end, eps in units of the data scale: {curve})" if curve else ""),
-                                    bool(end > at), effect=end - at)
+            curve = "; ".join(
+                f"eps {split.split('=')[1]}: {float(g.set_index('step').value.get(first_fit, np.nan)):.2f} -> "
+                f"{float(g.sort_values('step').value.iloc[-1]):.2f}"
+                for split, g in sorted(grid.groupby("split"), key=lambda kv: float(kv[0].split("=")[1]))
+            )
+            out[_ROBUST] = Evidence(
+                f"robust accuracy at step {first_fit} (training set fitted): {at:.3f}; at the end {end:.3f}"
+                + (f" (at the fit -> at the end, eps in units of the data scale: {curve})" if curve else ""),
+                bool(end > at),
+                effect=end - at,
+            )
     return out
 
 
@@ -120,16 +169,21 @@ def _migration(r: pd.DataFrame, train_acc: pd.Series) -> Evidence:
     if ("value", "boundary") not in lc.columns or not (train_acc >= 0.99).any():
         return Evidence("no boundary points measured, or the training set never fitted", None)
     ratio = lc["value", "boundary"] / lc["value", "train"]
-    error = ratio * np.hypot(lc["error", "boundary"] / lc["value", "boundary"], lc["error", "train"] / lc["value", "train"])
+    error = ratio * np.hypot(
+        lc["error", "boundary"] / lc["value", "boundary"], lc["error", "train"] / lc["value", "train"]
+    )
     fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)])
     end = int(ratio.dropna().index[-1])
     if fit not in ratio.dropna().index:
         return Evidence(f"no boundary LC at step {fit}", None)
     rise = ratio[end] - ratio[fit]
     both = float(np.hypot(error[end], error[fit]))
-    return Evidence(f"LC(boundary) / LC(train points): {ratio[fit]:.2f} +- {error[fit]:.2f} at step {fit} (training set fitted), "
-                    f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}; rise {rise:.2f} = {rise / both:.1f} error bars",
-                    bool(rise > 2 * both), effect=float(rise))
+    return Evidence(
+        f"LC(boundary) / LC(train points): {ratio[fit]:.2f} +- {error[fit]:.2f} at step {fit} (training set fitted), "
+        f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}; rise {rise:.2f} = {rise / both:.1f} error bars",
+        bool(rise > 2 * both),
+        effect=float(rise),
+    )
 
 
 def summary(folder: Path) -> Figure:
@@ -172,8 +226,17 @@ def _draw_run(ax, title: str, r: pd.DataFrame) -> None:  # noqa: ANN001 - matplo
     splits = sorted(robust.split.unique(), key=lambda s: float(s.split("=")[1]) if "@eps=" in s else -1.0)
     for i, split in enumerate(splits):
         c = robust[robust.split == split].sort_values("step")
-        label = "robust acc (configured eps)" if "@eps=" not in split else f"robust acc, eps {split.split('=')[1]} x {unit}"
-        twin.plot(c.step, c.value, "-.", color=matplotlib.colormaps["Reds"](0.45 + 0.5 * i / max(len(splits) - 1, 1)), lw=1.2, label=label)
+        label = (
+            "robust acc (configured eps)" if "@eps=" not in split else f"robust acc, eps {split.split('=')[1]} x {unit}"
+        )
+        twin.plot(
+            c.step,
+            c.value,
+            "-.",
+            color=matplotlib.colormaps["Reds"](0.45 + 0.5 * i / max(len(splits) - 1, 1)),
+            lw=1.2,
+            label=label,
+        )
     twin.set_ylim(0, 1.02)
     twin.set_ylabel("accuracy")
     ax.set_title(f"{title}: LC and accuracy over training (dotted: phase changes)", fontsize=9)
@@ -182,4 +245,6 @@ def _draw_run(ax, title: str, r: pd.DataFrame) -> None:  # noqa: ANN001 - matplo
     ax.grid(alpha=0.3)
 
 
-EXPERIMENT = Experiment("humayun2024", "Humayun et al. 2024, Deep networks always grok and here is why", configs, findings, summary)
+EXPERIMENT = Experiment(
+    "humayun2024", "Humayun et al. 2024, Deep networks always grok and here is why", configs, findings, summary
+)

@@ -54,18 +54,29 @@ def reproduce(
     configs = experiment.configs(size)
     folder.mkdir(parents=True, exist_ok=True)
     trials = [Trial(cfg.name, {"run": cfg.name}, cfg) for cfg in configs]
-    states = run_trials(location(folder), trials, address=address, max_concurrent=max_concurrent, on_progress=on_progress, require_ray=False,
-                         replace_changed=replace_changed)
+    states = run_trials(
+        location(folder),
+        trials,
+        address=address,
+        max_concurrent=max_concurrent,
+        on_progress=on_progress,
+        require_ray=False,
+        replace_changed=replace_changed,
+    )
     failed = [s for s in states if s.status == "failed"]
     if failed:
-        raise RuntimeError("runs failed (finished runs are kept; run the same command again to retry): "
-                           + "; ".join(f"{s.name}: {s.error}" for s in failed))
+        raise RuntimeError(
+            "runs failed (finished runs are kept; run the same command again to retry): "
+            + "; ".join(f"{s.name}: {s.error}" for s in failed)
+        )
     for cfg in configs:
         make_report(folder / cfg.name)
     findings = experiment.findings(folder)
     write_findings(folder, experiment.paper, findings, f"layerscope reproduce {name} --size {size}")
     experiment.summary(folder).savefig(folder / "summary.png", dpi=120)
-    write_page(folder, experiment.paper, findings, [c.name for c in configs], f"layerscope reproduce {name} --size {size}")
+    write_page(
+        folder, experiment.paper, findings, [c.name for c in configs], f"layerscope reproduce {name} --size {size}"
+    )
     return folder
 
 
@@ -85,7 +96,7 @@ _VERDICT = {True: "holds", False: "does not hold", None: "not measurable"}
 
 
 def verdict_text(f: Finding) -> str:
-    """"holds (confidence 0.99, 3 seeds)", "does not hold", "not measurable"."""
+    """ "holds (confidence 0.99, 3 seeds)", "does not hold", "not measurable"."""
     text = _VERDICT[f.holds]
     extra = [f"confidence {f.confidence:.2f}"] if f.confidence is not None and f.holds is not None else []
     extra += [f"{f.seeds} seeds"] if f.seeds else []
@@ -95,13 +106,15 @@ def verdict_text(f: Finding) -> str:
 def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str], command: str) -> Path:
     """``report.html``: the summary figure, the findings with verdicts, links to every run's report."""
     rows = "".join(
-        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td class='{_VERDICT[f.holds].replace(' ', '-')}'>{html.escape(verdict_text(f))}</td></tr>"
+        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td "
+        f"class='{_VERDICT[f.holds].replace(' ', '-')}'>{html.escape(verdict_text(f))}</td></tr>"
         for f in findings
     )
     links = " ".join(f"<a href='{html.escape(r)}/report.html'>{html.escape(r)}</a>" for r in runs)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(paper)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}} img{{max-width:100%}}
-td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}} .holds{{color:#1a7f37}} .does-not-hold{{color:#b42318}}</style></head>
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}}
+.holds{{color:#1a7f37}} .does-not-hold{{color:#b42318}}</style></head>
 <body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>
 <img src="summary.png" alt="summary figure"><h2>Findings</h2>
 <table><tr><th>finding</th><th>measured</th><th>verdict</th></tr>{rows}</table>

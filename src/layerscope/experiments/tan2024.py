@@ -1,4 +1,6 @@
-"""Tan et al. 2024: the ID of the last hidden layer over training under several optimizers and label noise; CSR; alpha and robustness."""
+"""Tan et al. 2024: the ID of the last hidden layer over training under several optimizers and label noise; CSR; alpha
+and robustness.
+"""
 
 from __future__ import annotations
 
@@ -19,23 +21,59 @@ def configs(size: str) -> list[RunConfig]:
         return _medium()
     if size == "quick":
         data = {"name": "mnist5k", "probe_size": 1000, "probe_splits": ["train", "test"]}
-        regimes = {"sgd": {"optimizer": "sgd", "lr": 0.01, "batch_size": 64},
-                   "momentum": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64},
-                   "adam": {"optimizer": "adam", "lr": 0.001, "batch_size": 64}}
+        regimes = {
+            "sgd": {"optimizer": "sgd", "lr": 0.01, "batch_size": 64},
+            "momentum": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64},
+            "adam": {"optimizer": "adam", "lr": 0.001, "batch_size": 64},
+        }
         epochs, noise, model = 6, [0.5], {"name": "ansuini_cnn"}
     else:
         data = {"name": "cifar10", "probe_size": 10000, "probe_splits": ["train", "test"]}
-        regimes = {"sgd-small": {"optimizer": "sgd", "lr": 1e-3, "batch_size": 512}, "sgd-large": {"optimizer": "sgd", "lr": 0.1, "batch_size": 32},
-                   "momentum-small": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "batch_size": 512}, "momentum-large": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 32},
-                   "adam-small": {"optimizer": "adam", "lr": 1e-5, "batch_size": 512}, "adam-large": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32}}
+        regimes = {
+            "sgd-small": {"optimizer": "sgd", "lr": 1e-3, "batch_size": 512},
+            "sgd-large": {"optimizer": "sgd", "lr": 0.1, "batch_size": 32},
+            "momentum-small": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "batch_size": 512},
+            "momentum-large": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 32},
+            "adam-small": {"optimizer": "adam", "lr": 1e-5, "batch_size": 512},
+            "adam-large": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32},
+        }
         epochs, noise, model = 200, [0.1, 0.3, 0.5, 0.7, 0.9], {"name": "resnet"}
-    probes = {"measures": ["twonn", "alpha", "csr", "pgd"], "layers": ["relu3", "output"] if size == "quick" else ["layer4", "fc"],
-              "csr": {"n_points": 500}, "pgd": {"n_points": 500, "eps": 0.1}}
-    configs = [make_config({"name": name, "data": data, "model": model, "train": {**t, "epochs": epochs, "weight_decay": 1e-4},
-                     "schedule": {"kind": "log", "num": 12}, "probes": probes}) for name, t in regimes.items()]
-    configs += [make_config({"name": f"momentum-noise-{p}", "data": {**data, "label_noise": p}, "model": model,
-                      "train": {**regimes["momentum" if size == "quick" else "momentum-large"], "epochs": epochs, "weight_decay": 1e-4},
-                      "schedule": {"kind": "log", "num": 12}, "probes": probes}) for p in noise]
+    probes = {
+        "measures": ["twonn", "alpha", "csr", "pgd"],
+        "layers": ["relu3", "output"] if size == "quick" else ["layer4", "fc"],
+        "csr": {"n_points": 500},
+        "pgd": {"n_points": 500, "eps": 0.1},
+    }
+    configs = [
+        make_config(
+            {
+                "name": name,
+                "data": data,
+                "model": model,
+                "train": {**t, "epochs": epochs, "weight_decay": 1e-4},
+                "schedule": {"kind": "log", "num": 12},
+                "probes": probes,
+            }
+        )
+        for name, t in regimes.items()
+    ]
+    configs += [
+        make_config(
+            {
+                "name": f"momentum-noise-{p}",
+                "data": {**data, "label_noise": p},
+                "model": model,
+                "train": {
+                    **regimes["momentum" if size == "quick" else "momentum-large"],
+                    "epochs": epochs,
+                    "weight_decay": 1e-4,
+                },
+                "schedule": {"kind": "log", "num": 12},
+                "probes": probes,
+            }
+        )
+        for p in noise
+    ]
     return configs
 
 
@@ -50,20 +88,62 @@ def _medium() -> list[RunConfig]:
     """
     vgg = {"name": "vgg", "params": {"width": 16, "depth": 3}}
     fashion = {"name": "fashion_mnist", "n_train": 10000, "probe_size": 1000, "probe_splits": ["train", "test"]}
-    regimes = {"sgd": {"optimizer": "sgd", "lr": 0.02, "batch_size": 128},
-               "momentum": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128},
-               "adam": {"optimizer": "adam", "lr": 0.001, "batch_size": 128}}
-    probes = {"measures": ["twonn", "alpha", "csr", "pgd"], "layers": ["pool", "classifier"],
-              "csr": {"n_points": 200}, "pgd": {"n_points": 200, "eps": 0.1}}
+    regimes = {
+        "sgd": {"optimizer": "sgd", "lr": 0.02, "batch_size": 128},
+        "momentum": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128},
+        "adam": {"optimizer": "adam", "lr": 0.001, "batch_size": 128},
+    }
+    probes = {
+        "measures": ["twonn", "alpha", "csr", "pgd"],
+        "layers": ["pool", "classifier"],
+        "csr": {"n_points": 200},
+        "pgd": {"n_points": 200, "eps": 0.1},
+    }
     schedule = {"kind": "log", "num": 24}
-    configs = [make_config({"name": f"vgg-{name}", "data": fashion, "model": vgg, "train": {**t, "epochs": 3, "weight_decay": 1e-4},
-                            "schedule": schedule, "probes": probes}) for name, t in regimes.items()]
-    configs.append(make_config({"name": "vgg-momentum-noise-0.5", "data": {**fashion, "label_noise": 0.5}, "model": vgg,
-                                "train": {**regimes["momentum"], "epochs": 3, "weight_decay": 1e-4}, "schedule": schedule, "probes": probes}))
-    configs.append(make_config({"name": "mlp1d-momentum", "data": {"name": "mnist1d", "probe_size": 1000, "probe_splits": ["train", "test"]},
-                                "model": {"name": "mlp", "params": {"width": 256, "depth": 4}},
-                                "train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 30, "weight_decay": 1e-4},
-                                "schedule": schedule, "probes": {**probes, "layers": ["relu3", "out"]}}))
+    configs = [
+        make_config(
+            {
+                "name": f"vgg-{name}",
+                "data": fashion,
+                "model": vgg,
+                "train": {**t, "epochs": 3, "weight_decay": 1e-4},
+                "schedule": schedule,
+                "probes": probes,
+            }
+        )
+        for name, t in regimes.items()
+    ]
+    configs.append(
+        make_config(
+            {
+                "name": "vgg-momentum-noise-0.5",
+                "data": {**fashion, "label_noise": 0.5},
+                "model": vgg,
+                "train": {**regimes["momentum"], "epochs": 3, "weight_decay": 1e-4},
+                "schedule": schedule,
+                "probes": probes,
+            }
+        )
+    )
+    configs.append(
+        make_config(
+            {
+                "name": "mlp1d-momentum",
+                "data": {"name": "mnist1d", "probe_size": 1000, "probe_splits": ["train", "test"]},
+                "model": {"name": "mlp", "params": {"width": 256, "depth": 4}},
+                "train": {
+                    "optimizer": "sgd",
+                    "lr": 0.02,
+                    "momentum": 0.9,
+                    "batch_size": 128,
+                    "epochs": 30,
+                    "weight_decay": 1e-4,
+                },
+                "schedule": schedule,
+                "probes": {**probes, "layers": ["relu3", "out"]},
+            }
+        )
+    )
     return seeded(configs)
 
 
@@ -85,13 +165,20 @@ def _run_evidence(r: pd.DataFrame) -> tuple[Evidence, float | None, float, float
     try:
         expansion, compression = detect_phases(curve.step, curve.value, ID_PATTERN, errors=curve.error)
         low, high = compression.start_interval
-        ev = Evidence(f"peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f})",
-                      compression.confidence >= THRESHOLD, confidence=compression.confidence)
+        ev = Evidence(
+            f"peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f})",
+            compression.confidence >= THRESHOLD,
+            confidence=compression.confidence,
+        )
     except ValueError:
         ev = Evidence("no expansion-then-compression fit", False, confidence=0.0)
     csr = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
     merged = curve.merge(csr, on="step", suffixes=("_id", "_csr"))
-    corr = float(np.corrcoef(merged.value_id, merged.value_csr)[0, 1]) if len(merged) > 2 and merged.value_csr.std() > 0 else None
+    corr = (
+        float(np.corrcoef(merged.value_id, merged.value_csr)[0, 1])
+        if len(merged) > 2 and merged.value_csr.std() > 0
+        else None
+    )
     last = int(r.step.max())
     return ev, corr, value(r, "alpha", layer, last, "test"), value(r, "robust_acc", "", last, "test")
 
@@ -110,24 +197,47 @@ def findings(folder: Path) -> list[Finding]:
                 corrs.append(corr)
             alphas.append(alpha)
             robust.append(rob)
-        csr_ev[seed] = Evidence("Pearson r between ID and CSR over checkpoints, per run: " + ", ".join(f"{c:.2f}" for c in corrs) if corrs else "CSR was 0 at every checkpoint",
-                                bool(np.mean(corrs) > 0) if corrs else None, effect=float(np.mean(corrs)) if corrs else None)
+        csr_ev[seed] = Evidence(
+            "Pearson r between ID and CSR over checkpoints, per run: " + ", ".join(f"{c:.2f}" for c in corrs)
+            if corrs
+            else "CSR was 0 at every checkpoint",
+            bool(np.mean(corrs) > 0) if corrs else None,
+            effect=float(np.mean(corrs)) if corrs else None,
+        )
         r_end = float(np.corrcoef(alphas, robust)[0, 1]) if len(alphas) > 2 else float("nan")
-        alpha_ev[seed] = Evidence("end of training, per run: alpha " + ", ".join(f"{a:.2f}" for a in alphas) + "; robust accuracy "
-                                  + ", ".join(f"{b:.3f}" for b in robust) + f"; Pearson r = {r_end:.2f}",
-                                  bool(abs(r_end) > 0.5) if np.isfinite(r_end) else None, effect=abs(r_end) - 0.5 if np.isfinite(r_end) else None)
+        alpha_ev[seed] = Evidence(
+            "end of training, per run: alpha "
+            + ", ".join(f"{a:.2f}" for a in alphas)
+            + "; robust accuracy "
+            + ", ".join(f"{b:.3f}" for b in robust)
+            + f"; Pearson r = {r_end:.2f}",
+            bool(abs(r_end) > 0.5) if np.isfinite(r_end) else None,
+            effect=abs(r_end) - 0.5 if np.isfinite(r_end) else None,
+        )
     out = []
     if len(seeds) == 1:  # one run per setting (quick, full): the majority of runs, as before
         (seed,) = seeds
         found = [by[seed].holds for by in per_setting.values()]
-        out.append(Finding(_EXPAND.format(where=", across optimizers and label noise"),
-                           "; ".join(f"{name}: {by[seed].measured}" for name, by in per_setting.items()), bool(np.mean(found) >= 0.5)))
+        out.append(
+            Finding(
+                _EXPAND.format(where=", across optimizers and label noise"),
+                "; ".join(f"{name}: {by[seed].measured}" for name, by in per_setting.items()),
+                bool(np.mean(found) >= 0.5),
+            )
+        )
     else:
         settings = {name: over_seeds(_EXPAND.format(where=f" ({name})"), by) for name, by in per_setting.items()}
         held = [name for name, f in settings.items() if f.holds]
-        out.append(Finding(_EXPAND.format(where=", across optimizers and label noise"),
-                           f"found (in a majority of seeds) in {len(held)} of {len(settings)} settings" + (f": {', '.join(held)}" if held else ""),
-                           bool(len(held) >= len(settings) / 2), None, len(seeds)))
+        out.append(
+            Finding(
+                _EXPAND.format(where=", across optimizers and label noise"),
+                f"found (in a majority of seeds) in {len(held)} of {len(settings)} settings"
+                + (f": {', '.join(held)}" if held else ""),
+                bool(len(held) >= len(settings) / 2),
+                None,
+                len(seeds),
+            )
+        )
         out += list(settings.values())
     out.append(over_seeds(_CSR, csr_ev))
     out.append(over_seeds(_ALPHA, alpha_ev))
@@ -143,19 +253,37 @@ def summary(folder: Path) -> Figure:
             colour, first = f"C{settings.index(name) % 10}", seed == min(seeds)
             layer = _last_hidden(r)
             c = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
-            ax_id.plot(c.step, c.value, "o-" if first else "-", ms=3, lw=1.2 if first else 0.7, alpha=1 if first else 0.5, color=colour,
-                       label=f"{name} ({layer})" if first else None)
+            ax_id.plot(
+                c.step,
+                c.value,
+                "o-" if first else "-",
+                ms=3,
+                lw=1.2 if first else 0.7,
+                alpha=1 if first else 0.5,
+                color=colour,
+                label=f"{name} ({layer})" if first else None,
+            )
             c = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
-            ax_csr.plot(c.step, c.value, "o-" if first else "-", ms=3, lw=1.2 if first else 0.7, alpha=1 if first else 0.5, color=colour,
-                        label=name if first else None)
+            ax_csr.plot(
+                c.step,
+                c.value,
+                "o-" if first else "-",
+                ms=3,
+                lw=1.2 if first else 0.7,
+                alpha=1 if first else 0.5,
+                color=colour,
+                label=name if first else None,
+            )
             last = int(r.step.max())
             a = r[(r.metric == "alpha") & (r.layer == layer) & (r.step == last) & (r.split == "test")].value
             b = r[(r.metric == "robust_acc") & (r.step == last) & (r.split == "test")].value
             if len(a) and len(b):
                 ax_ar.scatter(a, b, s=40, color=colour, label=name if first else None)
     more = f" (seed {min(seeds)} with markers, other seeds thin)" if len(seeds) > 1 else ""
-    for ax, title, ylabel in ((ax_id, "ID of the last hidden layer over training" + more, "TwoNN ID"),
-                              (ax_csr, "critical sample ratio over training", "CSR")):
+    for ax, title, ylabel in (
+        (ax_id, "ID of the last hidden layer over training" + more, "TwoNN ID"),
+        (ax_csr, "critical sample ratio over training", "CSR"),
+    ):
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
@@ -171,4 +299,10 @@ def summary(folder: Path) -> Figure:
     return fig
 
 
-EXPERIMENT = Experiment("tan2024", "Tan et al. 2024, Low-dimensional intrinsic dimension reveals a phase transition in gradient-based learning", configs, findings, summary)
+EXPERIMENT = Experiment(
+    "tan2024",
+    "Tan et al. 2024, Low-dimensional intrinsic dimension reveals a phase transition in gradient-based learning",
+    configs,
+    findings,
+    summary,
+)

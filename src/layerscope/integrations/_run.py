@@ -98,11 +98,17 @@ class TrackedRun:
             raise ValueError("give probe inputs for at least one split, e.g. inputs={'test': x}")
         for split, x in inputs.items():
             if n_inputs(x) < 3:
-                raise ValueError(f"probe inputs {split!r}: {n_inputs(x)} inputs; the estimators need many more (hundreds)")
+                raise ValueError(
+                    f"probe inputs {split!r}: {n_inputs(x)} inputs; the estimators need many more (hundreds)"
+                )
         try:
             self.geometry = GeometrySettings(**{"estimators": ["twonn"], **geometry})
         except ValidationError as err:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors())) from None
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+                )
+            ) from None
         if every is None and checkpoints < 2:
             raise ValueError(f"checkpoints must be >= 2 (step 0 and the last), got {checkpoints}")
         if every is not None and every < 1:
@@ -123,7 +129,9 @@ class TrackedRun:
     def active(self) -> bool:
         return self.tracker is not None
 
-    def begin(self, model: nn.Module, total_steps: int, *, resuming: bool, trainer: str, settings: Mapping[str, Any]) -> None:
+    def begin(
+        self, model: nn.Module, total_steps: int, *, resuming: bool, trainer: str, settings: Mapping[str, Any]
+    ) -> None:
         """Open the run: lock the folder, write ``run.parquet`` (status running, the plan), build the tracker.
 
         Raises
@@ -132,7 +140,9 @@ class TrackedRun:
             The folder holds a run and training starts from step 0 without ``overwrite``.
         """
         if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
-            raise ValueError(f"the trainer does not know its number of steps ({total_steps}); give it max_steps or max_epochs")
+            raise ValueError(
+                f"the trainer does not know its number of steps ({total_steps}); give it max_steps or max_epochs"
+            )
         total_steps = int(total_steps)
         self._close_abandoned()
         self._lock = self.store.lock()
@@ -148,23 +158,51 @@ class TrackedRun:
                 elif self.overwrite:
                     self.store.clear()
                 else:
-                    raise FileExistsError(f"{self.folder} holds a run already: pass overwrite=True to start it again, or choose another folder")
-            self.plan = checkpoint_steps(total_steps, "every" if self.every else "log", num=self.checkpoints, every=self.every)
+                    raise FileExistsError(
+                        f"{self.folder} holds a run already: pass overwrite=True to start it again, or choose another "
+                        "folder"
+                    )
+            self.plan = checkpoint_steps(
+                total_steps, "every" if self.every else "log", num=self.checkpoints, every=self.every
+            )
             geometry = self.geometry
             if geometry.layers is None and transformer_blocks(model):
                 geometry = geometry.model_copy(update={"layers": [*transformer_blocks(model), "output:logits"]})
-            config = {"trainer": trainer, "settings": dict(settings), "layers": geometry.layers, "estimators": geometry.estimators,
-                      "tokens": geometry.tokens, "checkpoints": self.plan, "splits": list(self.inputs)}
-            self.record = self.store.start_run(RunRecord.begin(self.folder.name, config, seed=self.seed, resumes=resumes,
-                                                               total_steps=total_steps, checkpoints=self.plan))
+            config = {
+                "trainer": trainer,
+                "settings": dict(settings),
+                "layers": geometry.layers,
+                "estimators": geometry.estimators,
+                "tokens": geometry.tokens,
+                "checkpoints": self.plan,
+                "splits": list(self.inputs),
+            }
+            self.record = self.store.start_run(
+                RunRecord.begin(
+                    self.folder.name,
+                    config,
+                    seed=self.seed,
+                    resumes=resumes,
+                    total_steps=total_steps,
+                    checkpoints=self.plan,
+                )
+            )
             on_frame = None
             if self.tensorboard:
                 from .tensorboard import TensorBoardMirror
 
                 target = self.folder / "tensorboard" if self.tensorboard is True else Path(self.tensorboard)
                 on_frame = TensorBoardMirror(target)
-            self.tracker = Tracker(self.store, self.inputs, run_id=self.folder.name, geometry=geometry, device=self.device, forward=self.forward,
-                                   seed=self.seed, on_frame=on_frame)
+            self.tracker = Tracker(
+                self.store,
+                self.inputs,
+                run_id=self.folder.name,
+                geometry=geometry,
+                device=self.device,
+                forward=self.forward,
+                seed=self.seed,
+                on_frame=on_frame,
+            )
         except BaseException:
             self._release()
             raise
@@ -180,14 +218,26 @@ class TrackedRun:
         if other is None or not other.active:  # (other may be this run itself: begun again after an unseen failure)
             return
         if other._thread != threading.get_ident():
-            raise RunLockedError(f"{self.folder} is in use by another training in this process (thread {other._thread}); "
-                                 "wait for it to end, or choose another folder")
-        other.end("failed", "the training stopped before its end without telling the callback (it raised?); "
-                            "recorded when a new run began in this folder")
+            raise RunLockedError(
+                f"{self.folder} is in use by another training in this process (thread {other._thread}); "
+                "wait for it to end, or choose another folder"
+            )
+        other.end(
+            "failed",
+            "the training stopped before its end without telling the callback (it raised?); "
+            "recorded when a new run began in this folder",
+        )
 
     @contextlib.contextmanager
-    def track(self, model: nn.Module, total_steps: int, *, resuming: bool = False, trainer: str = "custom",
-              settings: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+    def track(
+        self,
+        model: nn.Module,
+        total_steps: int,
+        *,
+        resuming: bool = False,
+        trainer: str = "custom",
+        settings: Mapping[str, Any] | None = None,
+    ) -> Iterator[TrackedRun]:
         """Open the run for a training loop of your own, and close it however the loop ends::
 
             run = TrackedRun("runs/mine", {"test": x_probe})
@@ -212,7 +262,9 @@ class TrackedRun:
         """Whether ``step`` is a planned checkpoint not yet measured."""
         return self.active and step in self.plan and step not in self.measured
 
-    def measure(self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, Any] | None = None) -> None:
+    def measure(
+        self, model: nn.Module, step: int, epoch: float | None = None, metrics: Mapping[str, Any] | None = None
+    ) -> None:
         """Measure the model at ``step`` (once per step) and store the trainer's scalar metrics beside it."""
         if not self.active or step in self.measured:
             return
@@ -227,7 +279,11 @@ class TrackedRun:
         try:
             self.record = self.store.end_run(self.record, status, error)
         finally:
-            if self.tracker is not None and self.tracker.on_frame is not None and hasattr(self.tracker.on_frame, "close"):
+            if (
+                self.tracker is not None
+                and self.tracker.on_frame is not None
+                and hasattr(self.tracker.on_frame, "close")
+            ):
                 self.tracker.on_frame.close()
             self.tracker = None
             self._release()

@@ -52,17 +52,33 @@ class LayerscopeCallback(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        settings = {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps, "accumulate_grad_batches": trainer.accumulate_grad_batches,
-                    "precision": str(trainer.precision), "world_size": trainer.world_size, "hparams": _plain(dict(pl_module.hparams))}
-        self.run.begin(pl_module, trainer.estimated_stepping_batches, resuming=trainer.global_step > 0, trainer="lightning", settings=settings)
+        settings = {
+            "max_epochs": trainer.max_epochs,
+            "max_steps": trainer.max_steps,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "precision": str(trainer.precision),
+            "world_size": trainer.world_size,
+            "hparams": _plain(dict(pl_module.hparams)),
+        }
+        self.run.begin(
+            pl_module,
+            trainer.estimated_stepping_batches,
+            resuming=trainer.global_step > 0,
+            trainer="lightning",
+            settings=settings,
+        )
         if self.run.due(trainer.global_step):
             self.run.measure(pl_module, trainer.global_step, float(trainer.current_epoch), trainer.callback_metrics)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step  # optimizer steps so far: several batches per step when gradients accumulate
         if self.run.due(step):
             batches = trainer.num_training_batches
-            epoch = trainer.current_epoch + ((batch_idx + 1) / batches if isinstance(batches, int) and batches > 0 else 0.0)
+            epoch = trainer.current_epoch + (
+                (batch_idx + 1) / batches if isinstance(batches, int) and batches > 0 else 0.0
+            )
             self.run.measure(pl_module, step, epoch, trainer.callback_metrics)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -20,7 +20,9 @@ class TensorBoardMirror:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ImportError("mirroring to TensorBoard needs tensorboard: pip install 'layerscope[tensorboard]'") from None
+            raise ImportError(
+                "mirroring to TensorBoard needs tensorboard: pip install 'layerscope[tensorboard]'"
+            ) from None
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     @staticmethod

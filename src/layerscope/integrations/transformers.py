@@ -44,8 +44,18 @@ from ..probes.capture import Inputs
 from ..store import ending
 from ._run import TrackedRun
 
-_SETTINGS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps", "weight_decay",
-             "warmup_steps", "lr_scheduler_type", "optim", "seed")
+_SETTINGS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "optim",
+    "seed",
+)
 
 
 class LayerscopeCallback(TrainerCallback):
@@ -65,7 +75,9 @@ class LayerscopeCallback(TrainerCallback):
         frame = inspect.currentframe()
         while frame is not None:
             owner = frame.f_locals.get("self")
-            if isinstance(owner, Trainer) and self in getattr(getattr(owner, "callback_handler", None), "callbacks", ()):
+            if isinstance(owner, Trainer) and self in getattr(
+                getattr(owner, "callback_handler", None), "callbacks", ()
+            ):
                 if not getattr(owner.train, "_layerscope_watched", False):
                     owner.train = self._recording_failures(owner.train)
                 return
@@ -94,24 +106,55 @@ class LayerscopeCallback(TrainerCallback):
             for key, value in entry.items():
                 if key == "loss":
                     metrics["train_loss"] = value
-                elif key.startswith("eval_") and key not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"):
+                elif key.startswith("eval_") and key not in (
+                    "eval_runtime",
+                    "eval_samples_per_second",
+                    "eval_steps_per_second",
+                ):
                     metrics[key] = value
         return metrics
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not state.is_world_process_zero or model is None:
             return
         self._watch_calling_trainer()  # for a callback added after the Trainer was made: watches its next train()
-        settings = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k in _SETTINGS if (v := getattr(args, k, None)) is not None}
-        self.run.begin(model, state.max_steps, resuming=state.global_step > 0, trainer="transformers", settings=settings)
+        settings = {
+            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+            for k in _SETTINGS
+            if (v := getattr(args, k, None)) is not None
+        }
+        self.run.begin(
+            model, state.max_steps, resuming=state.global_step > 0, trainer="transformers", settings=settings
+        )
         if self.run.due(state.global_step):
             self.run.measure(model, state.global_step, state.epoch or 0.0, self._metrics(state))
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if model is not None and self.run.due(state.global_step):
             self.run.measure(model, state.global_step, state.epoch, self._metrics(state))
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module | None = None, **kwargs: Any) -> None:
+    def on_train_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         if self.run.active:
             if model is not None and state.global_step not in self.run.measured:  # stopped before the planned end
                 self.run.measure(model, state.global_step, state.epoch, self._metrics(state))

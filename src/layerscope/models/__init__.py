@@ -43,16 +43,23 @@ def _library(library: str) -> object:
     except ImportError:
         raise ValueError(f"models named {library}:NAME need {library}: pip install {library}") from None
     except Exception as err:  # noqa: BLE001 - a broken install (a CUDA build of torchvision beside a CPU torch) raises anything
-        raise ValueError(f"{library} is installed but cannot be imported ({type(err).__name__}: {err}); reinstall it to match torch") from None
+        raise ValueError(
+            f"{library} is installed but cannot be imported ({type(err).__name__}: {err}); reinstall it to match torch"
+        ) from None
     return module
 
 
 def check_model_name(name: str) -> str:
-    """A registered model's name, or ``LIBRARY:NAME`` of a model the library has; a ValueError naming the choices otherwise."""
+    """A registered model's name, or ``LIBRARY:NAME`` of a model the library has; a ValueError naming the choices
+    otherwise.
+    """
     library, _, model = name.partition(":")
     if not model:
         if name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}, or LIBRARY:NAME with LIBRARY one of {', '.join(LIBRARIES)}")
+            raise ValueError(
+                f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}, or LIBRARY:NAME with LIBRARY one "
+                f"of {', '.join(LIBRARIES)}"
+            )
         return name
     if library not in LIBRARIES:
         raise ValueError(f"unknown model library {library!r} in {name!r}; choose from {', '.join(LIBRARIES)}")
@@ -99,7 +106,9 @@ def build_model(name: str, **params: object) -> nn.Module:
             try:
                 params[key] = pydantic.TypeAdapter(hints[key]).validate_python(value)
             except pydantic.ValidationError as err:
-                raise ValueError(f"bad parameters for model {name!r}: {key}: {err.errors()[0]['msg']}, got {value!r}") from None
+                raise ValueError(
+                    f"bad parameters for model {name!r}: {key}: {err.errors()[0]['msg']}, got {value!r}"
+                ) from None
     return cls(**params)
 
 

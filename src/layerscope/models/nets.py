@@ -135,12 +135,19 @@ class ResNet(nn.Module):
             c_out = width * 2**i
             stages.append(
                 nn.Sequential(
-                    *[BasicBlock(c_in if j == 0 else c_out, c_out, 2 if (i > 0 and j == 0) else 1, batch_norm, preact) for j in range(n_blocks)]
+                    *[
+                        BasicBlock(c_in if j == 0 else c_out, c_out, 2 if (i > 0 and j == 0) else 1, batch_norm, preact)
+                        for j in range(n_blocks)
+                    ]
                 )
             )
             c_in = c_out
         self.layer1, self.layer2, self.layer3, self.layer4 = (stages + [nn.Identity()] * 4)[:4]
-        self.final = nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU()) if preact and batch_norm else (nn.ReLU() if preact else nn.Identity())
+        self.final = (
+            nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU())
+            if preact and batch_norm
+            else (nn.ReLU() if preact else nn.Identity())
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(c_in, num_classes)

@@ -3,4 +3,13 @@
 from .capture import OUTPUT, capture, resolve_layers
 from .geometry import DEFAULT_ESTIMATORS, DEFAULT_LAYERS, INPUT, ProbeWarning, measure_geometry
 
-__all__ = ["DEFAULT_ESTIMATORS", "DEFAULT_LAYERS", "INPUT", "OUTPUT", "ProbeWarning", "capture", "measure_geometry", "resolve_layers"]
+__all__ = [
+    "DEFAULT_ESTIMATORS",
+    "DEFAULT_LAYERS",
+    "INPUT",
+    "OUTPUT",
+    "ProbeWarning",
+    "capture",
+    "measure_geometry",
+    "resolve_layers",
+]

@@ -50,7 +50,10 @@ def select(value: object, keys: Sequence[str], name: str) -> torch.Tensor:
         offered = offered_keys(value)
         if isinstance(value, (tuple, list)):
             if not key.lstrip("-").isdigit() or not -len(value) <= int(key) < len(value):
-                raise KeyError(f"layer {name!r}: {type(value).__name__} of {len(value)} has no element {key!r}; choose from {', '.join(offered)}")
+                raise KeyError(
+                    f"layer {name!r}: {type(value).__name__} of {len(value)} has no element {key!r}; choose from "
+                    f"{', '.join(offered)}"
+                )
             value = value[int(key)]
         elif isinstance(value, Mapping) and key in value:
             value = value[key]
@@ -58,11 +61,15 @@ def select(value: object, keys: Sequence[str], name: str) -> torch.Tensor:
             value = getattr(value, key)
         else:
             where = ":".join([name.split(":")[0], *keys[:i]])
-            raise KeyError(f"layer {name!r}: {where} returns {type(value).__name__} without {key!r}; "
-                           + (f"choose from {', '.join(offered)}" if offered else "it has no elements to choose from"))
+            raise KeyError(
+                f"layer {name!r}: {where} returns {type(value).__name__} without {key!r}; "
+                + (f"choose from {', '.join(offered)}" if offered else "it has no elements to choose from")
+            )
     if not isinstance(value, torch.Tensor):
         offered = offered_keys(value)
-        hint = f"; pick an element: {', '.join(f'{name}:{k}' for k in offered)}" if offered else "; choose another layer"
+        hint = (
+            f"; pick an element: {', '.join(f'{name}:{k}' for k in offered)}" if offered else "; choose another layer"
+        )
         raise TypeError(f"layer {name!r} returns {type(value).__name__}, not a tensor{hint}")
     return value
 
@@ -118,9 +125,13 @@ def hooked(model: nn.Module, names: Sequence[str], on_call: OnCall, *, inputs: b
             if module is None:
                 raise ValueError(f"unknown layer {name!r}")
             if inputs:
-                handles.append(module.register_forward_pre_hook(lambda _m, args, name=name, keys=keys: report(name, keys, args[0])))
+                handles.append(
+                    module.register_forward_pre_hook(lambda _m, args, name=name, keys=keys: report(name, keys, args[0]))
+                )
             else:
-                handles.append(module.register_forward_hook(lambda _m, _args, out, name=name, keys=keys: report(name, keys, out)))
+                handles.append(
+                    module.register_forward_hook(lambda _m, _args, out, name=name, keys=keys: report(name, keys, out))
+                )
         yield
     finally:
         for handle in handles:
@@ -147,7 +158,9 @@ def model_device(model: nn.Module, device: str | torch.device | None = None) -> 
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating-point type of the model's parameters (float32 for a model without any): probes feed it inputs of this type."""
+    """The floating-point type of the model's parameters (float32 for a model without any): probes feed it inputs of
+    this type.
+    """
     for p in model.parameters():
         if p.is_floating_point():
             return p.dtype
@@ -163,7 +176,8 @@ def gradients_on() -> Iterator[None]:
 
 
 def check_finite_outputs(outputs: torch.Tensor, what: str) -> None:
-    """Refuse to measure a model whose outputs are not all finite (a diverged model): any number would be meaningless."""
+    """Refuse to measure a model whose outputs are not all finite (a diverged model): any number would be
+    meaningless."""
     if not bool(torch.isfinite(outputs).all()):
         raise NonFiniteOutputError(f"the model's outputs hold NaN or inf (has it diverged?): {what} is undefined")
 

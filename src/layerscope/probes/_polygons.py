@@ -51,7 +51,9 @@ def sides(P: np.ndarray, lines: np.ndarray) -> np.ndarray:
     return (P @ lines[:, :2, None])[..., 0] + lines[:, 2:3]
 
 
-def split_many(P: np.ndarray, n: np.ndarray, s: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def split_many(
+    P: np.ndarray, n: np.ndarray, s: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Vertex by vertex as in :func:`layerscope.probes.partition2d.clip` (a vertex on the kept side
     stays, an edge whose ends lie strictly on opposite sides adds its crossing point; a part with
     fewer than three vertices or no area gets 0 vertices), for many polygons at once: both parts
@@ -73,7 +75,9 @@ def split_many(P: np.ndarray, n: np.ndarray, s: np.ndarray) -> tuple[tuple[np.nd
     cross = real & (((s > 0) & (s_next < 0)) | ((s < 0) & (s_next > 0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(cross, s / (s - s_next), 0.0)
-    entries = np.stack([P, P + t[..., None] * (Q - P)], axis=2).reshape(m, 2 * K, 2)  # vertex i, then the crossing on edge i
+    entries = np.stack([P, P + t[..., None] * (Q - P)], axis=2).reshape(
+        m, 2 * K, 2
+    )  # vertex i, then the crossing on edge i
     parts = []
     for keep in (real & (s >= 0), real & (s <= 0)):
         mask = np.stack([keep, cross], axis=2).reshape(m, 2 * K)

@@ -19,7 +19,15 @@ from torch import nn
 
 from .._plotting import layer_order, over_training, subplots
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
-from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype, with_logits
+from ._model import (
+    check_at_least,
+    check_finite_outputs,
+    eval_mode,
+    gradients_on,
+    model_device,
+    model_dtype,
+    with_logits,
+)
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 if TYPE_CHECKING:
@@ -27,7 +35,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _bounds(x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _bounds(
+    x: torch.Tensor, lower: torch.Tensor | float | None, upper: torch.Tensor | float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel bounds broadcast to ``x`` (channels on dimension 1)."""
 
     def expand(v: torch.Tensor | float | None, fill: float) -> torch.Tensor:
@@ -79,7 +89,10 @@ def pgd(
     check_at_least(eps, "eps", 0)
     check_at_least(steps, "steps", 1)
     with gradients_on():
-        x, y = x.to(model_dtype(model)).clone(), y.clone()  # clones: tensors made in inference mode cannot enter autograd
+        x, y = (
+            x.to(model_dtype(model)).clone(),
+            y.clone(),
+        )  # clones: tensors made in inference mode cannot enter autograd
         lo, hi = _bounds(x, lower, upper)
         step_size = 2.5 * eps / steps if step_size is None else step_size
         x_adv = x.clone()
@@ -149,7 +162,9 @@ def robust_accuracy(
             with torch.no_grad():
                 check_finite_outputs(model(xb), "robust accuracy")
             if attack == "pgd":
-                adv = pgd(model, xb, yb, eps=eps, steps=steps, step_size=step_size, lower=lower, upper=upper, seed=seed + a)
+                adv = pgd(
+                    model, xb, yb, eps=eps, steps=steps, step_size=step_size, lower=lower, upper=upper, seed=seed + a
+                )
             else:
                 adv = fgsm(model, xb, yb, eps=eps, lower=lower, upper=upper)
             with torch.no_grad():
@@ -178,7 +193,16 @@ class RobustnessProbe:
         self.inputs = inputs
         self.grid = list(grid)  # (label, eps in input units) of further radii
         self.unit = unit  # the data scale, with eps_unit = "data" (stored as rows)
-        self.params = {"eps": eps, "attack": attack, "steps": steps, "lower": lower, "upper": upper, "seed": seed, "device": device, "logits_key": logits_key}
+        self.params = {
+            "eps": eps,
+            "attack": attack,
+            "steps": steps,
+            "lower": lower,
+            "upper": upper,
+            "seed": seed,
+            "device": device,
+            "logits_key": logits_key,
+        }
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
         rows = []
@@ -187,7 +211,15 @@ class RobustnessProbe:
             rows.append(Row(split, MODEL_LEVEL, "robust_acc", value, proportion_error(round(value * len(x)), len(x))))
             for label, eps in self.grid:  # robust accuracy against eps: split "test@eps=E"
                 value = robust_accuracy(model, x, y, **{**self.params, "eps": eps})
-                rows.append(Row(f"{split}@eps={label:g}", MODEL_LEVEL, "robust_acc", value, proportion_error(round(value * len(x)), len(x))))
+                rows.append(
+                    Row(
+                        f"{split}@eps={label:g}",
+                        MODEL_LEVEL,
+                        "robust_acc",
+                        value,
+                        proportion_error(round(value * len(x)), len(x)),
+                    )
+                )
         if self.unit is not None:
             # exact: a function of the fixed probe inputs, so its error is 0
             rows.append(Row(next(iter(self.inputs)), MODEL_LEVEL, "pgd_data_scale", self.unit, 0.0))
@@ -198,12 +230,23 @@ class PGDSettings(ProbeSettings):
     """Robust accuracy under an L-infinity attack of radius eps (input units)."""
 
     eps: float = Field(0.1, ge=0)
-    eps_grid: list[float] = Field([], description="further radii: robust accuracy at each, in rows of split 'SPLIT@eps=E' (robust accuracy against eps)")
+    eps_grid: list[float] = Field(
+        [],
+        description=(
+            "further radii: robust accuracy at each, in rows of split 'SPLIT@eps=E' (robust accuracy against eps)"
+        ),
+    )
     eps_unit: Literal["input", "data"] = Field(
-        "input", description="'data': eps and eps_grid are multiples of the data's scale (see data_scale), not input units")
+        "input",
+        description="'data': eps and eps_grid are multiples of the data's scale (see data_scale), not input units",
+    )
     steps: int = Field(10, ge=1)
     attack: Literal["pgd", "fgsm"] = "pgd"
-    n_points: int = Field(500, ge=1, description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure")
+    n_points: int = Field(
+        500,
+        ge=1,
+        description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure",
+    )
     splits: list[Literal["train", "test"]] = ["test"]
 
     @field_validator("eps_grid")
@@ -237,9 +280,18 @@ def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
     if settings.eps_unit == "data":
         x, y = inputs[settings.splits[0]]
         unit = data_scale(x.cpu(), y.cpu())
-    return RobustnessProbe(inputs, eps=settings.eps * unit, attack=settings.attack, steps=settings.steps, lower=lower, upper=upper,
-                           seed=run.seed, device=run.device, grid=[(e, e * unit) for e in settings.eps_grid],
-                           unit=unit if settings.eps_unit == "data" else None)
+    return RobustnessProbe(
+        inputs,
+        eps=settings.eps * unit,
+        attack=settings.attack,
+        steps=settings.steps,
+        lower=lower,
+        upper=upper,
+        seed=run.seed,
+        device=run.device,
+        grid=[(e, e * unit) for e in settings.eps_grid],
+        unit=unit if settings.eps_unit == "data" else None,
+    )
 
 
 def figure_alpha_vs_robustness(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
@@ -268,11 +320,28 @@ SPEC = ProbeSpec(
     name="pgd",
     settings=PGDSettings,
     build=_build,
-    metrics=(Metric("robust_acc", "accuracy under the PGD or FGSM attack of radius eps (layer \"\"; split 'test@eps=E' for the radii of eps_grid)",
-                    "Agresti-Coull binomial standard error"),
-             Metric("pgd_data_scale", "with eps_unit = 'data': the data scale eps is a multiple of (median half L-infinity distance to the nearest input of another class)")),
+    metrics=(
+        Metric(
+            "robust_acc",
+            "accuracy under the PGD or FGSM attack of radius eps (layer \"\"; split 'test@eps=E' for the radii of "
+            "eps_grid)",
+            "Agresti-Coull binomial standard error",
+        ),
+        Metric(
+            "pgd_data_scale",
+            "with eps_unit = 'data': the data scale eps is a multiple of (median half L-infinity distance to the "
+            "nearest input of another class)",
+        ),
+    ),
     figures=(
-        FigureSpec("robust_acc.png", "Robust accuracy over training", ("robust_acc",), draw=over_training("robust_acc")),
-        FigureSpec("alpha_vs_robustness.png", "Spectrum exponent against robust accuracy", ("alpha", "robust_acc"), draw=figure_alpha_vs_robustness),
+        FigureSpec(
+            "robust_acc.png", "Robust accuracy over training", ("robust_acc",), draw=over_training("robust_acc")
+        ),
+        FigureSpec(
+            "alpha_vs_robustness.png",
+            "Spectrum exponent against robust accuracy",
+            ("alpha", "robust_acc"),
+            draw=figure_alpha_vs_robustness,
+        ),
     ),
 )

@@ -101,7 +101,11 @@ def resolve_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
         ]
         if not matched:
             close = difflib.get_close_matches(pattern, list(modules), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; the model has {', '.join(list(modules)[:8])}, ..."
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else f"; the model has {', '.join(list(modules)[:8])}, ..."
+            )
             raise ValueError(f"unknown layer {selector!r}: no module name, pattern or type matches it{hint}")
         for name in matched:
             chosen.setdefault(name, []).append(name + suffix)
@@ -164,7 +168,11 @@ def call_model(model: nn.Module, batch: Inputs, device: torch.device, forward: F
     model's floating-point type (a float64 model gets float64 inputs).
     """
     dtype = model_dtype(model)
-    batch = _to(batch, device, dtype) if isinstance(batch, torch.Tensor) else {key: _to(value, device, dtype) for key, value in batch.items()}
+    batch = (
+        _to(batch, device, dtype)
+        if isinstance(batch, torch.Tensor)
+        else {key: _to(value, device, dtype) for key, value in batch.items()}
+    )
     if forward is not None:
         return forward(model, batch)
     return model(**batch) if isinstance(batch, Mapping) else model(batch)
@@ -220,13 +228,21 @@ def reduce_tokens(output: torch.Tensor, tokens: str, mask: torch.Tensor | None) 
 def _check_batch(name: str, output: torch.Tensor, batch: int) -> None:
     if output.ndim == 0 or len(output) != batch:
         raise ValueError(
-            f"layer {name!r} gives an output of shape {tuple(output.shape)} for a batch of {batch} inputs: its first axis is not "
+            f"layer {name!r} gives an output of shape {tuple(output.shape)} for a batch of {batch} inputs: its first "
+            "axis is not "
             "the inputs' (nn.LSTM, nn.GRU and nn.MultiheadAttention need batch_first=True)"
         )
 
 
-def layer_shapes(model: nn.Module, names: Sequence[str], example: Inputs, device: torch.device, *,
-                 tokens: str = "mean", forward: Forward | None = None) -> list[LayerShape]:
+def layer_shapes(
+    model: nn.Module,
+    names: Sequence[str],
+    example: Inputs,
+    device: torch.device,
+    *,
+    tokens: str = "mean",
+    forward: Forward | None = None,
+) -> list[LayerShape]:
     """The outputs that ``names`` produce in one forward pass of ``example`` (a batch), with rows per input."""
     seen: dict[tuple[str, int], tuple[int, torch.dtype, int]] = {}
     batch, mask = n_inputs(example), _mask(example)
@@ -234,7 +250,9 @@ def layer_shapes(model: nn.Module, names: Sequence[str], example: Inputs, device
     def record(name: str, call: int, output: torch.Tensor) -> None:
         _check_batch(name, output, batch)
         rows = reduce_tokens(output, tokens, mask)
-        per_input = output.shape[1] if tokens == "all" and output.ndim == 3 else 1  # every token, masked or not: an upper bound
+        per_input = (
+            output.shape[1] if tokens == "all" and output.ndim == 3 else 1
+        )  # every token, masked or not: an upper bound
         seen[(name, call)] = (rows.shape[1], _stored_dtype(output), per_input)
 
     with hooked(model, names, record), torch.no_grad():
@@ -332,8 +350,11 @@ def capture(
     if empty == n:
         raise ValueError(f"every one of the {n} inputs has an attention_mask of all zeros: no tokens to measure")
     if empty:
-        warnings.warn(f"{empty} of {n} sequences have no unmasked token (attention_mask all 0): left out of the point clouds "
-                      f"of the layers with a token axis (tokens={tokens!r})", stacklevel=2)
+        warnings.warn(
+            f"{empty} of {n} sequences have no unmasked token (attention_mask all 0): left out of the point clouds "
+            f"of the layers with a token axis (tokens={tokens!r})",
+            stacklevel=2,
+        )
     shapes = layer_shapes(model, names, take(inputs, 0, min(2, n)), device, tokens=tokens, forward=forward)
 
     def rows(shape: LayerShape) -> int:
@@ -383,7 +404,14 @@ def capture(
                     call_model(model, batch, device, forward)
         for s in group:
             # yielded without a local name: the caller's drop of a layer must free it (the budget counts on it)
-            yield s.name, _subsample(out.pop((s.module, s.call))[: filled[(s.module, s.call)]], max_token_points if tokens == "all" else None, seed)
+            yield (
+                s.name,
+                _subsample(
+                    out.pop((s.module, s.call))[: filled[(s.module, s.call)]],
+                    max_token_points if tokens == "all" else None,
+                    seed,
+                ),
+            )
 
 
 def _subsample(acts: torch.Tensor, cap: int | None, seed: int) -> torch.Tensor:

@@ -19,7 +19,15 @@ from torch import nn
 
 from .._plotting import over_training
 from ..results import MODEL_LEVEL, FigureSpec, Metric, Row, proportion_error
-from ._model import check_at_least, check_finite_outputs, eval_mode, gradients_on, model_device, model_dtype, with_logits
+from ._model import (
+    check_at_least,
+    check_finite_outputs,
+    eval_mode,
+    gradients_on,
+    model_device,
+    model_dtype,
+    with_logits,
+)
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 
 
@@ -73,7 +81,9 @@ def critical_sample_ratio(
     flipped_total = 0
     with eval_mode(model), gradients_on():
         for a in range(0, len(x), batch_size):
-            x0 = x[a : a + batch_size].to(device=device, dtype=dtype).clone()  # a clone: inputs made in inference mode cannot enter autograd
+            x0 = (
+                x[a : a + batch_size].to(device=device, dtype=dtype).clone()
+            )  # a clone: inputs made in inference mode cannot enter autograd
             g = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + a)
             with torch.no_grad():
                 logits = model(x0)
@@ -87,7 +97,9 @@ def critical_sample_ratio(
                 score = model(x_adv)[rows, cls].sum()
                 (grad,) = torch.autograd.grad(score, x_adv)
                 with torch.no_grad():
-                    update = step * grad.sign() + noise * torch.randn(x0.shape, generator=g).to(device=device, dtype=dtype)
+                    update = step * grad.sign() + noise * torch.randn(x0.shape, generator=g).to(
+                        device=device, dtype=dtype
+                    )
                     active = (~flipped).view(-1, *([1] * (x0.ndim - 1)))
                     x_adv = torch.where(active, x_adv - update, x_adv)
                     x_adv = torch.minimum(torch.maximum(x_adv, x0 - radius), x0 + radius)
@@ -101,10 +113,28 @@ def critical_sample_ratio(
 class CSRProbe:
     """CSR at a checkpoint on fixed inputs, as rows (metric ``csr``, layer ``""``)."""
 
-    def __init__(self, inputs: dict[str, torch.Tensor], *, radius: float, step_size: float, noise: float, steps: int = 10, seed: int = 0, device: str | None = None,
-                 logits_key: str | None = None) -> None:
+    def __init__(
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        radius: float,
+        step_size: float,
+        noise: float,
+        steps: int = 10,
+        seed: int = 0,
+        device: str | None = None,
+        logits_key: str | None = None,
+    ) -> None:
         self.inputs = inputs
-        self.params = {"radius": radius, "step": step_size, "noise": noise, "steps": steps, "seed": seed, "device": device, "logits_key": logits_key}
+        self.params = {
+            "radius": radius,
+            "step": step_size,
+            "noise": noise,
+            "steps": steps,
+            "seed": seed,
+            "device": device,
+            "logits_key": logits_key,
+        }
 
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
         rows = []
@@ -121,19 +151,37 @@ class CSRSettings(ProbeSettings):
     step: float = Field(0.25 / 255, ge=0, description="step size a of the Langevin search")
     noise: float = Field(0.2 / 255, ge=0)
     steps: int = Field(10, ge=1)
-    n_points: int = Field(500, ge=1, description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure")
+    n_points: int = Field(
+        500,
+        ge=1,
+        description="inputs per split: the first of the run's seeded probe inputs, those the geometry probes measure",
+    )
     splits: list[Literal["train", "test"]] = ["test"]
 
 
 def _build(settings: CSRSettings, run: ProbeContext) -> CSRProbe:
     inputs = {split: run.inputs(split, settings.n_points)[0] for split in settings.splits}
-    return CSRProbe(inputs, radius=settings.radius, step_size=settings.step, noise=settings.noise, steps=settings.steps, seed=run.seed, device=run.device)
+    return CSRProbe(
+        inputs,
+        radius=settings.radius,
+        step_size=settings.step,
+        noise=settings.noise,
+        steps=settings.steps,
+        seed=run.seed,
+        device=run.device,
+    )
 
 
 SPEC = ProbeSpec(
     name="csr",
     settings=CSRSettings,
     build=_build,
-    metrics=(Metric("csr", "critical sample ratio: fraction of inputs whose prediction flips within the box (layer \"\")", "Agresti-Coull binomial standard error"),),
+    metrics=(
+        Metric(
+            "csr",
+            'critical sample ratio: fraction of inputs whose prediction flips within the box (layer "")',
+            "Agresti-Coull binomial standard error",
+        ),
+    ),
     figures=(FigureSpec("csr.png", "Critical sample ratio over training", ("csr",), draw=over_training("csr")),),
 )

@@ -57,14 +57,31 @@ class LayerReading(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: list[str] | None = Field(None, description="names, glob patterns or module types; default: activations, pooling, output")
-    estimator_params: dict[str, dict[str, Any]] = Field({}, description="parameters per estimator name, e.g. {twonn = {n_subsamples = 0}}")
-    memory_budget_mb: int = Field(1024, gt=0, description="MiB for the activations held at once plus the estimators' working memory on one layer (see probes.capture.capture)")
+    layers: list[str] | None = Field(
+        None, description="names, glob patterns or module types; default: activations, pooling, output"
+    )
+    estimator_params: dict[str, dict[str, Any]] = Field(
+        {}, description="parameters per estimator name, e.g. {twonn = {n_subsamples = 0}}"
+    )
+    memory_budget_mb: int = Field(
+        1024,
+        gt=0,
+        description=(
+            "MiB for the activations held at once plus the estimators' working memory on one layer (see "
+            "probes.capture.capture)"
+        ),
+    )
     batch_size: int = Field(256, gt=0)
     tokens: Literal["mean", "first", "last", "all", "flatten"] = Field(
-        "mean", description="how a layer output of shape (inputs, tokens, features) becomes points (see probes.capture); 'flatten' for 1-D convolutions"
+        "mean",
+        description=(
+            "how a layer output of shape (inputs, tokens, features) becomes points (see probes.capture); "
+            "'flatten' for 1-D convolutions"
+        ),
     )
-    max_token_points: int = Field(10_000, gt=0, description="with tokens = 'all': at most this many token points per layer (seeded subsample)")
+    max_token_points: int = Field(
+        10_000, gt=0, description="with tokens = 'all': at most this many token points per layer (seeded subsample)"
+    )
 
     @field_validator("estimator_params")
     @classmethod
@@ -87,7 +104,9 @@ class LayerReading(BaseModel):
 class GeometrySettings(LayerReading):
     """What the geometry probe measures (``estimators``) and how it reads the layers (:class:`LayerReading`)."""
 
-    estimators: list[str] = Field(list(DEFAULT_ESTIMATORS), description="per-layer estimators (layerscope.estimators.ESTIMATORS)")
+    estimators: list[str] = Field(
+        list(DEFAULT_ESTIMATORS), description="per-layer estimators (layerscope.estimators.ESTIMATORS)"
+    )
 
     @field_validator("estimators")
     @classmethod
@@ -138,8 +157,12 @@ def estimate_layer(
                 n_resamples, seed = est.resampling
                 key = (est.standardized, n_resamples, seed)
                 if n_resamples and key not in resampled:
-                    resampled[key] = bootstrap_spectra(X, standardize=est.standardized, n_resamples=n_resamples, seed=seed)
-                result = est.fit_spectrum(spectra[est.standardized], n_points=len(X), resampled=resampled.get(key)).estimate_
+                    resampled[key] = bootstrap_spectra(
+                        X, standardize=est.standardized, n_resamples=n_resamples, seed=seed
+                    )
+                result = est.fit_spectrum(
+                    spectra[est.standardized], n_points=len(X), resampled=resampled.get(key)
+                ).estimate_
             else:
                 result = est.fit(X).estimate_
         except Exception as err:  # noqa: BLE001 - one layer's failure must not end a run (the reason is reported)
@@ -198,8 +221,19 @@ def geometry_rows(
         rows += estimate_layer(INPUT, inputs.flatten(1), estimators, params, on_skip, split=split)
     with eval_mode(model):
         reserve = lambda n, d, itemsize: working_memory(estimators, n, d, itemsize)  # noqa: E731
-        for name, acts in capture(model, inputs, layers, batch_size=settings.batch_size, memory_budget=settings.memory_budget, device=device,
-                                  working_memory=reserve, tokens=settings.tokens, max_token_points=settings.max_token_points, forward=forward, seed=seed):
+        for name, acts in capture(
+            model,
+            inputs,
+            layers,
+            batch_size=settings.batch_size,
+            memory_budget=settings.memory_budget,
+            device=device,
+            working_memory=reserve,
+            tokens=settings.tokens,
+            max_token_points=settings.max_token_points,
+            forward=forward,
+            seed=seed,
+        ):
             rows += estimate_layer(name, acts, estimators, params, on_skip, split=split)
     return rows
 
@@ -226,8 +260,16 @@ class GeometryProbe:
 
     required = True
 
-    def __init__(self, inputs: Mapping[str, Inputs], settings: GeometrySettings, *, device: str | torch.device | None = None,
-                 forward: Forward | None = None, seed: int = 0, on_skip: Callable[[str, str, str], None] = _warn) -> None:
+    def __init__(
+        self,
+        inputs: Mapping[str, Inputs],
+        settings: GeometrySettings,
+        *,
+        device: str | torch.device | None = None,
+        forward: Forward | None = None,
+        seed: int = 0,
+        on_skip: Callable[[str, str, str], None] = _warn,
+    ) -> None:
         self.inputs, self.settings = dict(inputs), settings
         self.device, self.forward, self.seed, self.on_skip = device, forward, seed, on_skip
         self._input_rows: dict[str, list[Row]] = {}
@@ -239,11 +281,30 @@ class GeometryProbe:
         for split, x in self.inputs.items():
             if split not in self._input_rows:  # token ids have no geometry of their own
                 is_tensor = isinstance(x, torch.Tensor)
-                self._input_rows[split] = (estimate_layer(INPUT, x.flatten(1), self.settings.estimators, self.settings.estimator_params,
-                                                          self.on_skip, split=split) if is_tensor else [])
+                self._input_rows[split] = (
+                    estimate_layer(
+                        INPUT,
+                        x.flatten(1),
+                        self.settings.estimators,
+                        self.settings.estimator_params,
+                        self.on_skip,
+                        split=split,
+                    )
+                    if is_tensor
+                    else []
+                )
             rows += self._input_rows[split]
-            rows += geometry_rows(model, x, self.settings, split=split, include_input=False, on_skip=self.on_skip, device=self.device,
-                                  forward=self.forward, seed=self.seed)
+            rows += geometry_rows(
+                model,
+                x,
+                self.settings,
+                split=split,
+                include_input=False,
+                on_skip=self.on_skip,
+                device=self.device,
+                forward=self.forward,
+                seed=self.seed,
+            )
         return rows
 
 
@@ -281,4 +342,6 @@ def measure_geometry(
     reading = {k: options.pop(k) for k in list(options) if k in LayerReading.model_fields}
     settings = GeometrySettings(layers=None if layers is None else list(layers), estimators=list(estimators), **reading)
     rows = geometry_rows(model, inputs, settings, **options)
-    return pd.DataFrame([(r.layer, r.metric, r.value, r.error) for r in rows], columns=["layer", "metric", "value", "error"])
+    return pd.DataFrame(
+        [(r.layer, r.metric, r.value, r.error) for r in rows], columns=["layer", "metric", "value", "error"]
+    )

@@ -50,7 +50,9 @@ def nonlinear_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     return labels(nonlinearity_calls(model, example))
 
 
-def random_frames(n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def random_frames(
+    n_points: int, dim: int, n_directions: int, *, seed: int, offset: int = 0, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Orthonormal frames, one per point: (n_points, dim, n_directions), of ``dtype``.
 
     Point ``offset + i`` always gets the same frame for the same seed, however the
@@ -134,11 +136,15 @@ def local_complexity(
                 outputs = model(vertices.to(device))
             check_finite_outputs(outputs, "local complexity")
             if not calls:
-                raise ValueError("the model runs no ReLU, LeakyReLU or max-pooling (as modules or functions): nothing to count")
+                raise ValueError(
+                    "the model runs no ReLU, LeakyReLU or max-pooling (as modules or functions): nothing to count"
+                )
             names = names or labels(calls)
             for name, call in zip(names, calls):
                 pieces = call.pieces().view(b, 2 * n_directions, -1)
-                counts.setdefault(name, []).append((pieces != pieces[:, :1]).any(dim=1).sum(dim=1).cpu())  # (b,) neurons that change piece
+                counts.setdefault(name, []).append(
+                    (pieces != pieces[:, :1]).any(dim=1).sum(dim=1).cpu()
+                )  # (b,) neurons that change piece
                 neurons[name] = pieces.shape[2]
     per_point = pd.DataFrame({name: torch.cat(counts[name]).numpy() for name in names})
     per_point[""] = per_point[names].sum(axis=1)
@@ -148,7 +154,16 @@ def local_complexity(
     for name in [*names, ""]:
         mean = float(per_point[name].mean())
         err = float(per_point[name].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-        rows.append({"layer": name, "neurons": width[name], "lc": mean, "lc_err": err, "lc_norm": mean / width[name], "lc_norm_err": err / width[name]})
+        rows.append(
+            {
+                "layer": name,
+                "neurons": width[name],
+                "lc": mean,
+                "lc_err": err,
+                "lc_norm": mean / width[name],
+                "lc_norm_err": err / width[name],
+            }
+        )
     table = pd.DataFrame(rows)
     return (table, per_point) if return_counts else table
 
@@ -162,7 +177,15 @@ def bounding_box_points(data: torch.Tensor, n_points: int, *, seed: int = 0) -> 
 
 
 @torch.no_grad()
-def decision_boundary_points(model: nn.Module, x: torch.Tensor, n_points: int, *, seed: int = 0, steps: int = 30, device: str | torch.device | None = None) -> torch.Tensor:
+def decision_boundary_points(
+    model: nn.Module,
+    x: torch.Tensor,
+    n_points: int,
+    *,
+    seed: int = 0,
+    steps: int = 30,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
     """Points on the model's decision boundary, between inputs it assigns to different classes.
 
     Random pairs of ``x`` with different predicted classes; on each pair's segment
@@ -216,12 +239,16 @@ class LocalComplexityProbe:
     def __call__(self, model: nn.Module, step: int) -> list[Row]:
         sets = dict(self.inputs)
         if self.boundary_from is not None:
-            boundary = decision_boundary_points(model, self.boundary_from, len(self.boundary_from), seed=self.seed, device=self.device)
+            boundary = decision_boundary_points(
+                model, self.boundary_from, len(self.boundary_from), seed=self.seed, device=self.device
+            )
             if len(boundary) >= 2:  # a model that predicts one class has no boundary among the inputs
                 sets["boundary"] = boundary
         rows = []
         for split, points in sets.items():
-            table = local_complexity(model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device)
+            table = local_complexity(
+                model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device
+            )
             for r in table.itertuples():
                 rows.append(Row(split, r.layer, "lc", r.lc, r.lc_err))
                 rows.append(Row(split, r.layer, "lc_norm", r.lc_norm, r.lc_norm_err))
@@ -229,24 +256,42 @@ class LocalComplexityProbe:
 
 
 class LCSettings(ProbeSettings):
-    """Local complexity (Humayun et al.): cross-polytopes of ``n_directions`` random directions, radius in input units."""
+    """Local complexity (Humayun et al.): cross-polytopes of ``n_directions`` random directions, radius in
+    input units."""
 
     radius: float = Field(0.5, gt=0)
     n_directions: int = Field(20, ge=1)
-    n_points: int = Field(256, ge=1, description="points per split: the first of the run's seeded probe inputs (those the geometry probes measure); random points from the data's bounding box")
+    n_points: int = Field(
+        256,
+        ge=1,
+        description=(
+            "points per split: the first of the run's seeded probe inputs (those the geometry probes "
+            "measure); random points from the data's bounding box"
+        ),
+    )
     splits: list[Literal["train", "test", "random", "boundary"]] = Field(
-        ["train", "test", "random"], description="'boundary': points of the decision boundary between test inputs of different predicted classes"
+        ["train", "test", "random"],
+        description="'boundary': points of the decision boundary between test inputs of different predicted classes",
     )
 
 
 def _build(settings: LCSettings, run: ProbeContext) -> LocalComplexityProbe:
     inputs = {
-        split: bounding_box_points(run.train_inputs, settings.n_points, seed=run.seed) if split == "random" else run.inputs(split, settings.n_points)[0]
+        split: bounding_box_points(run.train_inputs, settings.n_points, seed=run.seed)
+        if split == "random"
+        else run.inputs(split, settings.n_points)[0]
         for split in settings.splits
         if split != "boundary"
     }
     boundary_from = run.inputs("test", settings.n_points)[0] if "boundary" in settings.splits else None
-    return LocalComplexityProbe(inputs, radius=settings.radius, n_directions=settings.n_directions, seed=run.seed, device=run.device, boundary_from=boundary_from)
+    return LocalComplexityProbe(
+        inputs,
+        radius=settings.radius,
+        n_directions=settings.n_directions,
+        seed=run.seed,
+        device=run.device,
+        boundary_from=boundary_from,
+    )
 
 
 def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
@@ -254,7 +299,9 @@ def figure_local_complexity(results: pd.DataFrame, phases: pd.DataFrame | None =
     lc = results[results.metric == "lc"]
     fig, (ax_total, ax_layers) = subplots(1, 2, figsize=(11, 4))
     if phases is not None:
-        changes = phases[(phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)]
+        changes = phases[
+            (phases.curve == "lc") & (phases.layer == "") & (phases.split == "train") & (phases.position > 0)
+        ]
         for row in changes[changes.confidence >= THRESHOLD].itertuples():
             ax_total.axvline(row.start_step, color="0.4", ls=":", lw=1)
             ax_total.axvspan(row.start_low, row.start_high, color="0.5", alpha=0.12, lw=0)
@@ -283,10 +330,20 @@ SPEC = ProbeSpec(
     settings=LCSettings,
     build=_build,
     metrics=(
-        Metric("lc", "local complexity: neurons whose linear piece changes within the cross-polytope, mean over points, per layer (layer \"\": summed)",
-               "standard error over the points"),
+        Metric(
+            "lc",
+            "local complexity: neurons whose linear piece changes within the cross-polytope, mean over points, per "
+            'layer (layer "": summed)',
+            "standard error over the points",
+        ),
         Metric("lc_norm", "lc divided by the layer's neurons", "standard error over the points"),
     ),
-    figures=(FigureSpec("local_complexity.png", "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)",
-                        ("lc",), draw=figure_local_complexity),),
+    figures=(
+        FigureSpec(
+            "local_complexity.png",
+            "Local complexity (density of linear-region boundaries near the points; dotted: detected phase changes)",
+            ("lc",),
+            draw=figure_local_complexity,
+        ),
+    ),
 )

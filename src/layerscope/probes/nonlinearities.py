@@ -36,7 +36,20 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 PIECEWISE_LINEAR = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d)
-SMOOTH = (nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.ELU, nn.Softplus, nn.Mish, nn.SELU, nn.CELU, nn.Hardswish, nn.Softmax, nn.LogSigmoid)
+SMOOTH = (
+    nn.GELU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.SiLU,
+    nn.ELU,
+    nn.Softplus,
+    nn.Mish,
+    nn.SELU,
+    nn.CELU,
+    nn.Hardswish,
+    nn.Softmax,
+    nn.LogSigmoid,
+)
 
 
 def _functions(*candidates: Any) -> frozenset:
@@ -45,17 +58,60 @@ def _functions(*candidates: Any) -> frozenset:
 
 _RELU = _functions(torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_)
 _LEAKY = _functions(F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch._C._nn.leaky_relu_)
-_CLAMP = _functions(torch.clamp, torch.clip, torch.clamp_, torch.clip_, torch.Tensor.clamp, torch.Tensor.clip, torch.Tensor.clamp_, torch.Tensor.clip_)
+_CLAMP = _functions(
+    torch.clamp,
+    torch.clip,
+    torch.clamp_,
+    torch.clip_,
+    torch.Tensor.clamp,
+    torch.Tensor.clip,
+    torch.Tensor.clamp_,
+    torch.Tensor.clip_,
+)
 _CLAMP_MIN = _functions(torch.clamp_min, torch.clamp_min_, torch.Tensor.clamp_min, torch.Tensor.clamp_min_)
 _POOL = {F.max_pool1d: "max_pool1d", F.max_pool2d: "max_pool2d"}
-_IN_PLACE = _functions(torch.relu_, F.relu_, torch.Tensor.relu_, F.leaky_relu_, torch._C._nn.leaky_relu_, torch.clamp_, torch.clip_,
-                       torch.Tensor.clamp_, torch.Tensor.clip_, torch.clamp_min_, torch.Tensor.clamp_min_)
+_IN_PLACE = _functions(
+    torch.relu_,
+    F.relu_,
+    torch.Tensor.relu_,
+    F.leaky_relu_,
+    torch._C._nn.leaky_relu_,
+    torch.clamp_,
+    torch.clip_,
+    torch.Tensor.clamp_,
+    torch.Tensor.clip_,
+    torch.clamp_min_,
+    torch.Tensor.clamp_min_,
+)
 _SMOOTH = _functions(
-    F.gelu, torch.tanh, torch.Tensor.tanh, F.tanh, torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, F.silu, F.elu, F.softplus, F.mish,
-    F.selu, torch.selu, F.celu, torch.celu, F.hardswish, F.softmax, torch.softmax, torch.Tensor.softmax, F.logsigmoid,
+    F.gelu,
+    torch.tanh,
+    torch.Tensor.tanh,
+    F.tanh,
+    torch.sigmoid,
+    torch.Tensor.sigmoid,
+    F.sigmoid,
+    F.silu,
+    F.elu,
+    F.softplus,
+    F.mish,
+    F.selu,
+    torch.selu,
+    F.celu,
+    torch.celu,
+    F.hardswish,
+    F.softmax,
+    torch.softmax,
+    torch.Tensor.softmax,
+    F.logsigmoid,
 )
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
-_MODULE_OF = {"relu": (nn.ReLU,), "leaky_relu": (nn.LeakyReLU,), "max_pool1d": (nn.MaxPool1d,), "max_pool2d": (nn.MaxPool2d,)}
+_MODULE_OF = {
+    "relu": (nn.ReLU,),
+    "leaky_relu": (nn.LeakyReLU,),
+    "max_pool1d": (nn.MaxPool1d,),
+    "max_pool2d": (nn.MaxPool2d,),
+}
 
 
 class SmoothNonlinearityError(ValueError):
@@ -83,7 +139,15 @@ class Call:
             return (self.pre > 0).flatten(1).to(torch.int64)
         pool = F.max_pool2d if self.kind == "max_pool2d" else F.max_pool1d
         p = self.pool
-        _, idx = pool(self.pre, p["kernel_size"], p.get("stride"), p.get("padding", 0), p.get("dilation", 1), p.get("ceil_mode", False), return_indices=True)
+        _, idx = pool(
+            self.pre,
+            p["kernel_size"],
+            p.get("stride"),
+            p.get("padding", 0),
+            p.get("dilation", 1),
+            p.get("ceil_mode", False),
+            return_indices=True,
+        )
         return idx.flatten(1)
 
 
@@ -129,7 +193,11 @@ class _Intercept(TorchFunctionMode):
             name, module = self.owner()
             function = getattr(func, "__name__", str(func))
             if kind == "smooth":
-                where = f"module {name!r} ({type(module).__name__})" if isinstance(module, SMOOTH) else f"{function}() in {name or 'the model'}'s forward"
+                where = (
+                    f"module {name!r} ({type(module).__name__})"
+                    if isinstance(module, SMOOTH)
+                    else f"{function}() in {name or 'the model'}'s forward"
+                )
                 raise SmoothNonlinearityError(
                     f"this needs a piecewise-linear network, and {where} is a smooth nonlinearity; "
                     "supported: ReLU, LeakyReLU and max-pooling, as modules or functions"
@@ -139,7 +207,11 @@ class _Intercept(TorchFunctionMode):
             call = self.calls.get(name, 0)
             self.calls[name] = call + 1
             pre = args[0].detach()
-            if func in _IN_PLACE or kwargs.get("inplace") is True or (func in (F.relu, F.leaky_relu) and any(a is True for a in args[1:])):
+            if (
+                func in _IN_PLACE
+                or kwargs.get("inplace") is True
+                or (func in (F.relu, F.leaky_relu) and any(a is True for a in args[1:]))
+            ):
                 pre = pre.clone()  # the call is about to overwrite its input
             self.on_call(Call(name, call, kind, pre, pool))
         return func(*args, **kwargs)

@@ -45,6 +45,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -57,6 +58,9 @@ from . import _polygons as polygons
 from ._model import NonFiniteOutputError, model_device
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 from .nonlinearities import Call, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 _TOL = 1e-9
 # Regions are handled in blocks whose (regions, 3, neurons) float64 arrays take about this many
@@ -127,7 +131,15 @@ class Partition:
         """Input-space points of plane coordinates ``uv`` (k, 2)."""
         return self.origin + np.asarray(uv) @ self.basis
 
-    def plot(self, ax=None, *, layer: int = -1, points: np.ndarray | None = None, labels: Sequence[int] | None = None, title: str | None = None):  # noqa: ANN001, ANN201
+    def plot(
+        self,
+        ax: Axes | None = None,
+        *,
+        layer: int = -1,
+        points: np.ndarray | None = None,
+        labels: Sequence[int] | None = None,
+        title: str | None = None,
+    ) -> Axes:
         """Draw the regions (after ``layer``), the decision boundary and the points; returns the axes."""
         import matplotlib
         from matplotlib.collections import LineCollection, PolyCollection
@@ -141,9 +153,14 @@ class Partition:
         colours = matplotlib.colormaps["Pastel1"](rng.integers(0, 9, len(regions)))
         width = 0.3 if len(regions) < 5000 else 0.1  # dense partitions: thinner edges
         # one padded array: matplotlib's fast path for arrays of polygons, 3x faster than a list of 10^5
-        ax.add_collection(PolyCollection(polygons.pad(regions)[0], facecolors=colours, edgecolors="0.35", linewidths=width), autolim=False)
+        ax.add_collection(
+            PolyCollection(polygons.pad(regions)[0], facecolors=colours, edgecolors="0.35", linewidths=width),
+            autolim=False,
+        )
         if self.decision_boundary:
-            ax.add_collection(LineCollection(self.decision_boundary, colors="crimson", linewidths=2, label="decision boundary"))
+            ax.add_collection(
+                LineCollection(self.decision_boundary, colors="crimson", linewidths=2, label="decision boundary")
+            )
         pts = self.points if points is None else np.asarray(points)
         colour = {"c": "k"} if labels is None else {"c": labels, "cmap": "tab10", "vmin": 0, "vmax": 9}
         ax.scatter(pts[:, 0], pts[:, 1], s=40, zorder=3, edgecolors="white", label="data points", **colour)
@@ -258,11 +275,15 @@ def partition2d(
 
     pooling = sorted({c.name for c in nonlinearity_calls(net, start.view(1, *shape)) if c.kind.startswith("max_pool")})
     if pooling:
-        raise ValueError(f"partition2d supports ReLU and LeakyReLU networks; max-pooling is not supported: {', '.join(pooling)}")
+        raise ValueError(
+            f"partition2d supports ReLU and LeakyReLU networks; max-pooling is not supported: {', '.join(pooling)}"
+        )
 
     network, plane_inputs = _plane_network(net, start, plane, shape)
 
-    def run(uv: np.ndarray, stop: tuple[str, int] | None = None) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor | None]:
+    def run(
+        uv: np.ndarray, stop: tuple[str, int] | None = None
+    ) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor | None]:
         """Pre-activations of the nonlinearities at plane points ``uv``, and the outputs; with ``stop``,
         only up to that nonlinearity (the rest of the network is not run)."""
         sink: dict[tuple[str, int], torch.Tensor] = {}  # in the order the calls run
@@ -279,7 +300,9 @@ def partition2d(
         except _Stop:
             pass
         if out is not None and not bool(torch.isfinite(out).all()):
-            raise NonFiniteOutputError("the model's outputs hold NaN or inf on the plane (has it diverged?): its partition is undefined")
+            raise NonFiniteOutputError(
+                "the model's outputs hold NaN or inf on the plane (has it diverged?): its partition is undefined"
+            )
         return {k: v.cpu() for k, v in sink.items()}, (None if out is None else out.flatten(1).cpu())
 
     # The nonlinearities in the order they run; a module called twice is two of them.
@@ -294,7 +317,13 @@ def partition2d(
         widths = [int(v.shape[1]) for v in first.values()]
         width = max(widths, default=1)  # the widest layer sizes the final pass's blocks
         for key, neurons in zip(order, widths, strict=True):
-            P, n, _, _ = _cut(P, n, lambda interior, _, key=key: run(interior.reshape(-1, 2), stop=key)[0][key].numpy(), neurons, max_regions)
+            P, n, _, _ = _cut(
+                P,
+                n,
+                lambda interior, _, key=key: run(interior.reshape(-1, 2), stop=key)[0][key].numpy(),
+                neurons,
+                max_regions,
+            )
             per_layer.append(polygons.unpad(P, n))
             _report(progress, labels, len(per_layer), len(P))
         # one pass over three interior points per region: the first (the vertex mean) gives the
@@ -302,11 +331,23 @@ def partition2d(
         # (a block of regions at a time)
         interior = polygons.interiors(P, n)
         parts = [run(interior[block].reshape(-1, 2)) for block in _blocks(len(P), max(width, 1))]
-        patterns = np.concatenate([torch.cat([pre[k].view(-1, 3, pre[k].shape[1])[:, 0] > 0 for k in order], dim=1).numpy() for pre, _ in parts])
+        patterns = np.concatenate(
+            [
+                torch.cat([pre[k].view(-1, 3, pre[k].shape[1])[:, 0] > 0 for k in order], dim=1).numpy()
+                for pre, _ in parts
+            ]
+        )
         logits = np.concatenate([out.numpy() for _, out in parts])
     else:
-        P, n, per_layer, patterns, logits, interior = _chain_partition(P, n, chain, plane_inputs, device, max_regions,
-                                                                       lambda done, regions: _report(progress, labels, done, regions))
+        P, n, per_layer, patterns, logits, interior = _chain_partition(
+            P,
+            n,
+            chain,
+            plane_inputs,
+            device,
+            max_regions,
+            lambda done, regions: _report(progress, labels, done, regions),
+        )
     boundary = _decision_boundary(P, n, interior, logits)
     return Partition(origin_np, basis, window, labels, per_layer, list(patterns), boundary, defining)
 
@@ -344,8 +385,15 @@ def _chain(network: nn.Module, order: list[tuple[str, int]]) -> _Chain | None:
     return _Chain(segments, [leaves[i][1] for i in cuts], nn.Sequential(*[m for _, m in leaves[cuts[-1] + 1 :]]))
 
 
-def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: Callable[[torch.Tensor], torch.Tensor],
-                     device: torch.device, max_regions: int, cut: Callable[[int, int], None] = lambda done, regions: None) -> tuple:
+def _chain_partition(
+    P: np.ndarray,
+    n: np.ndarray,
+    chain: _Chain,
+    plane_inputs: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    max_regions: int,
+    cut: Callable[[int, int], None] = lambda done, regions: None,
+) -> tuple:
     """The partition of a chain network, one layer of modules per cut.
 
     A region's children (after cutting it by layer i's lines) share its affine map of
@@ -372,7 +420,9 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
     parent = coefficients = None
     signs: list[np.ndarray] = []
 
-    def next_values(interior: np.ndarray, block: slice, following: nn.Module, activation: nn.Module, shape: tuple[int, ...]) -> np.ndarray:
+    def next_values(
+        interior: np.ndarray, block: slice, following: nn.Module, activation: nn.Module, shape: tuple[int, ...]
+    ) -> np.ndarray:
         """Values at the block's interior points of ``following`` after the previous layer, whose
         pre-activations (of that ``shape`` per point) are the parents' affine maps; the previous
         layer's signs are kept."""
@@ -382,11 +432,16 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
 
     for i in range(len(chain.activations)):
         if i == 0:
+
             def values(interior: np.ndarray, _: slice) -> np.ndarray:
-                start = plane_inputs(torch.from_numpy(interior.reshape(-1, 2)).to(device))  # the network's input at these points
+                start = plane_inputs(
+                    torch.from_numpy(interior.reshape(-1, 2)).to(device)
+                )  # the network's input at these points
                 return per_region(chain.segments[0](start), len(interior))
         else:
-            values = lambda interior, block, i=i: next_values(interior, block, chain.segments[i], chain.activations[i - 1], shapes[i - 1])  # noqa: E731
+            values = lambda interior, block, i=i: next_values(
+                interior, block, chain.segments[i], chain.activations[i - 1], shapes[i - 1]
+            )  # noqa: E731
         signs.clear()
         P, n, new_parent, coefficients_in = _cut(P, n, values, math.prod(shapes[i]), max_regions, keep=True)
         if i > 0:
@@ -397,7 +452,10 @@ def _chain_partition(P: np.ndarray, n: np.ndarray, chain: _Chain, plane_inputs: 
         cut(len(per_layer), len(P))
     interior = polygons.interiors(P, n)
     signs.clear()
-    logits = [next_values(interior[block], block, chain.tail, chain.activations[-1], shapes[-1]) for block in _blocks(len(P), math.prod(shapes[-1]))]
+    logits = [
+        next_values(interior[block], block, chain.tail, chain.activations[-1], shapes[-1])
+        for block in _blocks(len(P), math.prod(shapes[-1]))
+    ]
     patterns = np.concatenate([patterns, np.concatenate(signs)], axis=1)
     return P, n, per_layer, patterns, np.concatenate(logits).reshape(len(P) * 3, -1), interior
 
@@ -416,7 +474,9 @@ class _Stop(Exception):  # noqa: N818 - control flow, not an error: the layer ne
     """Ends a forward pass early, once the nonlinearity needed has been recorded."""
 
 
-def _plane_network(net: nn.Module, start: torch.Tensor, plane: torch.Tensor, shape: torch.Size) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+def _plane_network(
+    net: nn.Module, start: torch.Tensor, plane: torch.Tensor, shape: torch.Size
+) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
     """The network as a function of plane coordinates (u, v), as cheap as it can be made exactly.
 
     When the first module the input meets is a ``Linear`` (after ``Flatten`` modules),
@@ -433,7 +493,9 @@ def _plane_network(net: nn.Module, start: torch.Tensor, plane: torch.Tensor, sha
 
     executed: list[tuple[str, nn.Module]] = []
     modules = [(name, m) for name, m in net.named_modules() if not list(m.children())]
-    handles = [m.register_forward_pre_hook(lambda m, args, name=name: executed.append((name, m))) for name, m in modules]
+    handles = [
+        m.register_forward_pre_hook(lambda m, args, name=name: executed.append((name, m))) for name, m in modules
+    ]
     try:
         with torch.no_grad():
             net(start.view(1, *shape))
@@ -443,7 +505,11 @@ def _plane_network(net: nn.Module, start: torch.Tensor, plane: torch.Tensor, sha
     first = 0
     while first < len(executed) and isinstance(executed[first][1], nn.Flatten):
         first += 1
-    if first == len(executed) or not isinstance(executed[first][1], nn.Linear) or executed[first][1].in_features != start.numel():
+    if (
+        first == len(executed)
+        or not isinstance(executed[first][1], nn.Linear)
+        or executed[first][1].in_features != start.numel()
+    ):
         return net, inputs
     name, linear = executed[first]
     folded_net = copy.deepcopy(net)
@@ -463,8 +529,14 @@ def _plane_network(net: nn.Module, start: torch.Tensor, plane: torch.Tensor, sha
     return (folded_net, lambda uv: uv) if same else (net, inputs)
 
 
-def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray, slice], np.ndarray], neurons: int, max_regions: int,
-         keep: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Rows | None]:
+def _cut(
+    P: np.ndarray,
+    n: np.ndarray,
+    values_at: Callable[[np.ndarray, slice], np.ndarray],
+    neurons: int,
+    max_regions: int,
+    keep: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Rows | None]:
     """Cut every region by the lines where a neuron of a nonlinearity changes sign.
 
     On a region the pre-activations are affine in (u, v): their values at three
@@ -488,7 +560,9 @@ def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray, slice], 
     kept = _Rows([], blocks[0].stop) if keep else None
     for block in blocks:
         a = block.start
-        coefficients = _affine(interior[block], values_at(interior[block], block).reshape(block.stop - a, 3, -1))  # (b, 3, neurons)
+        coefficients = _affine(
+            interior[block], values_at(interior[block], block).reshape(block.stop - a, 3, -1)
+        )  # (b, 3, neurons)
         if kept is not None:
             kept.parts.append(coefficients)
         slope = np.abs(coefficients[:, 0]) + np.abs(coefficients[:, 1])  # >= the gradient's length
@@ -499,7 +573,9 @@ def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray, slice], 
         # here, so that round-off in either test never drops a line the exact test keeps.
         at_centre = np.matmul(_homogeneous(centre[block])[:, None], coefficients)[:, 0]
         reach = slope * radius[block, None]
-        region, neuron = np.nonzero((at_centre - reach < -scale / 2) & (at_centre + reach > scale / 2))  # per region, neurons ascending
+        region, neuron = np.nonzero(
+            (at_centre - reach < -scale / 2) & (at_centre + reach > scale / 2)
+        )  # per region, neurons ascending
         line = coefficients[region, :, neuron]
         s = np.where(valid[a + region], polygons.sides(P[a + region], line), np.nan)
         tol = scale[region, neuron, None]
@@ -525,7 +601,9 @@ def _cut(P: np.ndarray, n: np.ndarray, values_at: Callable[[np.ndarray, slice], 
         crossed &= np.where(valid, s, np.inf).min(1) < 0
         (plus, n_plus), (minus, n_minus) = polygons.split_many(P[crossed], n[crossed], s[crossed])
         width = max(P.shape[1], plus.shape[1], minus.shape[1])
-        P = np.concatenate([_widen(P[~crossed], width), _widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)])
+        P = np.concatenate(
+            [_widen(P[~crossed], width), _widen(plus[n_plus > 0], width), _widen(minus[n_minus > 0], width)]
+        )
         n = np.concatenate([n[~crossed], n_plus[n_plus > 0], n_minus[n_minus > 0]])
         region = np.concatenate([region[~crossed], region[crossed][n_plus > 0], region[crossed][n_minus > 0]])
         total += int((n_plus > 0).sum() + (n_minus > 0).sum() - crossed.sum())
@@ -546,7 +624,9 @@ def _widen(P: np.ndarray, width: int) -> np.ndarray:
     return np.pad(P, ((0, 0), (0, width - P.shape[1]), (0, 0)))
 
 
-def _decision_boundary(P: np.ndarray, n: np.ndarray, interior: np.ndarray, logits: np.ndarray, block: int = 8192) -> list[np.ndarray]:
+def _decision_boundary(
+    P: np.ndarray, n: np.ndarray, interior: np.ndarray, logits: np.ndarray, block: int = 8192
+) -> list[np.ndarray]:
     """Segments where the top class changes, region by region (logits are affine on each; ``logits``
     at the three ``interior`` points of each region)."""
     coefs = _affine(interior, logits.reshape(len(P), 3, -1)).transpose(0, 2, 1)  # (regions, classes, 3)
@@ -563,7 +643,10 @@ def _decision_boundary(P: np.ndarray, n: np.ndarray, interior: np.ndarray, logit
     filled = np.where(valid[..., None], P, P[:, :1])
     candidates = np.zeros(coefs.shape[:2], dtype=bool)
     for a in range(0, len(P), block):
-        values = np.matmul(filled[a : a + block], coefs[a : a + block, :, :2].transpose(0, 2, 1)) + coefs[a : a + block, None, :, 2]
+        values = (
+            np.matmul(filled[a : a + block], coefs[a : a + block, :, :2].transpose(0, 2, 1))
+            + coefs[a : a + block, None, :, 2]
+        )
         tol = _TOL * (1 + np.abs(values).max(axis=(1, 2)))
         top2 = -np.partition(-values, 1, axis=2)[..., :2]  # (b, vertices, 2): the largest two logits
         top = values.argmax(2)
@@ -653,10 +736,19 @@ class PartitionProbe:
 
 
 class PartitionSettings(ProbeSettings):
-    """Pictures of the linear regions on the plane through three test inputs (indices; default: the first three of different classes)."""
+    """Pictures of the linear regions on the plane through three test inputs (indices; default: the first three of
+    different classes).
+    """
 
     points: list[int] | None = Field(None, min_length=3, max_length=3)
-    pictures: int | None = Field(4, ge=2, description="checkpoints drawn, spread in log step (None: every checkpoint); each takes seconds for a 784-200x4 MLP (about 2 s per 100,000 regions on 2 cores), longer for wider, deeper or non-chain nets")
+    pictures: int | None = Field(
+        4,
+        ge=2,
+        description=(
+            "checkpoints drawn, spread in log step (None: every checkpoint); each takes seconds for a "
+            "784-200x4 MLP (about 2 s per 100,000 regions on 2 cores), longer for wider, deeper or non-chain nets"
+        ),
+    )
 
 
 def _build(settings: PartitionSettings, run: ProbeContext) -> PartitionProbe:
@@ -673,6 +765,13 @@ SPEC = ProbeSpec(
     name="partition",
     settings=PartitionSettings,
     build=_build,
-    metrics=(Metric("linear_regions", "regions of the exact partition of the probe plane (split \"plane\")"),),
-    figures=(FigureSpec("", "Linear regions on a plane through three test inputs, over training", ("linear_regions",), folder="partition"),),
+    metrics=(Metric("linear_regions", 'regions of the exact partition of the probe plane (split "plane")'),),
+    figures=(
+        FigureSpec(
+            "",
+            "Linear regions on a plane through three test inputs, over training",
+            ("linear_regions",),
+            folder="partition",
+        ),
+    ),
 )

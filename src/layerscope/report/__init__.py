@@ -35,8 +35,17 @@ def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> Figure:
         depth = np.linspace(0, 1, len(present))
         colours = matplotlib.colormaps["viridis"](np.linspace(0, 1, len(value.index)))
         for colour, step in zip(colours, value.index):
-            ax.errorbar(depth, value.loc[step, present], yerr=error.reindex(columns=present).loc[step].fillna(0), color=colour,
-                        marker="o", ms=3, capsize=2, lw=1.2, label=f"step {step}")
+            ax.errorbar(
+                depth,
+                value.loc[step, present],
+                yerr=error.reindex(columns=present).loc[step].fillna(0),
+                color=colour,
+                marker="o",
+                ms=3,
+                capsize=2,
+                lw=1.2,
+                label=f"step {step}",
+            )
         ax.set_xticks(depth, present, rotation=45, ha="right", fontsize=8)
         ax.set_xlabel("layer (relative depth, input to output)")
         ax.set_title(f"{metric} across layers, {split} inputs")
@@ -47,7 +56,9 @@ def figure_profile(results: pd.DataFrame, metric: str = "twonn") -> Figure:
     return fig
 
 
-def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None, phases: pd.DataFrame | None = None) -> Figure:
+def figure_over_training(
+    results: pd.DataFrame, metric: str = "twonn", ylabel: str | None = None, phases: pd.DataFrame | None = None
+) -> Figure:
     """Each layer's value of ``metric`` over training, log steps, train and test inputs; detected
     turning points (calibrated confidence >= THRESHOLD) marked with a cross and their 90% interval."""
     layers = layer_order(results)
@@ -56,19 +67,43 @@ def figure_over_training(results: pd.DataFrame, metric: str = "twonn", ylabel: s
     for split in sorted(results[results.metric == metric].split.unique()):
         value, error = _pivot(results, metric, split)
         for layer in [layer for layer in layers if layer in value.columns]:
-            ax.errorbar(value.index, value[layer], yerr=error.reindex(columns=[layer])[layer].fillna(0), ls=SPLIT_STYLE.get(split, "-"),
-                        color=colours[layer], marker="o", ms=3, capsize=2, label=f"{layer} ({split})")
+            ax.errorbar(
+                value.index,
+                value[layer],
+                yerr=error.reindex(columns=[layer])[layer].fillna(0),
+                ls=SPLIT_STYLE.get(split, "-"),
+                color=colours[layer],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"{layer} ({split})",
+            )
     if phases is not None and len(phases):
         mine = phases[phases.curve == metric]
         turns = mine[(mine.position > 0) & (mine.layer != "")]
         for row in turns.itertuples():
-            curve = results[(results.metric == metric) & (results.layer == row.layer) & (results.split == row.split) & (results.step == row.start_step)]
+            curve = results[
+                (results.metric == metric)
+                & (results.layer == row.layer)
+                & (results.split == row.split)
+                & (results.step == row.start_step)
+            ]
             if len(curve) and row.confidence >= THRESHOLD:  # the turn, with its 90% interval
                 at = curve.value.iloc[0]
-                ax.errorbar(row.start_step, at, xerr=[[row.start_step - row.start_low], [row.start_high - row.start_step]], fmt="kx", ms=9, mew=2, capsize=3)
+                ax.errorbar(
+                    row.start_step,
+                    at,
+                    xerr=[[row.start_step - row.start_low], [row.start_high - row.start_step]],
+                    fmt="kx",
+                    ms=9,
+                    mew=2,
+                    capsize=3,
+                )
     step_axis(ax)
     ax.set_ylabel(ylabel or metric)
-    ax.set_title(f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9)
+    ax.set_title(
+        f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
@@ -79,7 +114,9 @@ def figure_pcid_vs_twonn(results: pd.DataFrame) -> Figure:
     """PC-ID beside TwoNN across layers, at initialisation and at the end of training."""
     layers = layer_order(results)
     steps = sorted(results.step.unique())
-    measured = set(results[results.metric.isin(["twonn", "pc_id"]) & (results.layer != "")].split)  # not the accuracy rows' splits
+    measured = set(
+        results[results.metric.isin(["twonn", "pc_id"]) & (results.layer != "")].split
+    )  # not the accuracy rows' splits
     split = "test" if "test" in measured else sorted(measured)[0]
     fig, ax = subplots(figsize=(7.5, 4.5))
     for metric, marker in (("twonn", "o"), ("pc_id", "s")):
@@ -125,10 +162,18 @@ def figure_accuracy(results: pd.DataFrame) -> Figure:
 def _phase_table(phases: pd.DataFrame) -> str:
     if phases.empty:
         return "<p>No curve had enough checkpoints, or a fit of the papers' patterns.</p>"
-    table = phases.assign(interval=[f"{a}-{b}" if i else "" for a, b, i in zip(phases.start_low, phases.start_high, phases.position)])
+    table = phases.assign(
+        interval=[f"{a}-{b}" if i else "" for a, b, i in zip(phases.start_low, phases.start_high, phases.position)]
+    )
     table = table[["split", "layer", "curve", "phase", "start_step", "interval", "end_step", "confidence"]]
-    table = table.rename(columns={"start_step": "from step", "interval": "90% interval of the turn", "end_step": "to step",
-                                  "confidence": f"confidence (pattern holds at >= {THRESHOLD})"})
+    table = table.rename(
+        columns={
+            "start_step": "from step",
+            "interval": "90% interval of the turn",
+            "end_step": "to step",
+            "confidence": f"confidence (pattern holds at >= {THRESHOLD})",
+        }
+    )
     return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="results")
 
 
@@ -154,12 +199,26 @@ def make_report(run_dir: str | Path) -> Path:
     figures: list[tuple[str, str, Figure]] = []
     metrics = set(results.metric)
     if "twonn" in metrics:
-        figures.append(("profile.png", "Intrinsic dimension across layers at each checkpoint", figure_profile(results, "twonn")))
-        figures.append(("twonn_over_training.png", "Intrinsic dimension of each layer over training", figure_over_training(results, "twonn", "TwoNN intrinsic dimension", phases)))
+        figures.append(
+            ("profile.png", "Intrinsic dimension across layers at each checkpoint", figure_profile(results, "twonn"))
+        )
+        figures.append(
+            (
+                "twonn_over_training.png",
+                "Intrinsic dimension of each layer over training",
+                figure_over_training(results, "twonn", "TwoNN intrinsic dimension", phases),
+            )
+        )
     if {"twonn", "pc_id"} <= metrics:
         figures.append(("pcid_vs_twonn.png", "PC-ID next to TwoNN", figure_pcid_vs_twonn(results)))
     if "alpha" in metrics:
-        figures.append(("alpha_over_training.png", "Power-law exponent of the spectrum over training", figure_over_training(results, "alpha", "alpha (spectrum power law)")))
+        figures.append(
+            (
+                "alpha_over_training.png",
+                "Power-law exponent of the spectrum over training",
+                figure_over_training(results, "alpha", "alpha (spectrum power law)"),
+            )
+        )
     if metrics & {"train_acc", "test_acc"}:
         figures.append(("accuracy.png", "Accuracy and loss", figure_accuracy(results)))
     pictures = []
@@ -183,12 +242,14 @@ def make_report(run_dir: str | Path) -> Path:
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>layerscope: {html.escape(str(info.run_id))}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}} img{{max-width:100%}}
-table.results{{border-collapse:collapse;font-size:0.85em}} table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
+table.results{{border-collapse:collapse;font-size:0.85em}}
+table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
 pre{{background:#f6f6f6;padding:1em;font-size:0.8em;overflow-x:auto}}</style></head>
 <body><h1>layerscope run {html.escape(str(info.run_id))}</h1>
-<p>Status: {html.escape(str(info.status))}; started {html.escape(str(info.start_time))}, ended {html.escape(str(info.end_time))};
+<p>Status: {html.escape(str(info.status))}; started {html.escape(str(info.start_time))},
+ended {html.escape(str(info.end_time))};
 {len(sorted(results.step.unique()))} checkpoints, {len(results)} rows.</p>
-{''.join(body)}
+{"".join(body)}
 <h2>Detected phases</h2>
 {_phase_table(phases)}
 <h2>Values at the last checkpoint (step {int(results.step.max())})</h2>

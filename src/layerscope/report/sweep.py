@@ -27,7 +27,9 @@ def axes_of(table: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
 
 
 def last_hidden(results: pd.DataFrame) -> str:
-    """The last hidden layer: the last measured layer before the model's output (the output itself if it is the only one)."""
+    """The last hidden layer: the last measured layer before the model's output (the output itself if it is the only
+    one).
+    """
     layers = [layer for layer in layer_order(results) if layer != "input"]
     if not layers:
         raise ValueError("the sweep's table has no layer measurements")
@@ -70,8 +72,22 @@ def figure_sweep_over_training(results: pd.DataFrame, axes: list[str], layer: st
             for colour, value in zip(colours, values):
                 c = curves if axis is None else curves[curves[axis] == value]
                 n = int(c["count"].max()) if len(c) else 0
-                ax.plot(c.step, c["mean"], color=colour, marker="o", ms=2.5, label=f"{value if axis else 'all trials'} (n={n})")
-                ax.fill_between(c.step, c["mean"] - c["std"].fillna(0), c["mean"] + c["std"].fillna(0), color=colour, alpha=0.2, lw=0)
+                ax.plot(
+                    c.step,
+                    c["mean"],
+                    color=colour,
+                    marker="o",
+                    ms=2.5,
+                    label=f"{value if axis else 'all trials'} (n={n})",
+                )
+                ax.fill_between(
+                    c.step,
+                    c["mean"] - c["std"].fillna(0),
+                    c["mean"] + c["std"].fillna(0),
+                    color=colour,
+                    alpha=0.2,
+                    lw=0,
+                )
             ax.set_xscale("symlog", linthresh=1)
             ax.set_xlabel("training step (log)")
             where = "" if metric == "test_acc" else f", {layer} ({_split(results, layer)})"
@@ -92,11 +108,16 @@ def final_table(results: pd.DataFrame, layer: str, metric: str = "twonn") -> pd.
         last = r[r.step == r.step.max()]
         acc = last[(last.metric == "test_acc") & (last.layer == "")]
         geo = last[(last.metric == metric) & (last.layer == layer) & (last.split == split)]
-        rows.append({
-            "run_id": run, "step": int(last.step.iloc[0]),
-            "test_acc": float(acc.value.iloc[0]) if len(acc) else np.nan, "test_acc_error": float(acc.error.iloc[0]) if len(acc) else np.nan,
-            metric: float(geo.value.iloc[0]) if len(geo) else np.nan, f"{metric}_error": float(geo.error.iloc[0]) if len(geo) else np.nan,
-        })
+        rows.append(
+            {
+                "run_id": run,
+                "step": int(last.step.iloc[0]),
+                "test_acc": float(acc.value.iloc[0]) if len(acc) else np.nan,
+                "test_acc_error": float(acc.error.iloc[0]) if len(acc) else np.nan,
+                metric: float(geo.value.iloc[0]) if len(geo) else np.nan,
+                f"{metric}_error": float(geo.error.iloc[0]) if len(geo) else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -111,7 +132,9 @@ def correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | No
     return float(result.statistic), float(interval.low), float(interval.high)
 
 
-def figure_id_vs_accuracy(final: pd.DataFrame, trials: pd.DataFrame, axes: list[str], layer: str, metric: str = "twonn") -> tuple[Figure, str]:
+def figure_id_vs_accuracy(
+    final: pd.DataFrame, trials: pd.DataFrame, axes: list[str], layer: str, metric: str = "twonn"
+) -> tuple[Figure, str]:
     """The last hidden layer's ID against test accuracy, one point per trial (with error bars), and the correlation."""
     fig, ax = subplots(figsize=(6.5, 4.8))
     data = final.merge(trials, on="run_id", how="left")
@@ -119,11 +142,23 @@ def figure_id_vs_accuracy(final: pd.DataFrame, trials: pd.DataFrame, axes: list[
     groups = data.groupby(colour_by) if colour_by else [("all trials", data)]
     colours = matplotlib.colormaps["tab10"](np.arange(10))
     for k, (value, g) in enumerate(groups):
-        ax.errorbar(g[metric], g.test_acc, xerr=g[f"{metric}_error"].fillna(0), yerr=g.test_acc_error.fillna(0), fmt="o", ms=5, capsize=2,
-                    color=colours[k % 10], label=str(value))
+        ax.errorbar(
+            g[metric],
+            g.test_acc,
+            xerr=g[f"{metric}_error"].fillna(0),
+            yerr=g.test_acc_error.fillna(0),
+            fmt="o",
+            ms=5,
+            capsize=2,
+            color=colours[k % 10],
+            label=str(value),
+        )
     r = correlation(data[metric].to_numpy(float), data.test_acc.to_numpy(float))
-    text = (f"Pearson r = {r[0]:.2f} (95% CI {r[1]:.2f} to {r[2]:.2f}), {int(np.isfinite(data[metric]).sum())} trials" if r
-            else "correlation not computed (fewer than 4 trials, or no spread)")
+    text = (
+        f"Pearson r = {r[0]:.2f} (95% CI {r[1]:.2f} to {r[2]:.2f}), {int(np.isfinite(data[metric]).sum())} trials"
+        if r
+        else "correlation not computed (fewer than 4 trials, or no spread)"
+    )
     ax.set_xlabel(f"{metric} of {layer} at the last checkpoint")
     ax.set_ylabel("test accuracy at the last checkpoint")
     ax.set_title(text, fontsize=9)
@@ -149,8 +184,10 @@ def _trials_html(final: pd.DataFrame, trials: pd.DataFrame, metric: str) -> str:
         return "-" if not np.isfinite(v) else (f"{v:.3f}" if not np.isfinite(e) else f"{v:.3f} &plusmn; {e:.3f}")
 
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in ["run_id", *axes, "status"])
-        + f"<td>{'-' if pd.isna(r['step']) else int(r['step'])}</td><td>{pm(r['test_acc'], r['test_acc_error'])}</td><td>{pm(r[metric], r[metric + '_error'])}</td></tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in ["run_id", *axes, "status"])
+        + f"<td>{'-' if pd.isna(r['step']) else int(r['step'])}</td><td>{pm(r['test_acc'], r['test_acc_error'])}</td>"
+        + f"<td>{pm(r[metric], r[metric + '_error'])}</td></tr>"
         for r in data.to_dict("records")
     )
     return f"<table class='results'><tr>{head}</tr>{body}</table>"
@@ -170,20 +207,31 @@ def make_sweep_report(folder: str | Path) -> Path:
     trials = pd.read_parquet(folder / "trials.parquet")
     _, others = sweep_members(folder)
     if others:
-        warnings.warn(f"{len(others)} run folder(s) in {folder} are not trials of its sweep's current grid (trials.parquet): "
-                      "left out of the report", stacklevel=2)
+        warnings.warn(
+            f"{len(others)} run folder(s) in {folder} are not trials of its sweep's current grid (trials.parquet): "
+            "left out of the report",
+            stacklevel=2,
+        )
     with warnings.catch_warnings():  # said once, above
         warnings.filterwarnings("ignore", message=".*not trials of its sweep's current grid")
         runs = load_runs(folder)
         if not runs.empty:  # the status now, not when trials.parquet was written
-            trials = trials.drop(columns="status").merge(runs[["run_id", "status"]], on="run_id", how="left").fillna({"status": "pending"})
+            trials = (
+                trials.drop(columns="status")
+                .merge(runs[["run_id", "status"]], on="run_id", how="left")
+                .fillna({"status": "pending"})
+            )
         try:
             results = load(folder)
         except FileNotFoundError:
             raise ValueError(f"no trial of {folder} has results yet: nothing to report") from None
     axes = axes_of(results, trials)
     layer = last_hidden(results)
-    metric = "twonn" if "twonn" in set(results[results.layer == layer].metric) else next(iter(curve_metrics(results, layer)[1:]), "twonn")
+    metric = (
+        "twonn"
+        if "twonn" in set(results[results.layer == layer].metric)
+        else next(iter(curve_metrics(results, layer)[1:]), "twonn")
+    )
     final = final_table(results, layer, metric)
     over = figure_sweep_over_training(results, axes, layer)
     over.savefig(folder / "sweep_over_training.png", dpi=110)
@@ -191,15 +239,24 @@ def make_sweep_report(folder: str | Path) -> Path:
     scatter.savefig(folder / "id_vs_accuracy.png", dpi=110)
     name = str(trials.sweep.iloc[0]) if "sweep" in trials and len(trials) else folder.name
     counts = trials.status.value_counts().to_dict()
-    left_out = (f"; {len(others)} other run folder(s) in this folder, not trials of the sweep's current grid, left out "
-                f"({html.escape(', '.join(p.name for p in others[:5]))}{', ...' if len(others) > 5 else ''})") if others else ""
+    left_out = (
+        (
+            f"; {len(others)} other run folder(s) in this folder, not trials of the sweep's current grid, left out "
+            f"({html.escape(', '.join(p.name for p in others[:5]))}{', ...' if len(others) > 5 else ''})"
+        )
+        if others
+        else ""
+    )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>layerscope sweep: {html.escape(name)}</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:2em auto;color:#222}} img{{max-width:100%}}
-table.results{{border-collapse:collapse;font-size:0.85em}} table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head>
+table.results{{border-collapse:collapse;font-size:0.85em}}
+table.results td,table.results th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head>
 <body><h1>layerscope sweep {html.escape(name)}</h1>
-<p>{len(trials)} trials ({', '.join(f'{v} {html.escape(str(k))}' for k, v in counts.items())}){left_out}; axes compared: {html.escape(', '.join(axes) or 'none')};
-averaged over: {html.escape(SEED if SEED in trials else 'nothing (no seed axis)')}. Last hidden layer: {html.escape(layer)}.
+<p>{len(trials)} trials ({", ".join(f"{v} {html.escape(str(k))}" for k, v in counts.items())}){left_out};
+axes compared: {html.escape(", ".join(axes) or "none")};
+averaged over: {html.escape(SEED if SEED in trials else "nothing (no seed axis)")}.
+Last hidden layer: {html.escape(layer)}.
 Each trial's own report: <code>layerscope report {html.escape(str(folder))}/TRIAL</code>.</p>
 <h2>Over training, per axis value</h2><img src="sweep_over_training.png" alt="metrics over training per axis value">
 <h2>Last hidden layer's {html.escape(metric)} against test accuracy</h2><p>{html.escape(correlation_text)}.</p>

@@ -47,8 +47,28 @@ from .record import RUN_SCHEMA, STATUSES, RunRecord, ending
 from .remote import Location, location
 
 __all__ = [
-    "COLUMNS", "DERIVED", "RUN_SCHEMA", "SCHEMA", "STATUSES", "STEP_FILE", "TRIALS", "CorruptRunError", "Peek", "RunLock", "RunLockedError",
-    "RunRecord", "RunStore", "atomic_write", "checkpoint_value", "ending", "find_runs", "load", "load_runs", "load_weights", "move_run", "peek",
+    "COLUMNS",
+    "DERIVED",
+    "RUN_SCHEMA",
+    "SCHEMA",
+    "STATUSES",
+    "STEP_FILE",
+    "TRIALS",
+    "CorruptRunError",
+    "Peek",
+    "RunLock",
+    "RunLockedError",
+    "RunRecord",
+    "RunStore",
+    "atomic_write",
+    "checkpoint_value",
+    "ending",
+    "find_runs",
+    "load",
+    "load_runs",
+    "load_weights",
+    "move_run",
+    "peek",
     "sweep_members",
 ]
 
@@ -56,7 +76,8 @@ __all__ = [
 #: ``RUN/derived/NAME.parquet``, each with its own schema, never among the measurements.
 DERIVED = "derived"
 
-#: A checkpoint's results file, as layerscope names it (``step-`` and nine digits); other files in results/ are not checkpoints.
+# : A checkpoint's results file, as layerscope names it (``step-`` and nine digits); other files in results/ are not
+# checkpoints.
 STEP_FILE = re.compile(r"step-(\d{9})\.parquet")
 #: Saved weights at a checkpoint (``probes.save_weights``).
 WEIGHTS_FILE = re.compile(r"step-(\d{9})\.pt")
@@ -117,7 +138,9 @@ def _read_table(path: Path, schema: pa.Schema | None = None) -> pd.DataFrame:
         if schema is not None:
             table = table.select(schema.names).cast(schema)
     except (OSError, pa.ArrowException, KeyError, ValueError) as err:
-        raise CorruptRunError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise CorruptRunError(
+            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     return table.to_pandas()
 
 
@@ -145,7 +168,9 @@ class RunLock:
             holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunLockedError(f"{self.path.parent} is in use by {holder}; wait for it to end, or choose another --out or name") from None
+                raise RunLockedError(
+                    f"{self.path.parent} is in use by {holder}; wait for it to end, or choose another --out or name"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
@@ -225,7 +250,9 @@ class RunStore:
         return [int(STEP_FILE.fullmatch(p.name)[1]) for p in self.checkpoint_files()]
 
     def write_derived(self, name: str, rows: pd.DataFrame, schema: pa.Schema) -> None:
-        """A table computed from the checkpoints, in ``RUN/derived/NAME.parquet`` with its own schema; replaced on each call."""
+        """A table computed from the checkpoints, in ``RUN/derived/NAME.parquet`` with its own schema; replaced on each
+        call.
+        """
         self.derived_dir.mkdir(parents=True, exist_ok=True)
         _write_table(rows, self.derived_dir / f"{name}.parquet", schema)
 
@@ -262,7 +289,8 @@ class RunStore:
         atomic_write(self.run_dir / "run.parquet", lambda tmp: pq.write_table(table, tmp))
 
     def end_run(self, record: RunRecord, status: str, error: str | None = None) -> RunRecord:
-        """Write how the run ended (``finished``, ``failed`` with the error, ``interrupted``) and when; returns the record.
+        """Write how the run ended (``finished``, ``failed`` with the error, ``interrupted``) and when; returns
+        the record.
 
         A write that fails (a full disk) is let pass: it must not hide the error that ended the run.
         """
@@ -281,7 +309,9 @@ class RunStore:
         try:
             return RunRecord.from_table(pq.read_table(path), str(path))
         except (OSError, pa.ArrowException) as err:
-            raise CorruptRunError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+            raise CorruptRunError(
+                f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
         except ValueError as err:
             raise CorruptRunError(str(err)) from None
 
@@ -367,7 +397,9 @@ def move_run(source: Location, target: Location) -> None:
 def checkpoint_value(run: Location, step_file: str, metric: str, layer: str = "") -> float | None:
     """One number of a checkpoint's file (``metric`` of ``layer``; model-level by default), or None."""
     try:
-        rows = pq.read_table(io.BytesIO(run.join("results").read_bytes(step_file)), columns=["layer", "metric", "value"]).to_pylist()
+        rows = pq.read_table(
+            io.BytesIO(run.join("results").read_bytes(step_file)), columns=["layer", "metric", "value"]
+        ).to_pylist()
     except (OSError, ValueError, pa.ArrowException):
         return None
     return next((r["value"] for r in rows if r["metric"] == metric and r["layer"] == layer), None)
@@ -401,8 +433,11 @@ def find_runs(folder: str | Path) -> list[Path]:
         runs, others = sweep_members(folder)
         if others:
             names = ", ".join(p.name for p in others[:5]) + (", ..." if len(others) > 5 else "")
-            warnings.warn(f"{len(others)} run folder(s) in {folder} are not trials of its sweep's current grid ({TRIALS}): "
-                          f"left out ({names})", stacklevel=2)
+            warnings.warn(
+                f"{len(others)} run folder(s) in {folder} are not trials of its sweep's current grid ({TRIALS}): "
+                f"left out ({names})",
+                stacklevel=2,
+            )
         return runs
     return sorted(p for p in folder.iterdir() if p.is_dir() and RunStore(p).is_run())
 
@@ -414,7 +449,9 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CorruptRunError(f"{path} cannot be read as saved weights ({type(err).__name__}); it is truncated or not layerscope's") from None
+        raise CorruptRunError(
+            f"{path} cannot be read as saved weights ({type(err).__name__}); it is truncated or not layerscope's"
+        ) from None
 
 
 def load(path: str | Path) -> pd.DataFrame:

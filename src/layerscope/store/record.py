@@ -24,20 +24,22 @@ import torch
 from .. import __version__
 
 #: ``run.parquet``'s columns. ``config``, ``versions`` and ``checkpoints`` hold JSON text.
-RUN_SCHEMA = pa.schema([
-    ("run_id", pa.string()),
-    ("config", pa.string()),
-    ("seed", pa.int64()),
-    ("versions", pa.string()),
-    ("git_revision", pa.string()),
-    ("start_time", pa.string()),
-    ("end_time", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("resumes", pa.int64()),
-    ("total_steps", pa.int64()),
-    ("checkpoints", pa.string()),
-])
+RUN_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("config", pa.string()),
+        ("seed", pa.int64()),
+        ("versions", pa.string()),
+        ("git_revision", pa.string()),
+        ("start_time", pa.string()),
+        ("end_time", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("resumes", pa.int64()),
+        ("total_steps", pa.int64()),
+        ("checkpoints", pa.string()),
+    ]
+)
 
 #: How a run stands: ``running`` (or killed while running), then one of the others.
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -45,7 +47,9 @@ _JSON = ("config", "versions", "checkpoints")
 
 
 def ending(err: BaseException) -> tuple[str, str | None]:
-    """How an exception ends a run: ``("interrupted", None)`` for Ctrl-C or SIGTERM, else ``("failed", "Type: message")``."""
+    """How an exception ends a run: ``("interrupted", None)`` for Ctrl-C or SIGTERM, else ``("failed", "Type:
+    message")``.
+    """
     if isinstance(err, KeyboardInterrupt):
         return "interrupted", None
     return "failed", f"{type(err).__name__}: {err}"
@@ -57,7 +61,12 @@ def now() -> str:
 
 def versions() -> dict[str, str]:
     """The versions a run was made with."""
-    return {"layerscope": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "layerscope": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,33 @@ class RunRecord:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
 
     @classmethod
-    def begin(cls, run_id: str, config: dict[str, Any], *, seed: int | None, resumes: int = 0, start_time: str | None = None,
-              git_revision: str | None = None, total_steps: int | None = None, checkpoints: list[int] | None = None) -> RunRecord:
+    def begin(
+        cls,
+        run_id: str,
+        config: dict[str, Any],
+        *,
+        seed: int | None,
+        resumes: int = 0,
+        start_time: str | None = None,
+        git_revision: str | None = None,
+        total_steps: int | None = None,
+        checkpoints: list[int] | None = None,
+    ) -> RunRecord:
         """The record of a run that starts (or resumes: give its first ``start_time`` and its ``resumes``) now."""
-        return cls(run_id, config, seed, versions(), git_revision, start_time or now(), None, "running", None, resumes,
-                   total_steps, None if checkpoints is None else [int(c) for c in checkpoints])
+        return cls(
+            run_id,
+            config,
+            seed,
+            versions(),
+            git_revision,
+            start_time or now(),
+            None,
+            "running",
+            None,
+            resumes,
+            total_steps,
+            None if checkpoints is None else [int(c) for c in checkpoints],
+        )
 
     def planned(self, total_steps: int, checkpoints: list[int]) -> RunRecord:
         """With the training plan: its length and its checkpoint steps."""
@@ -125,7 +156,10 @@ class RunRecord:
         return dataclasses.replace(self, status=status, error=error, end_time=now())
 
     def to_table(self) -> pa.Table:
-        row = {k: (json.dumps(v, sort_keys=True, default=str) if k in _JSON and v is not None else v) for k, v in dataclasses.asdict(self).items()}
+        row = {
+            k: (json.dumps(v, sort_keys=True, default=str) if k in _JSON and v is not None else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
         return pa.Table.from_pylist([row], schema=RUN_SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:

@@ -104,7 +104,10 @@ def location(out: str | os.PathLike[str] | Location, filesystem: pafs.FileSystem
         return Location(None, text) if isinstance(filesystem, pafs.LocalFileSystem) else Location(filesystem, text)
     if "://" not in text:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", text):
-            raise ValueError(f"{text!r} looks like a URI with one slash; write {text.replace(':/', '://', 1)!r}, or ./{text} for a local folder")
+            raise ValueError(
+                f"{text!r} looks like a URI with one slash; write {text.replace(':/', '://', 1)!r}, or ./{text} for a "
+                "local folder"
+            )
         return Location(None, os.path.abspath(text))  # absolute: Ray's workers need not share the driver's folder
     try:
         fs, path = pafs.FileSystem.from_uri(text)
@@ -138,7 +141,9 @@ class Mirror:
     background thread, and once more at the end, also when the work inside raised.
     """
 
-    def __init__(self, remote: Location, interval: float = 5.0, local: Path | None = None, skip: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, remote: Location, interval: float = 5.0, local: Path | None = None, skip: tuple[str, ...] = ()
+    ) -> None:
         self.remote, self.interval, self.skip = remote, interval, skip
         self.local = local or scratch_folder(remote)
         self._sent: dict[str, tuple[int, int]] = {}

@@ -29,7 +29,9 @@ class Callback(Protocol):
     A user's own loop calls it the same way: ``callback.on_checkpoint(model, step=..., epoch=..., metrics={...})``.
     """
 
-    def on_checkpoint(self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float | tuple[float, float]]) -> None: ...
+    def on_checkpoint(
+        self, model: nn.Module, step: int, epoch: float, metrics: dict[str, float | tuple[float, float]]
+    ) -> None: ...
 
 
 def make_optimizer(model: nn.Module, s: TrainConfig) -> torch.optim.Optimizer:
@@ -62,7 +64,9 @@ def scale_parameters(model: nn.Module, factor: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, device: torch.device, batch_size: int = 1000) -> dict[str, tuple[float, float]]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, device: torch.device, batch_size: int = 1000
+) -> dict[str, tuple[float, float]]:
     """Accuracy and mean loss of ``model`` (in eval mode) on ``(x, y)``, each as (value, standard error).
 
     The accuracy's error is the Agresti-Coull binomial one
@@ -138,7 +142,10 @@ def train(
     n = len(x_train)
     steps_per_epoch, total = plan.steps_per_epoch, plan.total_steps
     if steps_per_epoch != math.ceil(n / settings.batch_size):
-        raise ValueError(f"the plan is for {steps_per_epoch} steps per epoch, but {n} examples in batches of {settings.batch_size} make {math.ceil(n / settings.batch_size)}")
+        raise ValueError(
+            f"the plan is for {steps_per_epoch} steps per epoch, but {n} examples in batches of {settings.batch_size} "
+            f"make {math.ceil(n / settings.batch_size)}"
+        )
     checkpoints = set(plan.checkpoints)
     optimizer = make_optimizer(model, settings)
     step = 0
@@ -151,12 +158,22 @@ def train(
     eval_test = (x_test[: settings.eval_size], y_test[: settings.eval_size])
 
     def checkpoint(at: int) -> None:
-        metrics = {f"{split}_{name}": value for split, data in (("train", eval_train), ("test", eval_test))
-                   for name, value in evaluate(model, *data, settings.loss, device).items()}
+        metrics = {
+            f"{split}_{name}": value
+            for split, data in (("train", eval_train), ("test", eval_test))
+            for name, value in evaluate(model, *data, settings.loss, device).items()
+        }
         for cb in callbacks:
             cb.on_checkpoint(model, at, at / steps_per_epoch, metrics)
         if on_state is not None:
-            on_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "step": at})
+            on_state(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "step": at,
+                }
+            )
 
     # Finiteness of the loss without a host-device synchronisation per step: the first
     # non-finite step and its loss are kept on the device, and read (one sync) every
@@ -168,7 +185,9 @@ def train(
 
     def check_finite() -> None:
         if int(first_bad) >= 0:
-            raise FloatingPointError(f"training diverged at step {int(first_bad)}: loss is {float(bad_loss)}; lower the learning rate")
+            raise FloatingPointError(
+                f"training diverged at step {int(first_bad)}: loss is {float(bad_loss)}; lower the learning rate"
+            )
 
     if step == 0 and resume is None:
         checkpoint(0)

@@ -68,7 +68,9 @@ def training_plan(train: TrainConfig, schedule: ScheduleConfig, n_train: int) ->
     return TrainingPlan(per_epoch, total, steps)
 
 
-def checkpoint_steps(total_steps: int, kind: str = "log", *, num: int = 12, every: int | None = None, steps_per_epoch: int = 1) -> list[int]:
+def checkpoint_steps(
+    total_steps: int, kind: str = "log", *, num: int = 12, every: int | None = None, steps_per_epoch: int = 1
+) -> list[int]:
     """Checkpoint steps in ``0 .. total_steps``, always with 0 (initialisation) and the last step.
 
     Parameters
