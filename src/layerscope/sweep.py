@@ -50,8 +50,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
-from .store import CorruptRunError, Peek, RunLockedError, RunStore, atomic_write, checkpoint_value, move_run, peek
-from .store.remote import Location, Mirror, location
+from .store import CorruptRunError, Peek, RunLockedError, RunStore, checkpoint_value, move_run, peek
+from .store.remote import Location, location, working_copy
 
 
 class Resources(BaseModel):
@@ -370,11 +370,8 @@ def _run_trial(
     if progress is None:
         warnings.simplefilter("ignore")  # on a worker: the trial's warnings stay in its own process
     try:
-        if target.is_local:
-            _finish(config, target.local(), progress)
-        else:
-            with Mirror(target) as local:
-                _finish(config, local, progress)
+        with working_copy(target) as local:
+            _finish(config, local, progress)
     except _PERMANENT as err:
         return _error_line(err)
     return None
@@ -675,17 +672,12 @@ def run_sweep(
     """
     sweep, trials = load_sweep(path)
     folder = location(out, filesystem).join(sweep.name)
-    if folder.is_local:
-        try:
-            folder.local().mkdir(parents=True, exist_ok=True)
-            probe = folder.local() / f".write-test-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as err:
-            raise ValueError(f"--out {out}: cannot write the sweep's folder {folder}: {err.strerror or err}") from None
-    peeks = reconcile(
-        folder, trials, replace_changed=replace_changed
-    )  # before trials.parquet changes: a refused sweep changes nothing
+    try:
+        folder.ensure_folder()
+    except ValueError as err:
+        raise ValueError(f"--out {out}: {err}") from None
+    # before trials.parquet changes: a refused sweep changes nothing
+    peeks = reconcile(folder, trials, replace_changed=replace_changed)
     write_trials(folder, sweep.name, trials, {name: peek.status for name, peek in peeks.items()})
     try:
         states = run_trials(
@@ -721,10 +713,6 @@ def write_trials(
         }
         for t in trials
     ]
-    frame = pd.DataFrame(rows)
-    if folder.is_local:
-        atomic_write(folder.local() / "trials.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
-    else:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        folder.write_bytes("trials.parquet", buffer.getvalue())
+    buffer = io.BytesIO()
+    pd.DataFrame(rows).to_parquet(buffer, index=False)
+    folder.write_bytes("trials.parquet", buffer.getvalue())

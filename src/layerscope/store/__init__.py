@@ -32,7 +32,6 @@ import re
 import shutil
 import socket
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ import torch
 
 from ..results import COLUMNS, SCHEMA, empty
 from .record import RUN_SCHEMA, STATUSES, RunRecord, ending
-from .remote import Location, location
+from .remote import Location, atomic_write, location
 
 __all__ = [
     "COLUMNS",
@@ -89,42 +88,6 @@ class CorruptRunError(ValueError):
 
 class RunLockedError(RuntimeError):
     """Another live process holds the run folder."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through ``write(tmp)`` so that it is whole or absent, even after a power cut.
-
-    The temporary file is flushed to disk (``fsync``) before it is renamed into
-    place, and the folder after the rename, so the new name never points at
-    unwritten data. A failed write (full disk) leaves the old file and no temporary.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> None:

@@ -22,7 +22,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,42 @@ _LAST = ("state.pt", "run.parquet")
 def _skipped(relative: str) -> bool:
     name = relative.rsplit("/", 1)[-1]
     return name == ".lock" or (name.startswith(".") and ".tmp-" in name)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through ``write(tmp)`` so that it is whole or absent, even after a power cut.
+
+    The temporary file is flushed to disk (``fsync``) before it is renamed into
+    place, and the folder after the rename, so the new name never points at
+    unwritten data. A failed write (full disk) leaves the old file and no temporary.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
@@ -80,10 +116,29 @@ class Location:
             return f.read()
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        target = self.join(relative).path
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        with self.fs.open_output_stream(target) as f:
+        """Write a file below this folder: atomically on a local filesystem (:func:`atomic_write`), as one
+        upload on an object store (whole or absent there by itself)."""
+        target = self.join(relative)
+        if self.is_local:
+            target.local().parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target.local(), lambda tmp: tmp.write_bytes(data))
+            return
+        self.fs.create_dir(target.path.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(target.path) as f:
             f.write(data)
+
+    def ensure_folder(self) -> None:
+        """Make the folder and check that it can be written (a local one; on an object store a folder is
+        only a prefix): a ValueError naming the folder and the reason otherwise."""
+        if not self.is_local:
+            return
+        try:
+            self.local().mkdir(parents=True, exist_ok=True)
+            probe = self.local() / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise ValueError(f"cannot write the folder {self}: {err.strerror or err}") from None
 
     def __str__(self) -> str:
         if self.is_local:
@@ -225,6 +280,17 @@ class Mirror:
             import shutil
 
             shutil.rmtree(self.local, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def working_copy(folder: Location) -> Iterator[Path]:
+    """A local folder to write a run in: ``folder`` itself if it is local, else a :class:`Mirror` of it
+    (downloaded first, uploaded as it changes and at the end)."""
+    if folder.is_local:
+        yield folder.local()
+        return
+    with Mirror(folder) as local:
+        yield local
 
 
 @contextlib.contextmanager
