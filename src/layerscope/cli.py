@@ -30,6 +30,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _interrupted(err: KeyboardInterrupt, kept: str, again: str) -> None:
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): say what is kept and how to go on."""
+    from .runner import Terminated
+
+    console.print(f"[yellow]interrupted.[/] {kept}; go on with: {again}", highlight=False)
+    raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
     """Warnings as one plain line each, not Python's source-line format."""
     Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
@@ -129,7 +137,7 @@ def run(
 
     from .config import ConfigError, load_config, parse_config
     from .presets import preset as get_preset
-    from .runner import Terminated, execute
+    from .runner import execute
     from .runner import resume as resume_run
     from .store import RunLockedError
 
@@ -170,10 +178,7 @@ def run(
             else:
                 execute(cfg, run_dir, overwrite=overwrite, progress=progress, status=status)
     except KeyboardInterrupt as err:
-        console.print(
-            f"[yellow]interrupted.[/] Finished checkpoints are kept; go on with: layerscope run --resume {run_dir}"
-        )
-        raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+        _interrupted(err, "Finished checkpoints are kept", f"layerscope run --resume {run_dir}")
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RunLockedError) as err:
         _fail(str(err))
     except OSError as err:  # a disk that fills or goes read-only during the run
@@ -238,7 +243,6 @@ def reproduce(
     Re-running continues where it stopped: finished runs are kept, interrupted ones resumed.
     """
     from .experiments.reproduce import reproduce as run_experiment
-    from .runner import Terminated
 
     warnings.showwarning = _show_warning
     try:
@@ -253,11 +257,7 @@ def reproduce(
                 replace_changed=replace_changed,
             )
     except KeyboardInterrupt as err:
-        console.print(
-            f"[yellow]interrupted.[/] Run the same command again to go on: layerscope reproduce {name} --size {size} "
-            f"--out {out}"
-        )
-        raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+        _interrupted(err, "Finished runs are kept", f"layerscope reproduce {name} --size {size} --out {out}")
     except (ValueError, OSError, RuntimeError, ImportError) as err:
         _fail(str(err))
     console.print((folder / "findings.md").read_text())
@@ -447,7 +447,6 @@ def sweep(
 ) -> None:
     """Run a grid of tracked runs on Ray. Running it again finishes only what is missing."""
     from .config import ConfigError
-    from .runner import Terminated
     from .sweep import run_sweep
 
     warnings.showwarning = _show_warning
@@ -462,11 +461,7 @@ def sweep(
                 replace_changed=replace_changed,
             )
     except KeyboardInterrupt as err:
-        console.print(
-            "[yellow]interrupted.[/] Finished trials are kept; run the same command again to go on: layerscope sweep "
-            f"{file} --out {out}"
-        )
-        raise typer.Exit(143 if isinstance(err, Terminated) else 130) from None
+        _interrupted(err, "Finished trials are kept", f"layerscope sweep {file} --out {out}")
     except (ConfigError, ValueError, OSError, ImportError) as err:
         _fail(str(err))
     console.print(

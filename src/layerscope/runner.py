@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, parse_config
 from .data.datasets import Dataset, load_dataset, probe_indices, train_subset, with_label_noise
-from .estimators._validation import check_device
+from .estimators import check_device
 from .models import build_model
 from .probes.base import Probe, ProbeContext
 from .probes.capture import resolve_layers

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .probes._model import eval_mode
+from .probes import eval_mode
 from .probes.base import Probe
 from .probes.capture import Forward, Inputs
 from .probes.geometry import GeometryProbe, GeometrySettings, ProbeWarning

