@@ -56,13 +56,24 @@ def main() -> None:
         # flat for the first half of log-steps, then a fall of 5 error bars: no turn, but its first
         # phase's unconstrained fit tilts up half the time (the null must be fitted with a flat phase)
         "plateau, then a fall (5 error bars)": lambda x: -5 * np.clip(2 * x - 1, 0, None),
+        # one phase of a pattern flat (2026-12-01): each must count as "the pattern is not there"
+        "rise, then a plateau (5 error bars)": lambda x: 5 * np.clip(2 * x, None, 1),
+    }
+    # nulls of the LC pattern only (they hold the ID pattern's rise and fall, or none of it)
+    lc_nulls = {
+        "flat, rise, fall (5 error bars)": lambda x: 5 * np.interp(x, [0, 0.33, 0.67, 1], [0, 0, 1, 0]),
+        "flat, rise, fall (10 error bars)": lambda x: 10 * np.interp(x, [0, 0.33, 0.67, 1], [0, 0, 1, 0]),
+        "fall, rise, flat (5 error bars)": lambda x: 5 * np.interp(x, [0, 0.33, 0.67, 1], [1, 0, 1, 1]),
+        "fall, rise, flat (10 error bars)": lambda x: 10 * np.interp(x, [0, 0.33, 0.67, 1], [1, 0, 1, 1]),
     }
     print(f"False positives (confidence >= {THRESHOLD}) on curves without the pattern, {curves} curves each")
     print("| null curve | pattern | checkpoints | errors given | false-positive rate |")
     print("|---|---|---|---|---|")
-    for n in (10, 30):
-        for name, make in nulls.items():
+    for n in (10, 29):
+        for name, make in {**nulls, **lc_nulls}.items():
             for pattern, label in ((ID_PATTERN, "ID: up, down"), (LC_PATTERN, "LC: down, up, down")):
+                if name in lc_nulls and pattern is ID_PATTERN:
+                    continue
                 for known in (True, False):
                     fp = rate(curves, log_steps(n), make, pattern, known)
                     print(f"| {name} | {label} | {n} | {'yes' if known else 'no'} | {fp:.3f} |")

@@ -180,3 +180,64 @@ def test_a_plateau_that_tilts_up_by_a_hair_before_a_drop_is_not_an_expansion():
     # the same curve with a real rise of 3 error bars over the first steps is found
     risen = [v + (1.1 if 3 <= s <= 12 else 0.0) + (0.6 if s in (2, 17) else 0.0) for s, v in zip(steps, values)]
     assert detect_phases(steps, risen, ID_PATTERN, errors=errors)[1].confidence >= THRESHOLD
+
+
+def _found(shape, pattern, n_points, curves, last=40000, seed=0):
+    """How often the pattern is found (confidence >= THRESHOLD) on ``curves`` noisy copies of ``shape``
+    (x in 0..1 over log-spaced checkpoints; unit errors, given)."""
+    steps = np.unique(np.r_[0, np.geomspace(1, last, n_points - 1).astype(int)])
+    x = np.log1p(steps) / np.log1p(steps[-1])
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for i in range(curves):
+        y = shape(x) + rng.standard_normal(len(x))
+        try:
+            hits += detect_phases(steps, y, pattern, errors=np.ones(len(x)), seed=i)[0].confidence >= THRESHOLD
+        except ValueError:  # no fit of the pattern's signs at all
+            pass
+    return hits / curves
+
+
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        # the shapes a referee found passing as "descent, ascent, descent" in 63-100% of draws: one phase flat
+        ("flat, rise, fall", lambda x: 10 * np.interp(x, [0, 0.33, 0.67, 1], [0, 0, 1, 0])),
+        ("fall, rise, flat", lambda x: 10 * np.interp(x, [0, 0.33, 0.67, 1], [1, 0, 1, 1])),
+    ],
+)
+def test_a_three_phase_pattern_with_a_flat_phase_is_not_found(name, shape):
+    # 29 log-spaced checkpoints to 40k steps, a rise of 10 error bars; 40 curves: at the 5% level a test
+    # that can tell 63% from 5% (before the intersection-union test, 98-100% of these passed)
+    assert _found(shape, LC_PATTERN, 29, 40) <= 0.125
+
+
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("plateau, then a fall", lambda x: 6 * np.interp(x, [0, 0.5, 1], [1, 1, 0])),
+        ("rise, then a plateau", lambda x: 6 * np.interp(x, [0, 0.5, 1], [0, 1, 1])),
+        ("flat", lambda x: 0 * x),
+    ],
+)
+def test_a_two_phase_pattern_with_a_phase_missing_is_rarely_found(name, shape):
+    # 10 checkpoints, 150 curves: 5% expected at most; 0.09 is two and a half standard errors above
+    assert _found(shape, ID_PATTERN, 10, 150, seed=7) <= 0.09
+
+
+def test_power_when_every_phase_is_there():
+    assert _found(lambda x: 6 * np.interp(x, [0, 0.5, 1], [0, 1, 0]), ID_PATTERN, 12, 40) >= 0.9
+    assert _found(lambda x: 6 * np.interp(x, [0, 0.33, 0.67, 1], [1, 0, 1, 0]), LC_PATTERN, 29, 20) >= 0.9
+
+
+def test_each_phase_has_its_own_confidence_and_the_pattern_the_weakest():
+    steps = log_steps(30)
+    x = np.log1p(steps) / np.log1p(steps[-1])
+    # a clear rise, and a fall of one error bar: the fall is the weak phase
+    y = np.interp(x, [0, 0.6, 1], [0, 8, 7.5]) + np.random.default_rng(3).normal(0, 0.5, len(x))
+    expansion, compression = detect_phases(steps, y, ID_PATTERN, errors=np.full(len(x), 0.5))
+    assert expansion.phase_confidence > 0.99
+    assert compression.phase_confidence < expansion.phase_confidence
+    assert (
+        expansion.confidence == compression.confidence == min(expansion.phase_confidence, compression.phase_confidence)
+    )

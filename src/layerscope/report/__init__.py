@@ -165,13 +165,25 @@ def _phase_table(phases: pd.DataFrame) -> str:
     table = phases.assign(
         interval=[f"{a}-{b}" if i else "" for a, b, i in zip(phases.start_low, phases.start_high, phases.position)]
     )
-    table = table[["split", "layer", "curve", "phase", "start_step", "interval", "end_step", "confidence"]]
+    columns = [
+        "split",
+        "layer",
+        "curve",
+        "phase",
+        "start_step",
+        "interval",
+        "end_step",
+        "phase_confidence",
+        "confidence",
+    ]
+    table = table[[c for c in columns if c in table]]  # phases derived before phase confidences existed have none
     table = table.rename(
         columns={
             "start_step": "from step",
             "interval": "90% interval of the turn",
             "end_step": "to step",
-            "confidence": f"confidence (pattern holds at >= {THRESHOLD})",
+            "phase_confidence": "this phase's confidence",
+            "confidence": f"pattern's confidence: its weakest phase's (holds at >= {THRESHOLD})",
         }
     )
     return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="results")
