@@ -201,7 +201,9 @@ def test_over_seeds_verdicts():
             2: Evidence("", False, confidence=0.2),
         },
     )
-    assert two_of_three.holds is True and two_of_three.confidence == pytest.approx((0.99 + 0.97 + 0.2) / 3)
+    # the confidence shown is the verdict's own: P(at least 2 of 3 seeds pass by chance, 7% each)
+    chance = 3 * 0.07**2 * 0.93 + 0.07**3
+    assert two_of_three.holds is True and two_of_three.confidence == pytest.approx(1 - chance)
     assert "2 of 3 seeds" in two_of_three.measured
     one_of_three = over_seeds(
         "c",
@@ -211,7 +213,7 @@ def test_over_seeds_verdicts():
             2: Evidence("", False, confidence=0.5),
         },
     )
-    assert one_of_three.holds is False
+    assert one_of_three.holds is False and one_of_three.confidence == pytest.approx(0.93**3)
     # one seed: its own verdict; effects missing on all but one seed: not measurable
     assert over_seeds("c", {0: Evidence("m", True, effect=-1.0)}).holds is True
     assert over_seeds("c", {0: Evidence("", None), 1: Evidence("", True, effect=1.0)}).holds is None

@@ -65,13 +65,20 @@ class Evidence:
     confidence: float | None = None
 
 
-def over_seeds(claim: str, evidence: dict[int, Evidence]) -> Finding:
-    """One verdict from the seeds' evidence.
+#: The highest rate at which one seed's curve without a pattern passes :data:`THRESHOLD`, over every null
+#: curve of ``benchmarks/phases.py --curves 200`` (2026-12-01, docs/benchmarks.md): the chance level of a seed.
+SEED_FALSE_POSITIVE = 0.07
 
-    - Seeds with calibrated confidences (phase patterns): the finding holds when a
-      majority of seeds pass :data:`THRESHOLD`. Each seed passes a curve without the
-      pattern about 5% of the time at most (benchmarks/phases.py), so a majority of 3 seeds about 1% at most.
-      The confidence given is the mean of the seeds'.
+
+def over_seeds(claim: str, evidence: dict[int, Evidence]) -> Finding:
+    """One verdict from the seeds' evidence, with the confidence it came from.
+
+    - Seeds with calibrated confidences (phase patterns): ``m`` of ``n`` seeds pass
+      :data:`THRESHOLD`. Without the pattern each passes at most
+      :data:`SEED_FALSE_POSITIVE` of the time, so ``p = P(Binomial(n, 0.07) >= m)``
+      (seeds are independent runs); the confidence is ``1 - p`` and the finding holds
+      when it reaches :data:`THRESHOLD` (with 3 seeds: 2 or 3 passing, 0.986 and
+      0.9997; 1 passing, 0.80).
     - Seeds with effects: a one-sided one-sample t-test of the effects against 0;
       the finding holds when ``1 - p`` reaches :data:`THRESHOLD`.
     - One seed: its own verdict.
@@ -86,12 +93,12 @@ def over_seeds(claim: str, evidence: dict[int, Evidence]) -> Finding:
     confidences = [evidence[s].confidence for s in seeds]
     if all(c is not None for c in confidences):
         passed = sum(c >= THRESHOLD for c in confidences)
-        mean, sd = float(np.mean(confidences)), float(np.std(confidences, ddof=1))
+        confidence = float(1 - stats.binom.sf(passed - 1, len(seeds), SEED_FALSE_POSITIVE))
         measured += (
-            f". Pattern found (confidence >= {THRESHOLD}) in {passed} of {len(seeds)} seeds; "
-            f"confidence {mean:.2f} +- {sd:.2f} (mean +- s.d.)"
+            f". Pattern found (confidence >= {THRESHOLD}) in {passed} of {len(seeds)} seeds; binomial test against "
+            f"{SEED_FALSE_POSITIVE:.0%} per seed by chance: confidence {confidence:.3f}"
         )
-        return Finding(claim, measured, bool(passed > len(seeds) / 2), mean, len(seeds))
+        return Finding(claim, measured, bool(confidence >= THRESHOLD), confidence, len(seeds))
     effects = np.array(
         [evidence[s].effect for s in seeds if evidence[s].effect is not None and np.isfinite(evidence[s].effect)]
     )
