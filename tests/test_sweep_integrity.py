@@ -241,7 +241,7 @@ def test_out_that_cannot_be_written_is_one_line(tmp_path):
     assert result.exit_code == 2 and "cannot write the folder" in result.output and "Not a directory" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["run", "--preset", "smoke", "--out", str(tmp_path / "afile")])
-    assert result.exit_code == 2 and "cannot write the run folder" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "cannot write the folder" in result.output and "Traceback" not in result.output
 
 
 def test_sigterm_stops_a_sweep_like_layerscope_run(tmp_path):

@@ -23,7 +23,7 @@ from .models import build_model
 from .probes.base import Probe, ProbeContext
 from .probes.capture import resolve_layers
 from .probes.registry import probes
-from .store import CorruptRunError, RunRecord, RunStore, ending
+from .store import CorruptRunError, RunRecord, RunStore, ending, location
 from .tracker import Tracker
 from .train import TrainingPlan, scale_parameters, train, training_plan
 
@@ -169,11 +169,7 @@ def execute(
         raise FileExistsError(f"{run_dir} is a symbolic link; give a run folder that is a plain folder")
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir} is a file, not a run folder")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        RunStore(run_dir).lock().path.touch()  # can the folder be written at all?
-    except OSError as err:
-        raise ValueError(f"cannot write the run folder {run_dir}: {err.strerror or err}") from None
+    location(run_dir).ensure_folder()  # made, and writable: a ValueError naming the folder otherwise
     store = RunStore(run_dir)
     with store.lock():
         if store.is_run():

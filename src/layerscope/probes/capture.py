@@ -208,8 +208,10 @@ def reduce_tokens(output: torch.Tensor, tokens: str, mask: torch.Tensor | None) 
     keep = None if mask is None else mask.to(device=output.device, dtype=torch.bool)
     if tokens == "first":
         return output[:, 0]
-    if keep is not None and tokens in ("mean", "last") and not keep.any(1).all():
-        output, keep = output[keep.any(1)], keep[keep.any(1)]  # sequences without a token: no point
+    if keep is not None and tokens in ("mean", "last"):
+        some = keep.any(1)
+        if not some.all():  # sequences without a token: no point
+            output, keep = output[some], keep[some]
     if tokens == "last":
         if keep is None:
             return output[:, -1]

@@ -66,6 +66,7 @@ __all__ = [
     "load",
     "load_runs",
     "load_weights",
+    "location",
     "move_run",
     "peek",
     "sweep_members",
@@ -278,10 +279,6 @@ class RunStore:
         except ValueError as err:
             raise CorruptRunError(str(err)) from None
 
-    def peek(self) -> Peek:
-        """Where the run stands, read without its lock (see :func:`peek`)."""
-        return peek(location(self.run_dir))
-
     # training state, for resuming
     def save_state(self, state: dict[str, Any]) -> None:
         """Write the training state of the last checkpoint (``state.pt``, for resuming), durably."""
@@ -424,7 +421,7 @@ def load(path: str | Path) -> pd.DataFrame:
     trial's axis values, a column per axis (as strings). ``path`` may be a URI that
     pyarrow understands (``s3://bucket/sweeps/NAME``): the tables are read from there.
     """
-    from .remote import local_view, location
+    from .remote import local_view
 
     where = location(path)
     if not where.is_local:
