@@ -33,8 +33,8 @@ from pathlib import Path
 LIBRARIES = ["layerscope", "layerscope+err", "torchid", "skdim", "dadapy", "gemm-f32", "gemm-bf16"]
 PEERS = ("torchid", "skdim", "dadapy", "gemm-f32", "gemm-bf16")
 LABELS = {
-    "layerscope": "layerscope TwoNN(n_subsamples=0)",
-    "layerscope+err": "layerscope TwoNN() (+ 20 subsample errors)",
+    "layerscope": "layerscope TwoNN(error='closed-form')",
+    "layerscope+err": "layerscope TwoNN() (default: + 20 half-split errors)",
     "torchid": "torchid TwoNN (faiss flat index)",
     "skdim": "scikit-dimension TwoNN",
     "dadapy": "dadapy compute_id_2NN",
@@ -63,7 +63,7 @@ def fit_once(library: str, X):  # noqa: ANN001 - any array
     if library.startswith("layerscope"):
         from layerscope.estimators import TwoNN
 
-        return TwoNN(n_subsamples=0 if library == "layerscope" else 20).fit(X).dimension_
+        return (TwoNN(error="closed-form") if library == "layerscope" else TwoNN()).fit(X).dimension_
     if library == "skdim":
         import skdim
 

@@ -56,7 +56,7 @@ def main() -> None:
             ("layerscope TwoNN, float64 input", X),
             ("layerscope TwoNN, float32 input", X.astype(np.float32)),
         ]:
-            est = TwoNN(n_subsamples=0).fit(data)
+            est = TwoNN(error="closed-form").fit(data)
             print(f"| {label} | {name} | {est.dimension_:.4f} | 0 (duplicates dropped: {est.n_duplicates_}) |")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 LABELS = {
-    "layerscope": "layerscope TwoNN(n_subsamples=0)",
+    "layerscope": "layerscope TwoNN(error='closed-form')",
     "torchid": "torchid TwoNN (faiss flat index)",
     "skdim": "scikit-dimension TwoNN",
     "dadapy": "dadapy compute_id_2NN",
@@ -106,7 +106,7 @@ def subsample_check(n: int, d: int, m: int, blocks: int) -> None:
     for row in scale.itertuples():
         print(f"| {row.n_blocks} | {row.block_size:.0f} | {row.dimension:.3f} | {row.error:.3f} |")
     t = time.perf_counter()
-    full = TwoNN(n_subsamples=0).fit(X)
+    full = TwoNN(error="closed-form").fit(X)
     print(
         f"\nexact TwoNN on all {n} points: {full.dimension_:.3f} +- {full.dimension_err_:.3f}, "
         f"{time.perf_counter() - t:.1f} s"

@@ -41,8 +41,8 @@ def test_spectrum_scales_back_and_overflow_is_a_clear_error():
     with pytest.raises(ValueError, match="exceed.* float64's range"):
         covariance_spectrum(X * 1e300)
     # TwoNN needs only the neighbour distances, which float64 holds at this scale
-    assert TwoNN(n_subsamples=0).fit(X * 1e300).dimension_ == pytest.approx(
-        TwoNN(n_subsamples=0).fit(X).dimension_, rel=1e-9
+    assert TwoNN(error="closed-form").fit(X * 1e300).dimension_ == pytest.approx(
+        TwoNN(error="closed-form").fit(X).dimension_, rel=1e-9
     )
 
 
@@ -77,9 +77,9 @@ def near_copies(seed=0):
 
 def test_near_copies_in_float32_are_dropped_by_default():
     X, Y = near_copies()
-    clean = TwoNN(n_subsamples=0).fit(X).dimension_
+    clean = TwoNN(error="closed-form").fit(X).dimension_
     with pytest.warns(DuplicatePointsWarning, match="dropped 100 duplicate points of 2100"):
-        est = TwoNN(n_subsamples=0).fit(Y)
+        est = TwoNN(error="closed-form").fit(Y)
     assert est.n_duplicates_ == 100
     assert est.dimension_ == pytest.approx(clean, rel=1e-9)
 
@@ -87,20 +87,20 @@ def test_near_copies_in_float32_are_dropped_by_default():
 def test_near_copies_above_the_tolerance_are_warned_about():
     _, Y = near_copies()
     with pytest.warns(DuplicatePointsWarning, match="near-copies of points"):
-        est = TwoNN(n_subsamples=0, duplicate_tol=1e-9).fit(Y)
+        est = TwoNN(error="closed-form", duplicate_tol=1e-9).fit(Y)
     assert est.dimension_ < 4  # the bias the warning is about
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no false alarm on clean data
         for seed in range(5):
-            TwoNN(n_subsamples=0).fit(hypersphere(2000, 5, 20, seed=seed))
+            TwoNN(error="closed-form").fit(hypersphere(2000, 5, 20, seed=seed))
 
 
 @pytest.mark.parametrize("n", [3, 4, 19])
 def test_too_few_points_for_an_error_bar(n):
     X = np.random.default_rng(0).standard_normal((n, 50))
-    with pytest.warns(TooFewPointsWarning, match=f"TwoNN on {n} points: too few for a subsample error bar"):
+    with pytest.warns(TooFewPointsWarning, match=f"TwoNN on {n} points: too few for an error bar"):
         est = TwoNN().fit(X)
-    assert np.isnan(est.dimension_err_) and est.error_method_ == "none"
+    assert np.isnan(est.dimension_err_) and est.replicates_ is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(TwoNN().fit(np.random.default_rng(0).standard_normal((20, 5))).dimension_err_)

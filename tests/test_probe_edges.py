@@ -197,21 +197,6 @@ def test_binomial_errors_match_the_spread_over_probe_draws():
     assert proportion_error(0, 100) > 0 and proportion_error(100, 100) > 0  # never "no uncertainty"
 
 
-def test_participation_ratio_bootstrap_error_matches_fresh_samples():
-    from layerscope.estimators import PCAID, ParticipationRatio
-
-    rng = np.random.default_rng(0)
-    scales = np.arange(1, 41) ** -0.6
-
-    def sample():
-        return rng.standard_normal((400, 40)) * scales
-
-    fits = [ParticipationRatio(n_bootstrap=20).fit(sample()) for _ in range(15)]
-    spread = np.std([f.dimension_ for f in fits], ddof=1)
-    assert 0.5 < np.mean([f.dimension_err_ for f in fits]) / spread < 2
-    assert PCAID(n_bootstrap=20).fit(sample()).dimension_err_ >= 0
-
-
 def test_every_stored_number_has_an_error(tmp_path):
     cfg = parse_config(
         {

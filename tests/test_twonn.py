@@ -10,7 +10,9 @@ from layerscope.estimators.twonn import dimension_from_ratios
 
 
 def mean_estimate(generator, d, seeds=(0, 1, 2), n=5000, **params):
-    return np.mean([TwoNN(n_subsamples=0, **params).fit(generator(n, d, 2 * d + 6, seed=s)).dimension_ for s in seeds])
+    return np.mean(
+        [TwoNN(error="closed-form", **params).fit(generator(n, d, 2 * d + 6, seed=s)).dimension_ for s in seeds]
+    )
 
 
 @pytest.mark.parametrize("d", [1, 2, 4, 7, 10])
@@ -38,7 +40,7 @@ def test_equals_dadapy_and_skdim(seed):
     dadapy = pytest.importorskip("dadapy")
     skdim = pytest.importorskip("skdim")
     X = MANIFOLDS["curved_manifold"](3000, 6, 40, seed=seed)
-    ours = TwoNN(n_subsamples=0).fit(X).dimension_
+    ours = TwoNN(error="closed-form").fit(X).dimension_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs_dadapy = dadapy.Data(X).compute_id_2NN()[0]
@@ -57,13 +59,13 @@ def test_precision_case_equals_float64_dadapy():
         warnings.simplefilter("ignore")
         reference = dadapy.Data(X).compute_id_2NN()[0]
     for shift in (0.0, 1e3):
-        assert TwoNN(n_subsamples=0).fit(X + shift).dimension_ == pytest.approx(reference, rel=1e-6)
+        assert TwoNN(error="closed-form").fit(X + shift).dimension_ == pytest.approx(reference, rel=1e-6)
     assert reference == pytest.approx(2, rel=0.05)
 
 
 def test_mle_is_closed_form():
     X = hypersphere(3000, 3, 8, seed=5)
-    est = TwoNN(method="mle", n_subsamples=0).fit(X)
+    est = TwoNN(method="mle", error="closed-form").fit(X)
     assert est.dimension_ == pytest.approx((len(est.mu_) - 1) / np.log(est.mu_).sum(), rel=1e-12)
     assert est.dimension_ == pytest.approx(3, rel=0.05)
     assert est.fit_quality_ is None
@@ -81,25 +83,16 @@ def test_regression_on_exact_pareto_quantiles():
     assert r > 0.9999
 
 
-def test_subsample_error_matches_spread_over_independent_samples():
-    # the subsample standard error should be of the size of the real sampling spread
-    ests = [TwoNN(n_subsamples=20).fit(hypersphere(2000, 4, 10, seed=s)) for s in range(8)]
-    spread = np.std([e.dimension_ for e in ests], ddof=1)
-    mean_err = np.mean([e.dimension_err_ for e in ests])
-    assert all(e.error_method_ == "subsample" for e in ests)
-    assert spread / 3 < mean_err < spread * 3
-
-
 def test_subsets_use_exact_neighbours():
     # the cheap subset ratios must equal a fresh TwoNN on the same subset
     from layerscope.estimators.neighbors import neighbors_without_duplicates
     from layerscope.estimators.twonn import _subset_ratios
 
     X = affine_subspace(1500, 3, 10, seed=7)
-    est = TwoNN(n_subsamples=2, random_state=3).fit(X)
+    est = TwoNN(error="subsets", n_resamples=2, random_state=3).fit(X)
     rng = np.random.default_rng(3)
     members = np.sort(rng.choice(1500, size=int(round(1500 * 0.9)), replace=False))
-    fresh = TwoNN(n_subsamples=0).fit(X[members]).mu_
+    fresh = TwoNN(error="closed-form").fit(X[members]).mu_
     nb = neighbors_without_duplicates(X, 8)[0]
     cheap = _subset_ratios(
         torch.from_numpy(X), np.arange(len(X)), nb.indices, nb.distances, np.random.default_rng(3), 0.9
@@ -117,10 +110,10 @@ def test_duplicates_are_dropped_and_do_not_change_the_estimate():
     X = hypersphere(2000, 3, 6, seed=8)
     with_dups = np.vstack([X, X[:100]])
     with pytest.warns(DuplicatePointsWarning):
-        est = TwoNN(n_subsamples=0).fit(with_dups)
+        est = TwoNN(error="closed-form").fit(with_dups)
     assert est.n_duplicates_ == 100
     assert np.isfinite(est.dimension_)
-    assert est.dimension_ == pytest.approx(TwoNN(n_subsamples=0).fit(X).dimension_, rel=1e-12)
+    assert est.dimension_ == pytest.approx(TwoNN(error="closed-form").fit(X).dimension_, rel=1e-12)
 
 
 def test_deterministic():
@@ -153,7 +146,7 @@ def test_torch_tensor_input():
             r"discard_fraction must lie in \(0, 1\)",
         ),
         (np.random.default_rng(0).normal(size=(30, 2)), {"method": "fit"}, "method must be 'regression' or 'mle'"),
-        (np.random.default_rng(0).normal(size=(30, 2)), {"n_subsamples": 1}, "n_subsamples must be 0"),
+        (np.random.default_rng(0).normal(size=(30, 2)), {"n_resamples": 1}, "n_resamples must be at least 2"),
         (np.array([["a", "b"], ["c", "d"]]), {}, "must be numeric"),
         (np.zeros((0, 3)), {}, "is empty"),
     ],
@@ -166,7 +159,7 @@ def test_bad_input_errors(X, params, message):
 def test_lattice_is_refused():
     g = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
     with pytest.raises(ValueError, match="equally far"):
-        TwoNN(n_subsamples=0).fit(g)
+        TwoNN(error="closed-form").fit(g)
 
 
 def test_block_analysis_is_stable_and_shaped():

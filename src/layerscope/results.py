@@ -40,19 +40,30 @@ SCHEMA = pa.schema(
 )
 COLUMNS = SCHEMA.names
 
+#: Written beside :data:`SCHEMA`'s columns in every checkpoint file, not part of the
+#: results table: each row's resampling replicates (``error**2 ==
+#: mean(replicates**2)``; null where the error has none). The same seeded splits of
+#: the probe points serve every checkpoint, so replicate b of every checkpoint is one
+#: coherent resample of the curve (see :mod:`layerscope.estimators.resampling`);
+#: :meth:`layerscope.store.RunStore.replicates` reads them.
+REPLICATES = pa.field("replicates", pa.list_(pa.float64()))
+STEP_SCHEMA = SCHEMA.append(REPLICATES)
+
 #: The layer of a model-level row (accuracy, loss, a sum over layers).
 MODEL_LEVEL = ""
 
 
 @dataclass(frozen=True)
 class Row:
-    """One measured number: where it was measured (split, layer), what (metric), and its standard error."""
+    """One measured number: where it was measured (split, layer), what (metric), its standard error, and the
+    resampling replicates the error came from (if any; see :data:`REPLICATES`)."""
 
     split: str
     layer: str
     metric: str
     value: float
     error: float | None = None
+    replicates: Any = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,8 @@ def empty() -> pd.DataFrame:
 
 
 def to_frame(rows: Iterable[Row], *, run_id: str, step: int, epoch: float | None = None) -> pd.DataFrame:
-    """The rows of one checkpoint as a table with :data:`SCHEMA`'s columns and types."""
+    """The rows of one checkpoint as a table with :data:`STEP_SCHEMA`'s columns and types (the results table's
+    and the replicates)."""
     records = [
         {
             "run_id": run_id,
@@ -133,10 +145,11 @@ def to_frame(rows: Iterable[Row], *, run_id: str, step: int, epoch: float | None
             "metric": r.metric,
             "value": float(r.value),
             "error": math.nan if r.error is None else float(r.error),
+            "replicates": None if r.replicates is None else [float(x) for x in r.replicates],
         }
         for r in rows
     ]
-    table = pa.Table.from_pylist(records, schema=SCHEMA) if records else SCHEMA.empty_table()
+    table = pa.Table.from_pylist(records, schema=STEP_SCHEMA) if records else STEP_SCHEMA.empty_table()
     return table.to_pandas()
 
 

@@ -1,4 +1,5 @@
-"""Covariance spectra of point clouds, and their bootstrap resamples: what the spectral estimators read.
+"""Covariance spectra of point clouds, and of their resamples (half-splits, bootstrap): what the spectral estimators
+read.
 
 Apart from the estimators (:mod:`.spectrum`) so that their base class
 (:class:`._base.SpectralEstimator`) and they import it alike, without a circle.
@@ -7,11 +8,13 @@ Apart from the estimators (:mod:`.spectrum`) so that their base class
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ._validation import Array, as_tensor, check_int, check_points, unit_factor
+from .resampling import half_splits
 
 _ROUNDOFF = 16  # machine epsilons (of the largest eigenvalue) below which an eigenvalue is noise
 
@@ -78,6 +81,57 @@ def bootstrap_spectra(X: Array, *, standardize: bool = False, n_resamples: int =
             m = _gram(t * c.sqrt()[:, None], False) - n * torch.outer(mean, mean)
         spectra.append(_eigenvalues(m, n, factor))
     return spectra
+
+
+@dataclass(frozen=True)
+class ResampledSpectra:
+    """Spectra of resamples of one point cloud, for an error bar.
+
+    Attributes
+    ----------
+    method : {"halves", "bootstrap"}
+    spectra : list
+        ``"halves"``: one ``(spectrum of half A, spectrum of half B)`` pair per
+        split (:func:`half_spectra`); ``"bootstrap"``: one spectrum per resample
+        (:func:`bootstrap_spectra`).
+    """
+
+    method: str
+    spectra: list
+
+
+def resampled_spectra(
+    X: Array, method: str, n_resamples: int, seed: int, *, standardize: bool = False
+) -> ResampledSpectra:
+    """The resampled spectra an error of ``method`` ("halves" or "bootstrap") needs."""
+    if method == "halves":
+        return ResampledSpectra(method, half_spectra(X, standardize=standardize, n_splits=n_resamples, seed=seed))
+    if method == "bootstrap":
+        return ResampledSpectra(
+            method, bootstrap_spectra(X, standardize=standardize, n_resamples=n_resamples, seed=seed)
+        )
+    raise ValueError(f"no resampled spectra for error={method!r}")
+
+
+def half_spectra(
+    X: Array, *, standardize: bool = False, n_splits: int = 20, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Covariance spectra of both halves of ``n_splits`` random half-splits of the rows (for error bars).
+
+    The splits are :func:`~layerscope.estimators.resampling.half_splits` of the rows
+    (the same for every array of as many rows and the same seed). Each half is an
+    independent sample of its own: it is centred, and with ``standardize``
+    standardised, by its own statistics, exactly as the estimator treats a whole
+    sample.
+    """
+    X = check_points(X, min_points=4)
+    t = as_tensor(X)
+    labels = half_splits(t.shape[0], n_splits, seed)
+    pairs = []
+    for lab in labels:
+        halves = [t[torch.from_numpy(np.flatnonzero(lab == h)).to(t.device)] for h in (0, 1)]
+        pairs.append(tuple(covariance_spectrum(half, standardize=standardize)[0] for half in halves))
+    return pairs
 
 
 def _prepared(X: Array, standardize: bool) -> tuple[torch.Tensor, float, int]:

@@ -12,20 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._base import Estimate, NeighborEstimator
+from ._base import MIN_POINTS_FOR_ERROR, Estimate, NeighborEstimator, TooFewPointsWarning
 from ._fits import line_through_origin
 from ._validation import Array, check_fraction, check_int, check_points
 from .neighbors import DuplicatePointsWarning
-
-#: Fewest distinct points for a subsample error bar: with fewer, 90% subsets hardly
-#: differ from the whole set and their spread means nothing (the error is NaN, with
-#: a :class:`TooFewPointsWarning`).
-MIN_POINTS_FOR_ERROR = 20
-
-
-class TooFewPointsWarning(UserWarning):
-    """Too few points for a meaningful error bar; the error is NaN."""
-
 
 # Neighbours kept per point when errors come from subsamples: a point keeps its own
 # first two neighbours in a 90% subset unless fewer than 2 of these 8 survive, which
@@ -77,14 +67,21 @@ class TwoNN(NeighborEstimator):
         Fraction of the largest ratios ``r2/r1`` left out of the regression, in (0, 1).
     method : {"regression", "mle"}, default "regression"
         See :func:`dimension_from_ratios`.
-    n_subsamples : int, default 20
-        The standard error is the standard deviation of the estimate over this many
-        random subsets of ``subsample_fraction`` of the points, as in Ansuini et al.
-        (each subset's neighbours are those within the subset, found exactly from
-        one search of the whole set). 0 skips the subsets and gives the closed-form
-        standard error of the maximum-likelihood estimate, ``d / sqrt(N - 2)``, which
-        understates the regression's error.
+    error : {"halves", "subsets", "closed-form", "none"}, default "halves"
+        How ``dimension_err_`` is made. ``"halves"``: the standard error from
+        ``n_resamples`` random half-splits of the points
+        (:mod:`~layerscope.estimators.resampling`; checked against the spread over
+        independent samples in docs/benchmarks.md). ``"subsets"``: Ansuini et al.'s
+        error bar, the standard deviation over ``n_resamples`` random subsets of
+        ``subsample_fraction`` of the points; it is not a standard error (about half
+        of one: two subsets share most of their points). ``"closed-form"``: the
+        maximum-likelihood estimate's ``d / sqrt(N - 2)``, which understates the
+        regression's error. Every resampled error finds each half's or subset's
+        neighbours exactly from one search of the whole set.
+    n_resamples : int, default 20
+        Half-splits, or subsets, for the error.
     subsample_fraction : float, default 0.9
+        ``error="subsets"`` only.
     duplicate_tol : float, optional
         Points closer than this (relative to the data's scale) count as duplicates:
         they are dropped, counted in ``n_duplicates_`` and reported with a warning.
@@ -94,16 +91,18 @@ class TwoNN(NeighborEstimator):
     device : str, optional
         Where the neighbour search runs ("cpu", "cuda").
     random_state : int, default 0
-        Seed of the subsets.
+        Seed of the half-splits or subsets (drawn over the input's rows, so every
+        fit on as many rows uses the same ones).
 
     Attributes
     ----------
     dimension_ : float
-    dimension_err_ : float
-        Standard error; ``error_method_`` says how it was made. NaN (with a
-        :class:`TooFewPointsWarning`) for subsample errors on fewer than
-        :data:`MIN_POINTS_FOR_ERROR` distinct points.
-    error_method_ : {"subsample", "closed-form", "none"}
+    dimension_err_ : float or None
+        As ``error`` says; NaN (with a :class:`TooFewPointsWarning`) for a resampled
+        error on fewer than :data:`MIN_POINTS_FOR_ERROR` distinct points; None for
+        ``error="none"``.
+    replicates_ : numpy.ndarray or None
+        The half-splits' replicates (``error="halves"``), see :class:`Estimate`.
     fit_quality_ : float or None
         Pearson r of the regression (None for ``method="mle"``).
     n_duplicates_ : int
@@ -121,13 +120,15 @@ class TwoNN(NeighborEstimator):
 
     name = "twonn"
     meaning = "TwoNN intrinsic dimension (Facco et al.)"
-    error_meaning = "std over 20 random 90% subsets (NaN below 20 points)"
+    error_meaning = "standard error from 20 random half-splits of the points (NaN below 20 points)"
+    error_methods = ("halves", "subsets", "closed-form", "none")
 
     def __init__(
         self,
         discard_fraction: float = 0.1,
         method: str = "regression",
-        n_subsamples: int = 20,
+        error: str = "halves",
+        n_resamples: int = 20,
         subsample_fraction: float = 0.9,
         duplicate_tol: float | None = None,
         device: str | None = None,
@@ -135,7 +136,8 @@ class TwoNN(NeighborEstimator):
     ) -> None:
         self.discard_fraction = discard_fraction
         self.method = method
-        self.n_subsamples = n_subsamples
+        self.error = error
+        self.n_resamples = n_resamples
         self.subsample_fraction = subsample_fraction
         self.duplicate_tol = duplicate_tol
         self.device = device
@@ -146,24 +148,28 @@ class TwoNN(NeighborEstimator):
         check_fraction(self.discard_fraction, "discard_fraction")
         if self.method not in ("regression", "mle"):
             raise ValueError(f"method must be 'regression' or 'mle', got {self.method!r}")
-        if check_int(self.n_subsamples, "n_subsamples", minimum=0) == 1:
-            raise ValueError("n_subsamples must be 0 (closed-form error) or at least 2")
         check_fraction(self.subsample_fraction, "subsample_fraction")
-        check_int(self.random_state, "random_state", minimum=0)
 
     def fit(self, X: Array, y: None = None) -> TwoNN:
         """Estimate the intrinsic dimension of ``X``, shape (n_points, n_features)."""
         self.check_params()
-        discard, n_sub, fraction = float(self.discard_fraction), int(self.n_subsamples), float(self.subsample_fraction)
+        discard, method = float(self.discard_fraction), self.method
+
+        def dimension(mu: np.ndarray) -> float:
+            return dimension_from_ratios(mu, discard_fraction=discard, method=method)[0]
+
         n = int(np.shape(X)[0]) if np.ndim(X) == 2 else 0
-        k = max(2, min(_SUBSAMPLE_NEIGHBORS, n - 1)) if n_sub else 2
-        points, nb, kept = self._neighbors(X, k, min_points=3)
+        k = max(2, min(_SUBSAMPLE_NEIGHBORS, n - 1)) if self.error == "subsets" else 2
+        points, nb, kept = self._neighbors(X, k, min_points=3, fit_k=2)
         self.mu_ = nb.distances[:, 1] / nb.distances[:, 0]
-        self.dimension_, self.fit_quality_ = dimension_from_ratios(
-            self.mu_, discard_fraction=discard, method=self.method
-        )
+        self.dimension_, self.fit_quality_ = dimension_from_ratios(self.mu_, discard_fraction=discard, method=method)
         _warn_near_copies(self.mu_, self.dimension_)
-        if n_sub and len(self.mu_) < MIN_POINTS_FOR_ERROR:
+        self.replicates_ = None
+        if self.error == "halves":
+            self.dimension_err_, self.replicates_ = self._half_split_error(
+                points, nb, kept, 2, lambda d: dimension(d[:, 1] / d[:, 0])
+            )
+        elif self.error == "subsets" and len(self.mu_) < MIN_POINTS_FOR_ERROR:
             warnings.warn(
                 f"TwoNN on {len(self.mu_)} points: too few for a subsample error bar (need {MIN_POINTS_FOR_ERROR}); "
                 "the error is NaN and the estimate itself is unreliable",
@@ -171,23 +177,21 @@ class TwoNN(NeighborEstimator):
                 stacklevel=2,
             )
             self.dimension_err_ = float("nan")
-            self.error_method_ = "none"
-        elif n_sub:
+        elif self.error == "subsets":
             rng = np.random.default_rng(self.random_state)
+            fraction = float(self.subsample_fraction)
             dims = [
-                dimension_from_ratios(
-                    _subset_ratios(points, kept, nb.indices, nb.distances, rng, fraction),
-                    discard_fraction=discard,
-                    method=self.method,
-                )[0]
-                for _ in range(n_sub)
+                dimension(_subset_ratios(points, kept, nb.indices, nb.distances, rng, fraction))
+                for _ in range(int(self.n_resamples))
             ]
             self.dimension_err_ = float(np.std(dims, ddof=1))
-            self.error_method_ = "subsample"
-        else:
+        elif self.error == "closed-form":
             self.dimension_err_ = self.dimension_ / np.sqrt(max(len(self.mu_) - 2, 1))
-            self.error_method_ = "closed-form"
-        self.estimate_ = Estimate(self.name, self.dimension_, self.dimension_err_, self.fit_quality_, len(self.mu_))
+        else:
+            self.dimension_err_ = None
+        self.estimate_ = Estimate(
+            self.name, self.dimension_, self.dimension_err_, self.fit_quality_, len(self.mu_), self.replicates_
+        )
         return self
 
 
@@ -271,8 +275,8 @@ def twonn_scale(X: Array, max_blocks: int = 20, *, seed: int = 0, **params: obje
     seed : int
         Seed of the shuffles.
     **params
-        Passed to :class:`TwoNN` (``n_subsamples`` defaults to 0 here: the spread
-        across blocks is the error).
+        Passed to :class:`TwoNN` (``error`` defaults to "none" for b > 1: the
+        spread across blocks is the error; b = 1 has the single fit's standard error).
 
     Returns
     -------
@@ -286,13 +290,13 @@ def twonn_scale(X: Array, max_blocks: int = 20, *, seed: int = 0, **params: obje
     max_blocks = check_int(max_blocks, "max_blocks", minimum=1)
     if n // max_blocks < 10:
         raise ValueError(f"max_blocks={max_blocks} would leave blocks of {n // max_blocks} points; need at least 10")
-    params = {"n_subsamples": 0, **params}
     rng = np.random.default_rng(seed)
     rows = []
     for b in range(1, max_blocks + 1):
         order = rng.permutation(n)
+        each = params if b == 1 else {"error": "none", **params}
         fits = [
-            TwoNN(**params).fit(X[torch.from_numpy(part)] if isinstance(X, torch.Tensor) else X[part])
+            TwoNN(**each).fit(X[torch.from_numpy(part)] if isinstance(X, torch.Tensor) else X[part])
             for part in np.array_split(order, b)
         ]
         dims = np.array([f.dimension_ for f in fits])

@@ -80,7 +80,6 @@ def _medium() -> list[RunConfig]:
         probes = {
             "measures": ["twonn", "pc_id"] if deep else ["twonn"],
             "layers": None if deep else [last, "output"],
-            "estimator_params": {"pc_id": {"n_bootstrap": 4}},
         }
         configs.append(
             make_config(

@@ -18,7 +18,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from ..estimators import ESTIMATORS, NeighborEstimator, SpectralEstimator, bootstrap_spectra, covariance_spectrum
+from ..estimators import (
+    ESTIMATORS,
+    NeighborEstimator,
+    ResampledSpectra,
+    SpectralEstimator,
+    covariance_spectrum,
+    resampled_spectra,
+)
 from ..results import Row
 from ._model import eval_mode
 from .capture import OUTPUT, Forward, Inputs, capture
@@ -61,7 +68,7 @@ class LayerReading(BaseModel):
         None, description="names, glob patterns or module types; default: activations, pooling, output"
     )
     estimator_params: dict[str, dict[str, Any]] = Field(
-        {}, description="parameters per estimator name, e.g. {twonn = {n_subsamples = 0}}"
+        {}, description='parameters per estimator name, e.g. {twonn = {error = "closed-form"}}'
     )
     memory_budget_mb: int = Field(
         1024,
@@ -144,7 +151,7 @@ def estimate_layer(
             on_skip(name, metric, "its activations hold NaN or inf (has the model diverged?)")
         return rows
     spectra: dict[bool, np.ndarray] = {}  # one eigendecomposition per standardisation, shared
-    resampled: dict[tuple[bool, int, int], list[np.ndarray]] = {}  # and one set of bootstrap spectra
+    resampled: dict[tuple, ResampledSpectra] = {}  # and one set of resampled spectra per scheme
     for metric in estimators:
         try:
             est = ESTIMATORS[metric](**(params or {}).get(metric, {}))
@@ -154,12 +161,10 @@ def estimate_layer(
                     continue
                 if est.standardized not in spectra:
                     spectra[est.standardized] = covariance_spectrum(X, standardize=est.standardized)[0]
-                n_resamples, seed = est.resampling
-                key = (est.standardized, n_resamples, seed)
-                if n_resamples and key not in resampled:
-                    resampled[key] = bootstrap_spectra(
-                        X, standardize=est.standardized, n_resamples=n_resamples, seed=seed
-                    )
+                how = est.resampling
+                key = (est.standardized, how)
+                if how and key not in resampled:
+                    resampled[key] = resampled_spectra(X, *how, standardize=est.standardized)
                 result = est.fit_spectrum(
                     spectra[est.standardized], n_points=len(X), resampled=resampled.get(key)
                 ).estimate_
@@ -169,7 +174,7 @@ def estimate_layer(
             reason = str(err).splitlines()[0] if str(err) else ""
             on_skip(name, metric, reason if isinstance(err, ValueError) else f"{type(err).__name__}: {reason}")
             continue
-        rows.append(Row(split, name, metric, result.value, result.error))
+        rows.append(Row(split, name, metric, result.value, result.error, result.replicates))
     return rows
 
 
@@ -330,7 +335,7 @@ def measure_geometry(
         Names in :data:`layerscope.estimators.ESTIMATORS`.
     **options
         Fields of :class:`LayerReading` (``estimator_params``, e.g.
-        ``{"twonn": {"n_subsamples": 0}}``, ``batch_size``, ``memory_budget_mb``,
+        ``{"twonn": {"error": "closed-form"}}``, ``batch_size``, ``memory_budget_mb``,
         ``tokens``, ``max_token_points``) and the keywords of :func:`geometry_rows`
         (``include_input``, ``on_skip``, ``device``, ``forward``, ``seed``).
 

@@ -30,10 +30,15 @@ from torch import nn
 
 from .._plotting import step_axis, subplots
 from ..analysis.phases import THRESHOLD
+from ..estimators import MIN_POINTS_FOR_ERROR
+from ..estimators.resampling import half_splits, split_replicates
 from ..results import FigureSpec, Metric, Row
 from ._model import check_at_least, check_finite_outputs, eval_mode, model_device, model_dtype
 from .base import ProbeContext, ProbeSettings, ProbeSpec
 from .nonlinearities import Call, labels, nonlinearity_calls, piecewise_calls, refuse_smooth_modules
+
+#: Half-splits of the points for LC's replicates (as the estimators' default).
+_REPLICATES = 20
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,8 +109,12 @@ def local_complexity(
         One row per nonlinearity layer, in model order, with ``layer``, ``neurons``
         (units of the layer), ``lc`` (mean number of neurons whose piece changes
         within the polytope), ``lc_err`` (its standard error over the points:
-        their standard deviation / sqrt(n)), ``lc_norm`` (``lc / neurons``) and
-        ``lc_norm_err``; a last row with layer ``""`` holds the sums.
+        their standard deviation / sqrt(n)), ``lc_norm`` (``lc / neurons``),
+        ``lc_norm_err`` and ``lc_replicates`` (``lc``'s replicates over 20 random
+        half-splits of the points drawn from ``seed``, the same at every call on as
+        many points, whose mean square estimates ``lc_err**2``; None below 20
+        points: see :mod:`layerscope.estimators.resampling`); a last row with layer
+        ``""`` holds the sums.
     pandas.DataFrame, with ``return_counts``
         One row per point, one column per layer and ``""`` (the sum): the
         neurons whose piece changes around that point.
@@ -150,10 +159,15 @@ def local_complexity(
     per_point[""] = per_point[names].sum(axis=1)
     width = {**neurons, "": sum(neurons.values())}
     n = len(per_point)
+    halves = half_splits(n, _REPLICATES, seed) if n >= MIN_POINTS_FOR_ERROR else None
     rows = []
     for name in [*names, ""]:
-        mean = float(per_point[name].mean())
-        err = float(per_point[name].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        values = per_point[name].to_numpy(dtype=np.float64)
+        mean = float(values.mean())
+        err = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        replicates = None
+        if halves is not None:
+            replicates = split_replicates([[values[lab == h].mean() for h in (0, 1)] for lab in halves])
         rows.append(
             {
                 "layer": name,
@@ -162,6 +176,7 @@ def local_complexity(
                 "lc_err": err,
                 "lc_norm": mean / width[name],
                 "lc_norm_err": err / width[name],
+                "lc_replicates": replicates,
             }
         )
     table = pd.DataFrame(rows)
@@ -250,8 +265,9 @@ class LocalComplexityProbe:
                 model, points, radius=self.radius, n_directions=self.n_directions, seed=self.seed, device=self.device
             )
             for r in table.itertuples():
-                rows.append(Row(split, r.layer, "lc", r.lc, r.lc_err))
-                rows.append(Row(split, r.layer, "lc_norm", r.lc_norm, r.lc_norm_err))
+                norm = None if r.lc_replicates is None else r.lc_replicates / r.neurons
+                rows.append(Row(split, r.layer, "lc", r.lc, r.lc_err, r.lc_replicates))
+                rows.append(Row(split, r.layer, "lc_norm", r.lc_norm, r.lc_norm_err, norm))
         return rows
 
 

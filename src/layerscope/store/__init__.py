@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..results import COLUMNS, SCHEMA, empty
+from ..results import COLUMNS, REPLICATES, SCHEMA, STEP_SCHEMA, empty
 from .record import RUN_SCHEMA, STATUSES, RunRecord, ending
 from .remote import Location, atomic_write, location
 
@@ -200,8 +200,10 @@ class RunStore:
         missing = [c for c in COLUMNS if c not in rows.columns]
         if missing:
             raise ValueError(f"results rows lack columns {missing}")
+        if REPLICATES.name not in rows.columns:
+            rows = rows.assign(**{REPLICATES.name: None})
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        _write_table(rows, self.results_dir / f"step-{step:09d}.parquet", SCHEMA)
+        _write_table(rows, self.results_dir / f"step-{step:09d}.parquet", STEP_SCHEMA)
 
     def checkpoint_files(self) -> list[Path]:
         """The finished checkpoints' files, ``results/step-*.parquet``, in step order."""
@@ -239,6 +241,26 @@ class RunStore:
         if not frames:
             return empty()
         return pd.concat(frames, ignore_index=True).astype(empty().dtypes.to_dict())
+
+    def replicates(self) -> pd.DataFrame:
+        """Each row's resampling replicates: columns ``step, split, layer, metric, replicates`` (an array per row).
+
+        Only rows that have replicates; a checkpoint written before layerscope kept
+        them, or one that cannot be read, has none.
+        """
+        keys = ["step", "split", "layer", "metric"]
+        frames = []
+        for path in self.checkpoint_files():
+            try:
+                table = pq.read_table(path)
+            except (OSError, pa.ArrowException):
+                continue
+            if REPLICATES.name in table.column_names:
+                frame = table.select([*keys, REPLICATES.name]).to_pandas()
+                frames.append(frame[frame[REPLICATES.name].notna()])
+        if not frames:
+            return pd.DataFrame({**{k: pd.Series(dtype=empty()[k].dtype) for k in keys}, REPLICATES.name: []})
+        return pd.concat(frames, ignore_index=True)
 
     # the run record
     def start_run(self, record: RunRecord) -> RunRecord:
