@@ -169,6 +169,18 @@ class NeighborEstimator(Estimator):
         )
         return points, nb, kept
 
+    def _too_few_for_error(self, n_points: int) -> bool:
+        """Whether ``n_points`` distinct points are too few for a resampled error bar (then warn)."""
+        if n_points >= MIN_POINTS_FOR_ERROR:
+            return False
+        warnings.warn(
+            f"{type(self).__name__} on {n_points} points: too few for an error bar (need {MIN_POINTS_FOR_ERROR}); "
+            "the error is NaN and the estimate itself is unreliable",
+            TooFewPointsWarning,
+            stacklevel=4,
+        )
+        return True
+
     def _half_split_error(
         self, points: torch.Tensor, nb: Neighbors, kept: np.ndarray, k: int, fit: Callable[[np.ndarray], float]
     ) -> tuple[float, np.ndarray | None]:
@@ -179,13 +191,7 @@ class NeighborEstimator(Estimator):
         :data:`MIN_POINTS_FOR_ERROR` distinct points: NaN, with a
         :class:`TooFewPointsWarning`.
         """
-        if len(kept) < MIN_POINTS_FOR_ERROR:
-            warnings.warn(
-                f"{type(self).__name__} on {len(kept)} points: too few for an error bar (need {MIN_POINTS_FOR_ERROR}); "
-                "the error is NaN and the estimate itself is unreliable",
-                TooFewPointsWarning,
-                stacklevel=3,
-            )
+        if self._too_few_for_error(len(kept)):
             return float("nan"), None
         labels = half_splits(self._n_rows, int(self.n_resamples), int(self.random_state))[:, kept]
 

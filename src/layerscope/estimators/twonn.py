@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._base import MIN_POINTS_FOR_ERROR, Estimate, NeighborEstimator, TooFewPointsWarning
+from ._base import Estimate, NeighborEstimator
 from ._fits import line_through_origin
 from ._validation import Array, check_fraction, check_int, check_points
 from .neighbors import DuplicatePointsWarning
@@ -169,13 +169,7 @@ class TwoNN(NeighborEstimator):
             self.dimension_err_, self.replicates_ = self._half_split_error(
                 points, nb, kept, 2, lambda d: dimension(d[:, 1] / d[:, 0])
             )
-        elif self.error == "subsets" and len(self.mu_) < MIN_POINTS_FOR_ERROR:
-            warnings.warn(
-                f"TwoNN on {len(self.mu_)} points: too few for a subsample error bar (need {MIN_POINTS_FOR_ERROR}); "
-                "the error is NaN and the estimate itself is unreliable",
-                TooFewPointsWarning,
-                stacklevel=2,
-            )
+        elif self.error == "subsets" and self._too_few_for_error(len(self.mu_)):
             self.dimension_err_ = float("nan")
         elif self.error == "subsets":
             rng = np.random.default_rng(self.random_state)
