@@ -123,14 +123,54 @@ def half_spectra(
     independent sample of its own: it is centred, and with ``standardize``
     standardised, by its own statistics, exactly as the estimator treats a whole
     sample.
+
+    Both halves' matrices come from one product, not two (written here because no
+    library forms sub-covariances): with fewer points than features, each half's
+    Gram matrix is a block of the whole cloud's ``t t^T``, double-centred; with more,
+    half B's scatter is the whole cloud's minus half A's, and each is re-centred by
+    ``n m m^T`` and, with ``standardize``, rescaled by its own diagonal (a correlation
+    matrix is the covariance divided by the standard deviations). Standardised halves
+    with fewer points than features are computed directly (their Gram matrix depends
+    on the half's own standard deviations).
     """
     X = check_points(X, min_points=4)
-    t = as_tensor(X)
-    labels = half_splits(t.shape[0], n_splits, seed)
+    labels = half_splits(X.shape[0], n_splits, seed)
+    t, factor, _ = _prepared(X, False)
+    n, d = t.shape
+    halves = [[torch.from_numpy(np.flatnonzero(lab == h)).to(t.device) for h in (0, 1)] for lab in labels]
+    if standardize and n // 2 <= d:
+        return [tuple(covariance_spectrum(t[idx], standardize=True)[0] for idx in pair) for pair in halves]
     pairs = []
-    for lab in labels:
-        halves = [t[torch.from_numpy(np.flatnonzero(lab == h)).to(t.device)] for h in (0, 1)]
-        pairs.append(tuple(covariance_spectrum(half, standardize=standardize)[0] for half in halves))
+    if n // 2 <= d:  # Gram matrices of points: blocks of one product
+        gram = _gram(t, True)
+        for pair in halves:
+            spectra = []
+            for idx in pair:
+                block = gram[idx][:, idx]
+                row = block.mean(1)
+                spectra.append(_eigenvalues(block - row[:, None] - row[None, :] + row.mean(), len(idx), factor))
+            pairs.append(tuple(spectra))
+        return pairs
+    scatter = _gram(t, False)  # about the whole cloud's mean
+    for a, b in halves:
+        part = t[a]
+        scatter_a = _gram(part, False)
+        mean_a = part.mean(0)
+        mean_b = -mean_a * (len(a) / len(b))  # the halves' sums add to the whole's, 0 after centring
+        spectra = []
+        for idx, s, m in ((a, scatter_a, mean_a), (b, scatter - scatter_a, mean_b)):
+            c = s - len(idx) * torch.outer(m, m)
+            scale = factor
+            if standardize:
+                rows = part if idx is a else t[b]
+                constant = rows.amax(0) == rows.amin(0)
+                std = torch.where(constant, 1.0, c.diagonal().clamp_min(0).sqrt() / np.sqrt(len(idx) - 1))
+                c = c / std[:, None] / std[None, :]
+                c[constant] = 0
+                c[:, constant] = 0
+                scale = 1.0
+            spectra.append(_eigenvalues(c, len(idx), scale))
+        pairs.append(tuple(spectra))
     return pairs
 
 
