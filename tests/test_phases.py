@@ -177,9 +177,14 @@ def test_a_plateau_that_tilts_up_by_a_hair_before_a_drop_is_not_an_expansion():
     ]
     expansion, compression = detect_phases(steps, values, ID_PATTERN, errors=errors)
     assert expansion.slope < 0.05 and compression.confidence < 0.8
-    # the same curve with a real rise of 3 error bars over the first steps is found
+    # Two straight phases do not describe this curve (a plateau, a drop in two stages, a plateau): the best
+    # fit's residuals are about 5 times its errors (chi2/dof 23), and the tests say so and widen by it. The same
+    # curve with a rise of 3 error bars over the first steps gains confidence in its expansion, but a rise of 3
+    # of its given errors is about 0.6 of its real scatter: not enough to call.
+    assert expansion.chi2_dof > 10 and expansion.errors == "independent"
     risen = [v + (1.1 if 3 <= s <= 12 else 0.0) + (0.6 if s in (2, 17) else 0.0) for s, v in zip(steps, values)]
-    assert detect_phases(steps, risen, ID_PATTERN, errors=errors)[1].confidence >= THRESHOLD
+    widened = detect_phases(steps, risen, ID_PATTERN, errors=errors)
+    assert widened[0].phase_confidence > expansion.phase_confidence and widened[0].confidence < THRESHOLD
 
 
 def _found(shape, pattern, n_points, curves, last=40000, seed=0):
@@ -241,3 +246,92 @@ def test_each_phase_has_its_own_confidence_and_the_pattern_the_weakest():
     assert (
         expansion.confidence == compression.confidence == min(expansion.phase_confidence, compression.phase_confidence)
     )
+
+
+def test_errors_that_are_too_small_are_widened_by_the_residuals():
+    # null curves (a rise, then a plateau) with errors given 3 times too small: chi2/dof about 9 is reported and
+    # the test widens by it, so the pattern is found no more often than with the right errors
+    from layerscope.analysis.calibration import NULLS, log_steps, simulate
+
+    shape = next(s for s in NULLS if s.name == "rise, then a plateau")
+    steps = log_steps(12)
+    rng = np.random.default_rng(11)
+    hits, chi2 = 0, []
+    for i in range(150):
+        values, kwargs = simulate(shape, 5, steps, "given", rng)
+        try:
+            phases = detect_phases(steps, values, ID_PATTERN, errors=kwargs["errors"] / 3, seed=i)
+        except ValueError:
+            continue
+        hits += phases[0].confidence >= THRESHOLD
+        chi2.append(phases[0].chi2_dof)
+    assert 5 < np.median(chi2) < 14
+    assert hits / 150 <= 0.08, hits
+
+
+def test_joint_covariance_from_replicates():
+    from layerscope.analysis.phases import joint_covariance
+
+    rng = np.random.default_rng(0)
+    n = 12
+    truth = 0.8 ** np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    scale = np.linspace(0.5, 2, n)
+    draws = (np.linalg.cholesky(truth) @ rng.standard_normal((n, 4000))) * scale[:, None]
+    many = joint_covariance(draws)
+    assert np.allclose(many / np.outer(scale, scale), truth, atol=0.06)
+    # 20 replicates of 29 checkpoints: a singular sample covariance; the shrunk one is positive definite, its
+    # diagonal the squared errors given
+    few = rng.standard_normal((29, 20))
+    errors = np.full(29, 0.3)
+    cov = joint_covariance(few, errors)
+    assert np.all(np.linalg.eigvalsh(cov) > 0) and np.allclose(np.diag(cov), errors**2)
+    with pytest.raises(ValueError, match="replicates must be"):
+        joint_covariance(np.zeros((5, 20)))
+
+
+def test_correlated_noise_is_weighted_by_the_joint_replicates():
+    # errors correlated across checkpoints (the same probe points at every checkpoint): given the joint
+    # replicates, the fits are weighted by their covariance and the simulated curves share it
+    from layerscope.analysis.calibration import NULLS, log_steps, simulate
+
+    steps = log_steps(29)
+    rng = np.random.default_rng(5)
+    flat = next(s for s in NULLS if s.name == "flat")
+    values, kwargs = simulate(flat, 1, steps, "joint", rng)
+    hunch = 6 * np.minimum(np.linspace(0, 2, 29), np.linspace(2, 0, 29))
+    joint = detect_phases(steps, values + hunch, ID_PATTERN, replicates=kwargs["replicates"])
+    assert joint[0].errors == "joint" and joint[0].chi2_dof is not None
+    # replicates that cannot give a covariance (a row of zeros) fall back to the errors
+    bad = kwargs["replicates"].copy()
+    bad[3] = 0
+    fallback = detect_phases(steps, values + hunch, ID_PATTERN, errors=np.ones(29), replicates=bad)
+    assert fallback[0].errors == "independent"
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "pattern", "n", "noise"),
+    [
+        # the rows of benchmarks/phases.py that came closest to 5% on its tuning seed, one per kind of noise
+        ("fall, plateau, fall", 5, LC_PATTERN, 29, "estimated"),
+        ("rise, then a plateau", 5, ID_PATTERN, 10, "estimated"),
+        ("plateau, then a fall", 3, ID_PATTERN, 12, "joint"),
+        ("fall, rise, flat", 5, LC_PATTERN, 29, "joint"),
+        ("flat, rise, fall", 5, LC_PATTERN, 29, "none"),
+    ],
+)
+def test_false_positives_at_the_threshold_on_the_hardest_nulls(name, size, pattern, n, noise):
+    # 200 fresh curves (a seed the benchmark did not use): at most 5% expected; 0.085 is 2.5 standard errors above
+    from layerscope.analysis.calibration import NULLS, confidences, log_steps
+
+    shape = next(s for s in NULLS if s.name == name)
+    found = confidences(shape, size, pattern, log_steps(n), noise, 200, seed=17) >= THRESHOLD
+    assert found.mean() <= 0.085, found.mean()
+
+
+@pytest.mark.parametrize("noise", ["given", "estimated", "joint"])
+@pytest.mark.parametrize("pattern", [ID_PATTERN, LC_PATTERN])
+def test_power_at_6_error_bars_over_12_checkpoints(pattern, noise):
+    from layerscope.analysis.calibration import PATTERNS, confidences, log_steps
+
+    found = confidences(PATTERNS[pattern], 6, pattern, log_steps(12), noise, 100, seed=17) >= THRESHOLD
+    assert found.mean() >= 0.75, found.mean()

@@ -1,5 +1,29 @@
-"""Statistics on the results table: phases of training curves."""
+"""Statistics on the results table: phases of training curves, and their calibration on simulated curves."""
 
-from .phases import ID_PATTERN, LC_PATTERN, PHASES_SCHEMA, THRESHOLD, Phase, detect_phases, phase_rows
+from .phases import (
+    ID_PATTERN,
+    LC_PATTERN,
+    LEVEL_INFLATION,
+    PHASES_SCHEMA,
+    THRESHOLD,
+    Phase,
+    curve_replicates,
+    detect_phases,
+    joint_covariance,
+    phase_rows,
+    with_replicates,
+)
 
-__all__ = ["ID_PATTERN", "LC_PATTERN", "PHASES_SCHEMA", "THRESHOLD", "Phase", "detect_phases", "phase_rows"]
+__all__ = [
+    "ID_PATTERN",
+    "LC_PATTERN",
+    "LEVEL_INFLATION",
+    "PHASES_SCHEMA",
+    "THRESHOLD",
+    "Phase",
+    "curve_replicates",
+    "detect_phases",
+    "joint_covariance",
+    "phase_rows",
+    "with_replicates",
+]

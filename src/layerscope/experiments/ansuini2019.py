@@ -9,9 +9,25 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
-from ..analysis.phases import THRESHOLD
 from ..config import RunConfig
-from .base import Evidence, Experiment, Finding, by_seed, make_config, over_seeds, profile, run_tables, seeded, value
+from .base import (
+    Claim,
+    Evidence,
+    Experiment,
+    Finding,
+    by_seed,
+    decide,
+    holm,
+    make_config,
+    measure,
+    not_measurable,
+    over_seeds,
+    profile,
+    profile_errors,
+    run_tables,
+    seeded,
+    value,
+)
 
 _A_LAYERS = ["pool1", "pool2", "relu3", "output"]
 
@@ -110,17 +126,45 @@ def _medium() -> list[RunConfig]:
     return seeded(configs)
 
 
-_SMALL = "The ID of every layer is orders of magnitude below its width."
-_HUNCH = "Across depth the ID first rises, then falls (the hunchback{where})."
-_COMPRESS = "The trained net's profile ends lower than the untrained one's (the last hidden layer compresses)."
-_FLAT = "An untrained network gives a flat profile (here: range across layers below 25% of its mean)."
-_RANDOM = "Training on random labels removes the compression of the last hidden layer."
-_PC_HIGH = "PC-ID is far higher than TwoNN."
-_PC_BLIND = (
-    "PC-ID cannot tell a trained network from an untrained one "
-    "(here: it changes less than TwoNN at the last hidden layer)."
+# The claims, each with its effect, direction and smallest effect that counts (fixed before any run; base.Claim).
+_SMALL = Claim(
+    "The ID of every layer is orders of magnitude below its width.",
+    "log10(width / TwoNN ID), the least over the hidden layers",
+    1.0,
 )
-_ACC = "The last hidden layer's ID predicts test accuracy: lower ID, higher accuracy{where}."
+_HUNCH = Claim(
+    "Across depth the ID first rises, then falls (the hunchback{where}).",
+    "highest hidden-layer ID above the higher of the two ends, relative to the input's ID",
+    0.1,
+)
+_COMPRESS = Claim(
+    "The trained net's profile ends lower than the untrained one's (the last hidden layer compresses).",
+    "(untrained - trained) / untrained TwoNN ID of the last hidden layer",
+    0.1,
+)
+_FLAT = Claim(
+    "An untrained network gives a flat profile.",
+    "range of the untrained ID profile across layers / its mean",
+    0.25,
+    -1,
+)
+_RANDOM = Claim(
+    "Training on random labels removes the compression of the last hidden layer.",
+    "(random-label - true-label) / true-label TwoNN ID of the last hidden layer",
+    0.1,
+)
+_PC_HIGH = Claim("PC-ID is far higher than TwoNN.", "PC-ID / TwoNN ID, the least over the hidden layers", 3.0)
+_PC_BLIND = Claim(
+    "PC-ID cannot tell a trained network from an untrained one (it changes less than TwoNN at the last hidden layer).",
+    "|log(trained / untrained)| of TwoNN minus that of PC-ID, last hidden layer",
+    0.1,
+)
+_ACC = Claim(
+    "The last hidden layer's ID predicts test accuracy: lower ID, higher accuracy{where}.",
+    "Pearson r of the last hidden layer's ID against test accuracy",
+    -0.3,
+    -1,
+)
 
 
 def _layers(r: pd.DataFrame, metric: str = "twonn") -> list[str]:
@@ -131,8 +175,9 @@ def _layers(r: pd.DataFrame, metric: str = "twonn") -> list[str]:
 
 def _profile_evidence(
     trained: pd.DataFrame, random_runs: pd.DataFrame | None, last_hidden: str, where: str
-) -> dict[str, Evidence]:
-    """The profile findings on one trained run (and its random-label twin), for one seed."""
+) -> dict[Claim, Evidence]:
+    """The profile findings on one trained run (and its random-label twin), for one seed; each effect with its
+    standard error propagated from the stored errors (first order)."""
     last = int(trained.step.max())
     layers = _layers(trained)
     if "input" in layers:
@@ -140,84 +185,96 @@ def _profile_evidence(
     hidden = [layer for layer in layers if layer not in ("input", "output")]
     h = slice(1, len(layers) - 1) if layers[-1] == "output" else slice(1, len(layers))
     widths = profile(trained, last, "train", layers, "n_features")
-    id_trained = profile(trained, last, "train", layers)
-    id_untrained = profile(trained, 0, "train", layers)
+    id_trained, e_trained = profile_errors(trained, last, "train", layers)
+    id_untrained, e_untrained = profile_errors(trained, 0, "train", layers)
     k = layers.index(last_hidden)
-    out: dict[str, Evidence] = {}
+    out: dict[Claim, Evidence] = {}
     ratio = np.log10(widths[h] / id_trained[h])
+    i = int(np.argmin(ratio))
     out[_SMALL] = Evidence(
         "hidden-layer TwoNN / width: "
         + ", ".join(f"{layer} {d:.1f}/{w:.0f}" for layer, d, w in zip(hidden, id_trained[h], widths[h])),
-        bool(np.all(ratio > 1)),
-        effect=float(ratio.min() - 1),
+        float(ratio[i]),
+        float(e_trained[h][i] / (id_trained[h][i] * np.log(10))),
     )
-    peak = int(np.argmax(id_trained))
+    peak = int(np.argmax(id_trained[h])) + 1
+    end = 0 if id_trained[0] >= id_trained[-1] else len(layers) - 1
     out[_HUNCH.format(where=where)] = Evidence(
-        "trained profile " + " -> ".join(f"{v:.1f}" for v in id_trained) + f"; maximum at {layers[peak]}",
-        bool(0 < peak < len(layers) - 1),
-        # relative height of the highest hidden layer above the higher of the two ends
-        effect=float((id_trained[h].max() - max(id_trained[0], id_trained[-1])) / id_trained[0]),
+        "trained profile "
+        + " -> ".join(f"{v:.1f}" for v in id_trained)
+        + f"; maximum at {layers[int(np.argmax(id_trained))]}",
+        float((id_trained[peak] - id_trained[end]) / id_trained[0]),
+        float(np.hypot(e_trained[peak], e_trained[end]) / id_trained[0]),
     )
+    t, u = id_trained[k], id_untrained[k]
     out[_COMPRESS] = Evidence(
-        f"last hidden layer ({last_hidden}): trained {id_trained[k]:.1f}, untrained {id_untrained[k]:.1f}",
-        bool(id_trained[k] < id_untrained[k]),
-        effect=float(id_untrained[k] - id_trained[k]),
+        f"last hidden layer ({last_hidden}): trained {t:.1f}, untrained {u:.1f}",
+        float((u - t) / u),
+        float(np.hypot(e_trained[k], t / u * e_untrained[k]) / u),
     )
+    lo, hi = int(np.argmin(id_untrained)), int(np.argmax(id_untrained))
     spread = np.ptp(id_untrained) / np.mean(id_untrained)
     out[_FLAT] = Evidence(
         "untrained profile " + " -> ".join(f"{v:.1f}" for v in id_untrained) + f" (range {spread:.0%} of the mean)",
-        bool(spread < 0.25),
-        effect=float(0.25 - spread),
+        float(spread),
+        float(np.hypot(e_untrained[lo], e_untrained[hi]) / np.mean(id_untrained)),
     )
     if random_runs is not None:
-        end = int(random_runs.step.max())
-        id_random = value(random_runs, "twonn", last_hidden, end, "train")
-        fitted = value(random_runs, "train_acc", "", end, "train")
+        end_step = int(random_runs.step.max())
+        id_random, e_random = measure(random_runs, "twonn", last_hidden, end_step, "train")
+        fitted = value(random_runs, "train_acc", "", end_step, "train")
         out[_RANDOM] = Evidence(
             f"{last_hidden} with random labels {id_random:.1f} (their training accuracy {fitted:.2f}), with true "
-            f"labels {id_trained[k]:.1f}",
-            bool(id_random > id_trained[k]),
-            effect=float(id_random - id_trained[k]),
+            f"labels {t:.1f}",
+            float((id_random - t) / t),
+            float(np.hypot(e_random, id_random / t * e_trained[k]) / t),
         )
     if "pc_id" in set(trained.metric):
-        pc_t = profile(trained, last, "train", layers, "pc_id")
-        pc_u = profile(trained, 0, "train", layers, "pc_id")
+        pc_t, pe_t = profile_errors(trained, last, "train", layers, "pc_id")
+        pc_u, pe_u = profile_errors(trained, 0, "train", layers, "pc_id")
+        ratios = pc_t[h] / id_trained[h]
+        j = int(np.argmin(ratios))
         out[_PC_HIGH] = Evidence(
             "hidden layers, trained: PC-ID "
             + ", ".join(f"{v:.0f}" for v in pc_t[h])
             + "; TwoNN "
             + ", ".join(f"{v:.1f}" for v in id_trained[h]),
-            bool(np.all(pc_t[h] > 3 * id_trained[h])),
-            effect=float((pc_t[h] / id_trained[h]).min() - 3),
+            float(ratios[j]),
+            float(ratios[j] * np.hypot(pe_t[h][j] / pc_t[h][j], e_trained[h][j] / id_trained[h][j])),
         )
-        change_pc, change_id = abs(np.log(pc_t[k] / pc_u[k])), abs(np.log(id_trained[k] / id_untrained[k]))
+        change_pc, change_id = abs(np.log(pc_t[k] / pc_u[k])), abs(np.log(t / u))
         out[_PC_BLIND] = Evidence(
-            f"{last_hidden}: PC-ID trained {pc_t[k]:.0f} / untrained {pc_u[k]:.0f}; TwoNN trained {id_trained[k]:.1f} "
-            f"/ untrained {id_untrained[k]:.1f}",
-            bool(change_pc < change_id),
-            effect=float(change_id - change_pc),
+            f"{last_hidden}: PC-ID trained {pc_t[k]:.0f} / untrained {pc_u[k]:.0f}; TwoNN trained {t:.1f} "
+            f"/ untrained {u:.1f}",
+            float(change_id - change_pc),
+            float(
+                np.sqrt(
+                    (e_trained[k] / t) ** 2
+                    + (e_untrained[k] / u) ** 2
+                    + (pe_t[k] / pc_t[k]) ** 2
+                    + (pe_u[k] / pc_u[k]) ** 2
+                )
+            ),
         )
     return out
 
 
-def _correlation(ids: list[float], accs: list[float], what: str, claim: str, seeds: int | None) -> Finding:
-    """Pearson r of ID against accuracy, its 95% Fisher interval, and the one-sided confidence that r < 0."""
+def _correlation(ids: list[float], accs: list[float], what: str, claim: Claim, seeds: int | None) -> Finding:
+    """Pearson r of ID against accuracy, its 95% Fisher interval, tested each way against the claim's smallest r."""
     from scipy import stats
 
     n = len(ids)
     if n < 4 or np.ptp(ids) == 0 or np.ptp(accs) == 0:
-        return Finding(claim, f"{n} {what}: too few, or no spread", None, None, seeds)
+        return not_measurable(claim, f"{n} {what}: too few, or no spread", seeds)
     r = float(np.corrcoef(ids, accs)[0, 1])
     z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1 / np.sqrt(n - 3)
     low, high = np.tanh(z - 1.96 * se), np.tanh(z + 1.96 * se)
-    confidence = float(stats.norm.cdf(-z / se))  # 1 - p of H0: rho >= 0, by Fisher's z
+    stat = claim.direction * (z - np.arctanh(claim.smallest)) / se  # Fisher's z against the smallest r that counts
     measured = (
         f"{n} {what}: ID {min(ids):.1f} to {max(ids):.1f}, test accuracy {min(accs):.3f} to {max(accs):.3f}; "
-        f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}); confidence that r < 0: {confidence:.3f}"
+        f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}; counts below {claim.smallest:g})"
     )
-    if seeds is None:  # one run per net (quick): the sign alone, as before
-        return Finding(claim, measured, bool(r < 0), confidence, None)
-    return Finding(claim, measured, bool(confidence >= THRESHOLD), confidence, seeds)
+    return decide(claim, measured, float(stats.norm.sf(stat)), float(stats.norm.cdf(stat)), seeds, r)
 
 
 def findings(folder: Path) -> list[Finding]:
@@ -233,13 +290,19 @@ def findings(folder: Path) -> list[Finding]:
                 ids.append(value(r, "twonn", "relu3", step, "train"))
                 accs.append(value(r, "test_acc", "", step, "test"))
         out.append(_correlation(ids, accs, "nets of different widths", _ACC.format(where=""), None))
-        return out
-    evidence: dict[str, dict[int, Evidence]] = {}
+        return holm(out)
+    evidence: dict[Claim, dict[int, Evidence]] = {}
     for seed, group in seeds.items():
         for net, random_runs in (("vgg", group.get("vgg-random-labels")), ("resnet", None)):
             for claim, e in _profile_evidence(group[net], random_runs, _LAST_HIDDEN[net], f"; {net}").items():
-                key = claim if "hunchback" in claim else f"{'VGG' if net == 'vgg' else 'ResNet'}: {claim}"
-                evidence.setdefault(key, {})[seed] = e
+                if "hunchback" not in claim.text:
+                    claim = Claim(
+                        f"{'VGG' if net == 'vgg' else 'ResNet'}: {claim.text}",
+                        claim.effect,
+                        claim.smallest,
+                        claim.direction,
+                    )
+                evidence.setdefault(claim, {})[seed] = e
     out = [over_seeds(claim, by) for claim, by in evidence.items()]
     # ID against accuracy: across the architecture family at the end of training ...
     ids, accs = [], []
@@ -270,17 +333,17 @@ def findings(folder: Path) -> list[Finding]:
             accs = [value(r, "test_acc", "", s, "test") for s in steps]
             rs.append(float(np.corrcoef(ids, accs)[0, 1]) if np.ptp(ids) > 0 and np.ptp(accs) > 0 else 0.0)
         per_run[seed] = Evidence(
-            ", ".join(f"{net} r = {c:.2f}" for net, c in zip(("vgg", "resnet"), rs)),
-            bool(np.mean(rs) < 0),
-            effect=-float(np.mean(rs)),
+            ", ".join(f"{net} r = {c:.2f}" for net, c in zip(("vgg", "resnet"), rs)), float(np.mean(rs))
         )
     out.append(
         over_seeds(
-            _ACC.format(where=", across training lengths (Pearson r over the epochs of each deep net; effect: -r)"),
+            _ACC.format(
+                where=", across training lengths (Pearson r over the epochs of each deep net, mean of the two)"
+            ),
             per_run,
         )
     )
-    return out
+    return holm(out)
 
 
 def summary(folder: Path) -> Figure:

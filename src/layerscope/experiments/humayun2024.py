@@ -10,9 +10,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
-from ..analysis.phases import LC_PATTERN, THRESHOLD, detect_phases
+from ..analysis.phases import LC_PATTERN, curve_replicates, detect_phases
 from ..config import RunConfig
-from .base import Evidence, Experiment, Finding, by_seed, make_config, over_seeds, run_tables, seeded
+from .base import Claim, Evidence, Experiment, Finding, by_seed, holm, make_config, over_seeds, run_tables, seeded
 
 
 def configs(size: str) -> list[RunConfig]:
@@ -77,76 +77,97 @@ def configs(size: str) -> list[RunConfig]:
 #: Training steps of the medium size (the paper trains 1e5; this fits 30 minutes on 2 cores).
 MEDIUM_STEPS = 40000
 
-_PHASES = "LC descends, ascends, then descends again ({name})."
-_GROK = "With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later."
-_COINCIDE = "Delayed generalization coincides with the final LC descent (regions migrate away from the data)."
-_ROBUST = "Adversarial robustness also arrives late (delayed robustness)."
-_MIGRATE = (
+# The claims, each with its effect, direction and smallest effect that counts (fixed before any run; base.Claim).
+_PHASES = Claim("LC descends, ascends, then descends again ({name}).", "pattern")
+_GROK = Claim(
+    "With a large initial scale the net grokks: train accuracy ~1 early, test accuracy rising much later.",
+    "rise of test accuracy after train accuracy first reaches 0.99 (0 unless half of it comes after twice that step)",
+    0.2,
+)
+_COINCIDE = Claim(
+    "Delayed generalization coincides with the final LC descent (regions migrate away from the data).",
+    "log(1 + step of test accuracy's half-rise) - log(1 + step the final LC descent starts)",
+    0.0,
+)
+_ROBUST = Claim(
+    "Adversarial robustness also arrives late (delayed robustness).",
+    "robust accuracy at the end minus at the step the training set is first fitted",
+    0.05,
+)
+_MIGRATE = Claim(
     "Late in training the linear regions migrate to the decision boundary: "
-    "LC at the boundary rises relative to LC at the data ({name})."
+    "LC at the boundary rises relative to LC at the data ({name}).",
+    "rise of LC(boundary points) / LC(training points) from the step the training set is fitted to the end",
+    0.1,
 )
 
 
 def findings(folder: Path) -> list[Finding]:
-    evidence: dict[str, dict[int, Evidence]] = {}
+    evidence: dict[Claim, dict[int, Evidence]] = {}
     for seed, runs in by_seed(run_tables(folder)).items():
         for claim, e in _evidence(runs).items():
             evidence.setdefault(claim, {})[seed] = e
-    return [over_seeds(claim, by) for claim, by in evidence.items()]
+    return holm([over_seeds(claim, by) for claim, by in evidence.items()])
 
 
-def _evidence(runs: dict[str, pd.DataFrame]) -> dict[str, Evidence]:
+def _evidence(runs: dict[str, pd.DataFrame]) -> dict[Claim, Evidence]:
     """The findings measured on one seed's runs, in the order they are reported."""
-    out: dict[str, Evidence] = {}
+    out: dict[Claim, Evidence] = {}
     for name in ("init-scale-1", "init-scale-4"):
         r = runs[name]
         lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
         acc = r[(r.layer == "") & r.split.isin(["train", "test"])].pivot_table(
             index="step", columns="metric", values="value"
         )
+        acc_err = r[(r.layer == "") & r.split.isin(["train", "test"])].pivot_table(
+            index="step", columns="metric", values="error"
+        )
         try:
-            d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN, errors=lc.error)
+            d1, up, d2 = detect_phases(lc.step, lc.value, LC_PATTERN, errors=lc.error, replicates=curve_replicates(lc))
             conf = d2.confidence
             text = (
                 f"descent to step {d1.end_step} (90% interval {up.start_interval[0]}-{up.start_interval[1]}), "
                 f"ascent to step {up.end_step} ({d2.start_interval[0]}-{d2.start_interval[1]}), descent after "
-                f"(confidence {conf:.2f})"
+                f"(confidence {conf:.2f}"
+                + ("" if d2.chi2_dof is None else f"; fit chi2/dof {d2.chi2_dof:.2g}")
+                + f", errors {d2.errors})"
             )
-            out[_PHASES.format(name=name)] = Evidence(text, conf >= THRESHOLD, confidence=conf)
+            out[_PHASES.format(name=name)] = Evidence(text, confidence=conf)
         except ValueError:
             d2 = None
-            out[_PHASES.format(name=name)] = Evidence("no descent-ascent-descent fit", False, confidence=0.0)
+            out[_PHASES.format(name=name)] = Evidence("no descent-ascent-descent fit", confidence=0.0)
         out[_MIGRATE.format(name=name)] = _migration(r, acc["train_acc"])
         if name != "init-scale-4":
             continue
         train_acc, test_acc = acc["train_acc"], acc["test_acc"]
         if not (train_acc >= 0.99).any():
-            out[_GROK] = Evidence("train accuracy never reached 0.99", False, effect=-1.0)
+            out[_GROK] = Evidence("train accuracy never reached 0.99", 0.0)
             continue
         first_fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)])
         at_fit = float(test_acc.loc[first_fit])
         final = float(test_acc.iloc[-1])
+        rise_error = float(np.hypot(acc_err["test_acc"].loc[first_fit], acc_err["test_acc"].iloc[-1]))
         rise_step = int(test_acc.index[np.argmax(test_acc.values >= at_fit + 0.5 * (final - at_fit))])
-        # effect: how far the late rise of test accuracy clears 0.2, and is also late (half of it after twice the fit's
-        # step)
         late = rise_step > 2 * first_fit
         out[_GROK] = Evidence(
             f"train accuracy >= 0.99 at step {first_fit} (test {at_fit:.3f}); test accuracy {final:.3f} at the end, "
-            f"half of that rise by step {rise_step}",
-            bool(final - at_fit > 0.2 and late),
-            effect=(final - at_fit - 0.2) if late else -1.0,
+            f"half of that rise by step {rise_step} ({'late' if late else 'not late'}: twice the fit's step is "
+            f"{2 * first_fit})",
+            float(final - at_fit) if late else 0.0,
+            rise_error,
         )
         if d2 is not None:
+            low, high = d2.start_interval
             out[_COINCIDE] = Evidence(
-                f"final descent begins at step {d2.start_step}; test accuracy half-way rise at step {rise_step}",
-                bool(rise_step >= d2.start_step),
-                effect=float(np.log1p(rise_step) - np.log1p(d2.start_step)),
+                f"final descent begins at step {d2.start_step} (90% interval {low}-{high}); test accuracy half-way "
+                f"rise at step {rise_step}",
+                float(np.log1p(rise_step) - np.log1p(d2.start_step)),
+                # the descent's start from its 90% interval (as if normal); the half-rise's step taken as exact
+                float(max(np.log1p(high) - np.log1p(low), 1e-9) / (2 * 1.645)),
             )
-        robust = (
-            r[(r.metric == "robust_acc") & (r.layer == "") & (r.split == "test")].set_index("step").value.sort_index()
-        )
+        robust = r[(r.metric == "robust_acc") & (r.layer == "") & (r.split == "test")].set_index("step").sort_index()
         if len(robust) and first_fit in robust.index:
-            at, end = float(robust[first_fit]), float(robust.iloc[-1])
+            at, end = float(robust.value[first_fit]), float(robust.value.iloc[-1])
             grid = r[(r.metric == "robust_acc") & (r.layer == "") & r.split.str.startswith("test@")]
             curve = "; ".join(
                 f"eps {split.split('=')[1]}: {float(g.set_index('step').value.get(first_fit, np.nan)):.2f} -> "
@@ -156,8 +177,8 @@ def _evidence(runs: dict[str, pd.DataFrame]) -> dict[str, Evidence]:
             out[_ROBUST] = Evidence(
                 f"robust accuracy at step {first_fit} (training set fitted): {at:.3f}; at the end {end:.3f}"
                 + (f" (at the fit -> at the end, eps in units of the data scale: {curve})" if curve else ""),
-                bool(end > at),
-                effect=end - at,
+                end - at,
+                float(np.hypot(robust.error[first_fit], robust.error.iloc[-1])),
             )
     return out
 
@@ -167,7 +188,7 @@ def _migration(r: pd.DataFrame, train_acc: pd.Series) -> Evidence:
     when the net first fits its training set and at the end (errors by the delta method)."""
     lc = r[(r.metric == "lc") & (r.layer == "")].pivot_table(index="step", columns="split", values=["value", "error"])
     if ("value", "boundary") not in lc.columns or not (train_acc >= 0.99).any():
-        return Evidence("no boundary points measured, or the training set never fitted", None)
+        return Evidence("no boundary points measured, or the training set never fitted")
     ratio = lc["value", "boundary"] / lc["value", "train"]
     error = ratio * np.hypot(
         lc["error", "boundary"] / lc["value", "boundary"], lc["error", "train"] / lc["value", "train"]
@@ -175,14 +196,14 @@ def _migration(r: pd.DataFrame, train_acc: pd.Series) -> Evidence:
     fit = int(train_acc.index[np.argmax(train_acc.values >= 0.99)])
     end = int(ratio.dropna().index[-1])
     if fit not in ratio.dropna().index:
-        return Evidence(f"no boundary LC at step {fit}", None)
+        return Evidence(f"no boundary LC at step {fit}")
     rise = ratio[end] - ratio[fit]
     both = float(np.hypot(error[end], error[fit]))
     return Evidence(
         f"LC(boundary) / LC(train points): {ratio[fit]:.2f} +- {error[fit]:.2f} at step {fit} (training set fitted), "
-        f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}; rise {rise:.2f} = {rise / both:.1f} error bars",
-        bool(rise > 2 * both),
-        effect=float(rise),
+        f"{ratio[end]:.2f} +- {error[end]:.2f} at step {end}",
+        float(rise),
+        both,
     )
 
 
@@ -209,7 +230,9 @@ def _draw_run(ax, title: str, r: pd.DataFrame) -> None:  # noqa: ANN001 - matplo
         ax.plot(c.step, c.value, "o-", ms=2, label=f"LC, {split} points")
     train_lc = r[(r.metric == "lc") & (r.layer == "") & (r.split == "train")].sort_values("step")
     try:
-        for phase in detect_phases(train_lc.step, train_lc.value, LC_PATTERN, errors=train_lc.error)[1:]:
+        for phase in detect_phases(
+            train_lc.step, train_lc.value, LC_PATTERN, errors=train_lc.error, replicates=curve_replicates(train_lc)
+        )[1:]:
             ax.axvline(phase.start_step, color="0.5", ls=":", lw=1)
             ax.axvspan(*phase.start_interval, color="0.5", alpha=0.12, lw=0)
     except ValueError:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
+from ..analysis.phases import THRESHOLD
 from ..report import make_report
 from ..store.remote import location
 from ..sweep import Trial, TrialState, run_trials
@@ -81,43 +81,67 @@ def reproduce(
 
 
 def write_findings(folder: Path, paper: str, findings: list[Finding], command: str) -> None:
-    (folder / "findings.md").write_text(f"# {paper}\n\nCommand: `{command}`\n\n{findings_table(findings)}\n")
-    (folder / "findings.json").write_text(json.dumps([asdict(f) for f in findings], indent=2))
+    (folder / "findings.md").write_text(
+        f"# {paper}\n\nCommand: `{command}`\n\n{findings_table(findings)}\n\n{VERDICT_NOTE}\n"
+    )
+    (folder / "findings.json").write_text(json.dumps([f.to_dict() for f in findings], indent=2))
+
+
+#: How to read the verdicts (under every findings table).
+VERDICT_NOTE = (
+    f"Verdicts: holds (the effect is beyond the smallest that counts, in the paper's direction, at Holm-adjusted "
+    f"confidence >= {THRESHOLD} over this paper's findings), contradicted (short of it at that confidence), "
+    "inconclusive (neither), not measurable. Each claim's effect, direction and smallest effect that counts are "
+    "declared in code before any run (the rule column). Confidence: 1 - p of the claim's test; adjusted: after "
+    "Holm's correction."
+)
 
 
 def findings_table(findings: list[Finding]) -> str:
-    """The findings as a markdown table: claim, what was measured, verdict."""
-    lines = ["| finding | measured | verdict |", "|---|---|---|"]
-    lines += [f"| {f.claim} | {f.measured} | {verdict_text(f)} |" for f in findings]
+    """The findings as a markdown table: claim, its rule, what was measured, verdict, raw and adjusted confidence."""
+    lines = [
+        "| finding | rule (declared before the runs) | measured | verdict | confidence | adjusted |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {f.claim} | {f.rule} | {f.measured} | {verdict_text(f)} | {_number(f.confidence)} | {_number(f.adjusted)} |"
+        for f in findings
+    ]
     return "\n".join(lines)
 
 
-_VERDICT = {True: "holds", False: "does not hold", None: "not measurable"}
+def _number(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def verdict_text(f: Finding) -> str:
-    """ "holds (confidence 0.99, 3 seeds)", "does not hold", "not measurable"."""
-    text = _VERDICT[f.holds]
-    extra = [f"confidence {f.confidence:.2f}"] if f.confidence is not None and f.holds is not None else []
+    """ "holds (adjusted confidence 0.99, 3 seeds)", "contradicted (...)", "inconclusive", "not measurable"."""
+    extra = []
+    if f.verdict == "holds" and f.adjusted is not None:
+        extra.append(f"adjusted confidence {f.adjusted:.3f}")
+    if f.verdict == "contradicted" and f.adjusted_contradicted is not None:
+        extra.append(f"adjusted confidence against {f.adjusted_contradicted:.3f}")
     extra += [f"{f.seeds} seeds"] if f.seeds else []
-    return f"{text} ({', '.join(extra)})" if extra else text
+    return f"{f.verdict} ({', '.join(extra)})" if extra else f.verdict
 
 
 def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str], command: str) -> Path:
     """``report.html``: the summary figure, the findings with verdicts, links to every run's report."""
     rows = "".join(
-        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.measured)}</td><td "
-        f"class='{_VERDICT[f.holds].replace(' ', '-')}'>{html.escape(verdict_text(f))}</td></tr>"
+        f"<tr><td>{html.escape(f.claim)}</td><td>{html.escape(f.rule)}</td><td>{html.escape(f.measured)}</td><td "
+        f"class='{f.verdict.replace(' ', '-')}'>{html.escape(verdict_text(f))}</td><td>{_number(f.confidence)}</td>"
+        f"<td>{_number(f.adjusted)}</td></tr>"
         for f in findings
     )
     links = " ".join(f"<a href='{html.escape(r)}/report.html'>{html.escape(r)}</a>" for r in runs)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(paper)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}} img{{max-width:100%}}
 td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}}
-.holds{{color:#1a7f37}} .does-not-hold{{color:#b42318}}</style></head>
+.holds{{color:#1a7f37}} .contradicted{{color:#b42318}} .inconclusive{{color:#8a6d00}}</style></head>
 <body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>
 <img src="summary.png" alt="summary figure"><h2>Findings</h2>
-<table><tr><th>finding</th><th>measured</th><th>verdict</th></tr>{rows}</table>
+<table><tr><th>finding</th><th>rule (declared before the runs)</th><th>measured</th><th>verdict</th>
+<th>confidence</th><th>adjusted</th></tr>{rows}</table><p>{html.escape(VERDICT_NOTE)}</p>
 <h2>Runs</h2><p>{links}</p></body></html>
 """
     path = folder / "report.html"

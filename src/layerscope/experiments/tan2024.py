@@ -11,9 +11,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .._plotting import subplots
-from ..analysis.phases import ID_PATTERN, THRESHOLD, detect_phases
+from ..analysis.phases import ID_PATTERN, curve_replicates, detect_phases
 from ..config import RunConfig
-from .base import Evidence, Experiment, Finding, by_seed, make_config, over_seeds, run_tables, seeded, value
+from .base import (
+    Claim,
+    Evidence,
+    Experiment,
+    Finding,
+    by_seed,
+    holm,
+    make_config,
+    over_seeds,
+    run_tables,
+    seeded,
+    value,
+)
 
 
 def configs(size: str) -> list[RunConfig]:
@@ -147,9 +159,18 @@ def _medium() -> list[RunConfig]:
     return seeded(configs)
 
 
-_EXPAND = "Over training the ID of the representation first expands, then compresses{where}."
-_CSR = "The ID curve tracks hypothesis complexity measured by the critical sample ratio."
-_ALPHA = "At the end of training the spectrum exponent alpha predicts adversarial robustness."
+# The claims, each with its effect, direction and smallest effect that counts (fixed before any run; base.Claim).
+_EXPAND = Claim("Over training the ID of the representation first expands, then compresses{where}.", "pattern")
+_CSR = Claim(
+    "The ID curve tracks hypothesis complexity measured by the critical sample ratio.",
+    "Pearson r between ID and CSR over the checkpoints, mean over a seed's runs",
+    0.3,
+)
+_ALPHA = Claim(
+    "At the end of training the spectrum exponent alpha predicts adversarial robustness (higher alpha, more robust).",
+    "Pearson r between alpha and robust accuracy across a seed's runs at the end of training",
+    0.5,
+)
 
 
 def _last_hidden(r: pd.DataFrame) -> str:
@@ -158,20 +179,28 @@ def _last_hidden(r: pd.DataFrame) -> str:
     return layers[-2] if len(layers) > 1 else layers[-1]
 
 
+def _r_error(r: float, n: int) -> float | None:
+    """Standard error of a Pearson r over n points (the delta method on Fisher's z), None below 4 points."""
+    return float((1 - r**2) / np.sqrt(n - 3)) if n > 3 and np.isfinite(r) else None
+
+
 def _run_evidence(r: pd.DataFrame) -> tuple[Evidence, float | None, float, float]:
     """One run: its expansion-then-compression evidence, its ID-CSR correlation, its final alpha and robust accuracy."""
     layer = _last_hidden(r)
     curve = r[(r.metric == "twonn") & (r.layer == layer) & (r.split == "train")].sort_values("step")
     try:
-        expansion, compression = detect_phases(curve.step, curve.value, ID_PATTERN, errors=curve.error)
+        expansion, compression = detect_phases(
+            curve.step, curve.value, ID_PATTERN, errors=curve.error, replicates=curve_replicates(curve)
+        )
         low, high = compression.start_interval
+        fit = "" if compression.chi2_dof is None else f"; fit chi2/dof {compression.chi2_dof:.2g}"
         ev = Evidence(
-            f"peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f})",
-            compression.confidence >= THRESHOLD,
+            f"peak at step {expansion.end_step} (90% interval {low}-{high}; confidence {compression.confidence:.2f}"
+            f"{fit}, errors {compression.errors})",
             confidence=compression.confidence,
         )
     except ValueError:
-        ev = Evidence("no expansion-then-compression fit", False, confidence=0.0)
+        ev = Evidence("no expansion-then-compression fit", confidence=0.0)
     csr = r[(r.metric == "csr") & (r.layer == "")].sort_values("step")
     merged = curve.merge(csr, on="step", suffixes=("_id", "_csr"))
     corr = (
@@ -197,12 +226,13 @@ def findings(folder: Path) -> list[Finding]:
                 corrs.append(corr)
             alphas.append(alpha)
             robust.append(rob)
-        csr_ev[seed] = Evidence(
-            "Pearson r between ID and CSR over checkpoints, per run: " + ", ".join(f"{c:.2f}" for c in corrs)
+        csr_ev[seed] = (
+            Evidence(
+                "Pearson r between ID and CSR over checkpoints, per run: " + ", ".join(f"{c:.2f}" for c in corrs),
+                float(np.mean(corrs)),
+            )
             if corrs
-            else "CSR was 0 at every checkpoint",
-            bool(np.mean(corrs) > 0) if corrs else None,
-            effect=float(np.mean(corrs)) if corrs else None,
+            else Evidence("CSR was 0 at every checkpoint")
         )
         r_end = float(np.corrcoef(alphas, robust)[0, 1]) if len(alphas) > 2 else float("nan")
         alpha_ev[seed] = Evidence(
@@ -211,37 +241,22 @@ def findings(folder: Path) -> list[Finding]:
             + "; robust accuracy "
             + ", ".join(f"{b:.3f}" for b in robust)
             + f"; Pearson r = {r_end:.2f}",
-            bool(abs(r_end) > 0.5) if np.isfinite(r_end) else None,
-            effect=abs(r_end) - 0.5 if np.isfinite(r_end) else None,
+            r_end if np.isfinite(r_end) else None,
+            _r_error(r_end, len(alphas)),
         )
-    out = []
-    if len(seeds) == 1:  # one run per setting (quick, full): the majority of runs, as before
-        (seed,) = seeds
-        found = [by[seed].holds for by in per_setting.values()]
-        out.append(
-            Finding(
-                _EXPAND.format(where=", across optimizers and label noise"),
-                "; ".join(f"{name}: {by[seed].measured}" for name, by in per_setting.items()),
-                bool(np.mean(found) >= 0.5),
-            )
-        )
-    else:
-        settings = {name: over_seeds(_EXPAND.format(where=f" ({name})"), by) for name, by in per_setting.items()}
-        held = [name for name, f in settings.items() if f.holds]
-        out.append(
-            Finding(
-                _EXPAND.format(where=", across optimizers and label noise"),
-                f"found (in a majority of seeds) in {len(held)} of {len(settings)} settings"
-                + (f": {', '.join(held)}" if held else ""),
-                bool(len(held) >= len(settings) / 2),
-                None,
-                len(seeds),
-            )
-        )
-        out += list(settings.values())
-    out.append(over_seeds(_CSR, csr_ev))
-    out.append(over_seeds(_ALPHA, alpha_ev))
-    return out
+    settings = [over_seeds(_EXPAND.format(where=f" ({name})"), by) for name, by in per_setting.items()]
+    corrected = holm([*settings, over_seeds(_CSR, csr_ev), over_seeds(_ALPHA, alpha_ev)])
+    held = [name for name, f in zip(per_setting, corrected) if f.verdict == "holds"]
+    overall = Finding(
+        _EXPAND.format(where=", across optimizers and label noise").text,
+        f"holds (after the correction) in {len(held)} of {len(settings)} settings"
+        + (f": {', '.join(held)}" if held else "")
+        + "; the verdict of the settings' majority (no test of its own)",
+        "holds" if len(held) >= len(settings) / 2 else "inconclusive",
+        seeds=len(seeds) if len(seeds) > 1 else None,
+        rule="holds in at least half of the settings",
+    )
+    return [overall, *corrected]
 
 
 def summary(folder: Path) -> Figure:

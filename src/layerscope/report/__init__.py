@@ -175,6 +175,8 @@ def _phase_table(phases: pd.DataFrame) -> str:
         "end_step",
         "phase_confidence",
         "confidence",
+        "chi2_dof",
+        "errors",
     ]
     table = table[[c for c in columns if c in table]]  # phases derived before phase confidences existed have none
     table = table.rename(
@@ -184,6 +186,8 @@ def _phase_table(phases: pd.DataFrame) -> str:
             "end_step": "to step",
             "phase_confidence": "this phase's confidence",
             "confidence": f"pattern's confidence: its weakest phase's (holds at >= {THRESHOLD})",
+            "chi2_dof": "best fit's chi2/dof (above 1: tests widened by it)",
+            "errors": "weighted by",
         }
     )
     return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0, classes="results")
@@ -206,7 +210,7 @@ def make_report(run_dir: str | Path) -> Path:
     if results.empty:
         raise ValueError(f"{run_dir} has no results yet: nothing to report")
     out = Path(run_dir)
-    phases = phase_rows(results)
+    phases = phase_rows(results, store.replicates())
     store.write_derived("phases", phases, PHASES_SCHEMA)
     figures: list[tuple[str, str, Figure]] = []
     metrics = set(results.metric)
