@@ -100,7 +100,7 @@ VERDICT_NOTE = (
 def findings_table(findings: list[Finding]) -> str:
     """The findings as a markdown table: claim, its rule, what was measured, verdict, raw and adjusted confidence."""
     lines = [
-        "| finding | rule (declared before the runs) | measured | verdict | confidence | adjusted |",
+        "| finding | rule (declared before the runs) | measured | verdict | confidence it holds | adjusted (Holm) |",
         "|---|---|---|---|---|---|",
     ]
     lines += [
@@ -141,7 +141,7 @@ td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}}
 <body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>
 <img src="summary.png" alt="summary figure"><h2>Findings</h2>
 <table><tr><th>finding</th><th>rule (declared before the runs)</th><th>measured</th><th>verdict</th>
-<th>confidence</th><th>adjusted</th></tr>{rows}</table><p>{html.escape(VERDICT_NOTE)}</p>
+<th>confidence it holds</th><th>adjusted (Holm)</th></tr>{rows}</table><p>{html.escape(VERDICT_NOTE)}</p>
 <h2>Runs</h2><p>{links}</p></body></html>
 """
     path = folder / "report.html"
