@@ -33,8 +33,8 @@ FULL_STATUS = "not run"
 
 def wall_minutes(folder: Path) -> float:
     runs = [RunStore(r).read_run() for r in find_runs(folder)]
-    start = min(pd.Timestamp(r["start_time"]) for r in runs)
-    end = max(pd.Timestamp(r["end_time"]) for r in runs)
+    start = min(pd.Timestamp(r.start_time) for r in runs)
+    end = max(pd.Timestamp(r.end_time) for r in runs)
     return (end - start).total_seconds() / 60
 
 
