@@ -186,3 +186,11 @@ def test_medium_sizes_run_a_few_steps_and_give_findings_over_seeds(name, tmp_pat
     assert all(f["confidence"] is None or 0 <= f["confidence"] <= 1 for f in findings)
     assert any("seed 0:" in f["measured"] and "seed 1:" in f["measured"] for f in over_two)
     assert (folder / "summary.png").stat().st_size > 10_000
+
+
+def test_seeded_names_are_read_back_by_seed():
+    from layerscope.experiments.base import by_seed, seeded
+
+    cfgs = seeded(tiny_configs("quick")[:1], (0, 4))
+    assert [(c.name, c.seed) for c in cfgs] == [("a-seed0", 0), ("a-seed4", 4)]
+    assert by_seed({"a-seed0": 1, "a-seed4": 2, "b": 3}) == {0: {"a": 1, "b": 3}, 4: {"a": 2}}

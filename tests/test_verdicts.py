@@ -12,10 +12,8 @@ from layerscope.experiments.base import (
     Claim,
     Evidence,
     Finding,
-    by_seed,
     holm,
     over_seeds,
-    seeded,
 )
 from layerscope.store import RunStore
 from layerscope.store.record import RunRecord
@@ -160,18 +158,3 @@ def test_a_stored_run_gets_the_verdict_its_effect_and_error_allow(tmp_path, trai
     assert compress.effect == pytest.approx((10 - trained) / 10)
     assert compress.verdict == verdict, compress.measured
     assert compress.smallest == 0.1 and compress.adjusted is not None and compress.adjusted <= compress.confidence
-
-
-def test_seeded_names_are_read_back_by_seed():
-    from layerscope.config import parse_config
-
-    base = {
-        "data": {"name": "digits", "probe_size": 100},
-        "model": {"name": "mlp", "params": {"width": 16, "depth": 1}},
-        "train": {"optimizer": "adam", "lr": 0.003, "batch_size": 64, "epochs": 1},
-        "schedule": {"kind": "log", "num": 3},
-        "probes": {"measures": ["twonn"]},
-    }
-    cfgs = seeded([parse_config({**base, "name": "a"})], (0, 4))
-    assert [(c.name, c.seed) for c in cfgs] == [("a-seed0", 0), ("a-seed4", 4)]
-    assert by_seed({"a-seed0": 1, "a-seed4": 2, "b": 3}) == {0: {"a": 1, "b": 3}, 4: {"a": 2}}

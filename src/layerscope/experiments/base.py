@@ -207,9 +207,10 @@ def over_seeds(claim: Claim, evidence: dict[int, Evidence]) -> Finding:
     from scipy import stats
 
     seeds = sorted(evidence)
-    measured = "; ".join(f"seed {s}: {evidence[s].measured}" for s in seeds) if len(seeds) > 1 else ""
     if len(seeds) == 1:
         measured = evidence[seeds[0]].measured
+    else:
+        measured = "; ".join(f"seed {s}: {evidence[s].measured}" for s in seeds)
     n_seeds = len(seeds) if len(seeds) > 1 else None
     if claim.pattern:
         confidences = [evidence[s].confidence for s in seeds if evidence[s].confidence is not None]
