@@ -9,8 +9,11 @@ curved manifold, float64), then the library's fit is timed `--repeats` times (th
 minimum is reported: the first call pays one-off set-up such as kernel JIT) and the
 peak memory is the process's peak resident set during the fits minus its resident
 set just before them. Every library runs in the same environment and thread count.
-Two floors are timed the same way: the full product X X^T in 1024-row blocks in float32
-and in bfloat16 (torch), which any exact search by products must approach.
+Two floors are timed the same way: half the product X X^T (its upper triangle, in
+1024-row blocks) in bfloat16 and in float32 (torch), the products an exact search
+by products cannot avoid; every row's time is also given as a multiple of the bf16
+floor. The header names the CPU, its matrix features and the bf16 / float32 speed-up
+layerscope measured on it (which decides its search precision).
 Prints a markdown table with the ratios peer / layerscope and each estimate's relative
 difference from dadapy's (float64 throughout).
 
@@ -30,16 +33,26 @@ import time
 import warnings
 from pathlib import Path
 
-LIBRARIES = ["layerscope", "layerscope+err", "torchid", "skdim", "dadapy", "gemm-f32", "gemm-bf16"]
+LIBRARIES = [
+    "layerscope-nn",
+    "layerscope",
+    "layerscope+err",
+    "torchid",
+    "skdim",
+    "dadapy",
+    "gemm-f32",
+    "gemm-bf16",
+]
 PEERS = ("torchid", "skdim", "dadapy", "gemm-f32", "gemm-bf16")
 LABELS = {
+    "layerscope-nn": "layerscope nearest_neighbors(X, 2)",
     "layerscope": "layerscope TwoNN(error='closed-form')",
     "layerscope+err": "layerscope TwoNN() (default: + 20 half-split errors)",
     "torchid": "torchid TwoNN (faiss flat index)",
     "skdim": "scikit-dimension TwoNN",
     "dadapy": "dadapy compute_id_2NN",
-    "gemm-f32": "floor: X X^T in float32 blocks",
-    "gemm-bf16": "floor: X X^T in bfloat16 blocks",
+    "gemm-f32": "floor: half X X^T in float32",
+    "gemm-bf16": "floor: half X X^T in bfloat16",
 }
 
 
@@ -60,6 +73,11 @@ def _hwm_kib() -> int:
 
 
 def fit_once(library: str, X):  # noqa: ANN001 - any array
+    if library == "layerscope-nn":
+        from layerscope.estimators import nearest_neighbors
+
+        nearest_neighbors(X, 2)
+        return float("nan")
     if library.startswith("layerscope"):
         from layerscope.estimators import TwoNN
 
@@ -82,9 +100,28 @@ def fit_once(library: str, X):  # noqa: ANN001 - any array
 
         T = torch.from_numpy(X).to(torch.float32 if library == "gemm-f32" else torch.bfloat16)
         for a in range(0, len(T), 1024):
-            T[a : a + 1024] @ T.T
+            T[a : a + 1024] @ T[a:].T  # the upper triangle: what a symmetric search must multiply
         return float("nan")
     raise ValueError(library)
+
+
+def cpu_description() -> str:
+    """The CPU's model name and its matrix-product features (from /proc/cpuinfo; platform elsewhere)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ("amx_bf16", "amx_tile", "amx_int8", "avx512_bf16", "avx512f", "avx2")
+    return f"{name} ({', '.join(f for f in wanted if f in flags) or 'no AVX2/AVX-512/AMX'})"
 
 
 def run_one(library: str, n: int, d: int, repeats: int) -> dict:
@@ -142,6 +179,9 @@ def main() -> None:
     import torch
 
     blas = {i["internal_api"]: i.get("architecture") for i in threadpoolctl.threadpool_info()}
+    from layerscope.estimators.neighbors import bf16_speedup
+
+    print(f"# CPU: {cpu_description()}; bf16 / float32 product speed-up measured by layerscope: {bf16_speedup():.2f}")
     print(
         f"# TwoNN benchmark: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"numpy {np.__version__} BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
@@ -151,8 +191,8 @@ def main() -> None:
         "memory = peak RSS during the fits minus RSS before\n"
     )
     header = (
-        "| N | D | library | time (s) | peak extra memory (MiB) | estimate (relative difference from dadapy) "
-        "| time ratio peer/layerscope | memory ratio |"
+        "| N | D | library | time (s) | x bf16 floor | peak extra memory (MiB) | estimate (relative difference "
+        "from dadapy) | time ratio peer/layerscope | memory ratio |"
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -176,10 +216,12 @@ def main() -> None:
                 rows[library] = json.loads(out.stdout.strip().splitlines()[-1])
             base = rows.get("layerscope") if isinstance(rows.get("layerscope"), dict) else None
             reference = rows["dadapy"].get("estimate") if isinstance(rows.get("dadapy"), dict) else None
+            floor = rows["gemm-bf16"]["seconds"] if isinstance(rows.get("gemm-bf16"), dict) else None
             for library, r in rows.items():  # in the order asked for, failures in their place
                 if isinstance(r, str):
-                    print(f"| {n} | {d} | {LABELS[library]} | {r} | | | | |")
+                    print(f"| {n} | {d} | {LABELS[library]} | {r} | | | | | |")
                     continue
+                times_floor = f"{r['seconds'] / floor:.2f}" if floor else ""
                 ratio_t = ratio_m = ""
                 if base and library in PEERS:
                     ratio_t = f"{r['seconds'] / base['seconds']:.2f}x"
@@ -188,7 +230,7 @@ def main() -> None:
                 if estimate and reference:
                     estimate += f" ({abs(r['estimate'] / reference - 1):.0e})"
                 print(
-                    f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {r['extra_mib']:.0f} | "
+                    f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {times_floor} | {r['extra_mib']:.0f} | "
                     f"{estimate} | {ratio_t} | {ratio_m} |",
                     flush=True,
                 )

@@ -175,6 +175,7 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
 
     monkeypatch.setattr(nb, "_certified_candidates", spy)
     monkeypatch.setattr(nb, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(nb, "bf16_speedup", lambda device_type="cpu": 5.0)  # as with AMX
     g = np.random.default_rng(1)
     nearest_neighbors(g.standard_normal((300, 64)), 2)
     assert seen == [(torch.float32, 10)]  # narrow points: float32
@@ -188,10 +189,41 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     assert seen[0] == (torch.bfloat16, 36)
     if len(seen) > 1:  # bf16 left too many rows uncertain: searched again in float32
         assert seen[1] == (torch.float32, 28)
+    monkeypatch.setattr(nb, "bf16_speedup", lambda device_type="cpu": 1.1)  # bf16 units too slow to pay
+    seen.clear()
+    nearest_neighbors(wide, 2)
+    assert seen == [(torch.float32, 10)]
     monkeypatch.setattr(nb, "native_bfloat16", lambda device: False)
     seen.clear()
     nearest_neighbors(wide, 2)
     assert seen == [(torch.float32, 10)]
+
+
+def test_bf16_speedup_is_measured_once_and_leaves_the_random_state():
+    import layerscope.estimators.neighbors as nb
+
+    state = torch.get_rng_state()
+    first = nb.bf16_speedup("cpu")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert first > 0 and nb.bf16_speedup("cpu") == first  # cached: the same number for the process
+    assert nb.bf16_speedup("cuda") == 0.0  # GPUs keep float32
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_neighbours_equal_a_float64_kd_tree_on_hard_data(precision):
+    # each precision path on any CPU (bf16 is emulated where the CPU lacks it): manifold,
+    # Gaussian, near-duplicate and far-shifted data, against scipy's KD-tree in float64
+    g = np.random.default_rng(7)
+    manifold = curved_manifold(1200, 6, 700, seed=3)
+    gaussian = g.standard_normal((1200, 600))
+    near = np.vstack([manifold[:600], manifold[:600] + 1e-9 * g.standard_normal((600, 700))])
+    shifted = manifold + 1e3
+    for X in (manifold, gaussian, near, shifted):
+        for k in (2, 18):
+            got = nearest_neighbors(X, k, precision=precision)
+            d, i = reference(X, k)
+            np.testing.assert_allclose(got.distances, d, rtol=1e-9, atol=1e-12 * np.sqrt((X**2).sum(1).max()))
+            assert (got.indices == i).mean() > 0.999  # the rest are exact ties
 
 
 def test_bf16_too_coarse_for_the_data_is_searched_again_in_float32(monkeypatch):

@@ -162,10 +162,11 @@ class NeighborEstimator(Estimator):
         points = as_tensor(check_points(X, min_points=min_points))
         self.n_features_in_ = int(points.shape[1])
         self._n_rows = int(points.shape[0])
+        exact = k  # the estimate's own neighbours: exact; the longer list of the halves: see _search
         if getattr(self, "error", "none") == "halves" and self._n_rows >= MIN_POINTS_FOR_ERROR:
             k = max(k, neighbors_for_halves(fit_k or k, self._n_rows))
         nb, kept, self.n_duplicates_ = _neighbors_without_duplicates(
-            points, k, duplicate_tol=self.duplicate_tol, device=self.device
+            points, k, duplicate_tol=self.duplicate_tol, device=self.device, exact=exact
         )
         return points, nb, kept
 

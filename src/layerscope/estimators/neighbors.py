@@ -6,31 +6,31 @@ fully sorted (as the reference code and the peer libraries do), costs O(N^2) mem
 and a sort per row. Here:
 
 1. **Candidate search.** The data are centred (in float64) and rounded to the
-   search precision. Squared distances come from ``|x|^2 + |y|^2 - 2 x.y`` in row
+   search precision. Scores ``x.y - |x|^2/2 - |y|^2/2 = -|x - y|^2/2`` come in row
    blocks, one matrix multiply per block, and only the upper triangle of the block
    grid is computed: each block of rows is multiplied with itself and the rows
    after it, and the product serves both the block's rows (row-wise top-K) and the
-   later rows (column-wise top-K). That halves the multiply work. A partial top-K
-   keeps the ``K = k + margin`` best candidates of each row; nothing of size N x N
-   is held. On CPU the float32 product runs with
+   later rows (their lists take the entries above their worst kept score). That
+   halves the multiply work. ``K = k + margin`` candidates are kept per row; nothing
+   of size N x N is held. On CPU the float32 product runs with
    ``torch.set_float32_matmul_precision("medium")`` (oneDNN's split-bf16 kernels:
-   about twice as fast as plain float32, errors of the same order). For wide points
-   (4096 features or more) on a CPU with native bfloat16 products (AVX512-BF16 or
-   AMX) the search runs in bfloat16: one bf16 product per block instead of three,
-   twice as fast and half the memory for the products, with twice the margin of
-   candidates (bf16 distances are coarser); 0.82x the float32 search's time at
-   N = D = 10,000 here. Where bf16 is too coarse for the data (more than 1% of the
-   rows uncertain) the candidates are searched again in float32 before any row
-   falls back.
-2. **Exact re-rank.** The distances of the K candidates are recomputed in float64
-   from coordinate differences of the original data, which does not cancel, and
-   the k best are kept.
+   about twice as fast as plain float32, errors of the same order). On a CPU whose
+   bfloat16 products are measured faster (AVX512-BF16, AMX: :func:`bf16_speedup`,
+   once per process) points of 512 features or more are searched in bfloat16, with
+   the norms inside the product (see :func:`_candidates_torch`) so that its one
+   rounding, to bf16, is relative to the distance (at most 2^-8) and not to ``|x|^2``.
+   Where bf16 is still too coarse for the data (more than 1% of the rows uncertain)
+   the candidates are searched again in float32 before any row falls back.
+2. **Exact re-rank.** The distances of the candidates that can be among the k
+   nearest (by the error bounds of step 3) are recomputed in float64 from coordinate
+   differences of the original data, which does not cancel, and the k best are kept.
 3. **Certificate.** The candidates show how far the fast distances were from the
-   exact ones; from the largest relative error seen (times a safety factor) each
-   row gets a lower bound on the true distance of every non-candidate. A row whose
-   bound does not clear its k-th exact distance is searched again exhaustively in
-   float64. So the answer is exact, not approximate, and ``n_fallback`` says how
-   often the fast path was not enough.
+   exact ones; from the largest errors seen (times a safety factor), relative to the
+   distance and to the norms, each row gets a lower bound on the true distance of
+   every non-candidate. A row whose bound does not clear its k-th exact distance is
+   searched again exhaustively (float32, certified, then float64). So the answer is
+   exact, not approximate, and ``n_fallback`` says how often the fast path was not
+   enough.
 
 faiss (``backend="faiss"``, when installed) can replace step 1; steps 2 and 3 are
 the same.
@@ -39,7 +39,9 @@ the same.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,14 +61,17 @@ _CHUNK_BYTES = 16 * 2**20
 # Memory for the coordinate differences of one re-rank chunk (bytes): small, to stay in cache.
 _RERANK_BYTES = 4 * 2**20
 _SAFETY = 4.0  # factor on the largest relative error seen among candidates
+_TINY = torch.finfo(torch.float64).tiny
 _PRECISIONS = ("auto", "bfloat16", "float32", "float64")
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 # With "auto", a bf16 search that leaves more uncertain rows than this is redone in float32.
 _RETRY_FRACTION = 0.01
-# With "auto", bf16 only from this many features: below it the re-rank of the wider candidate
-# lists costs more than the faster products save (N = 10,000 here: D = 1024 1.22x the float32
-# time, 2048 1.00x, 4096 0.93x, 10,000 0.82x).
-_BF16_MIN_FEATURES = 4096
+# With "auto", bf16 where the CPU's bf16 products are measured at least this much faster than its
+# float32 ones (split-bf16), and for points of at least this many features: below, the products
+# are not the cost (N = 10,000, a 10-manifold, AMD EPYC with AVX512-BF16, bf16 / float32 time of
+# nearest_neighbors(X, 2): D = 256 0.91x, 1024 0.71x, 4096 0.64x; benchmarks/estimators.py).
+_BF16_MIN_SPEEDUP = 1.3
+_BF16_MIN_FEATURES = 512
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -80,6 +85,34 @@ def native_bfloat16(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache
+def bf16_speedup(device_type: str = "cpu") -> float:
+    """How much faster this CPU multiplies in bfloat16 than in float32 (split-bf16, as the search
+    does), measured once per process on a product of the search's shape (512 x 1024 by 1024 x
+    2048, best of 3): about 2 with AVX512-BF16, 5 or more with AMX, 1 or less without either."""
+    if device_type != "cpu":
+        return 0.0
+    g = torch.Generator().manual_seed(0)  # the caller's random state is not touched
+    a, b = torch.randn(512, 1024, generator=g), torch.randn(2048, 1024, generator=g)
+    times = {}
+    with _matmul_precision(torch.device("cpu")):
+        for dtype in (torch.bfloat16, torch.float32):
+            x, y = a.to(dtype), b.to(dtype)
+            x @ y.T  # warm the kernel
+            best = math.inf
+            for _ in range(3):
+                t = time.perf_counter()
+                x @ y.T
+                best = min(best, time.perf_counter() - t)
+            times[dtype] = best
+    return times[torch.float32] / times[torch.bfloat16]
+
+
+def _bf16_pays(device: torch.device, d: int) -> bool:
+    """Whether ``precision="auto"`` searches points of ``d`` features in bfloat16 on ``device``."""
+    return d >= _BF16_MIN_FEATURES and native_bfloat16(device) and bf16_speedup(device.type) >= _BF16_MIN_SPEEDUP
 
 
 @dataclass(frozen=True)
@@ -132,9 +165,10 @@ def nearest_neighbors(
     precision : {"auto", "bfloat16", "float32", "float64"}
         Arithmetic of the candidate search. The returned distances are float64 and
         exact whichever is chosen; it only changes the speed and how often rows need
-        the exhaustive fallback. ``"auto"``: bfloat16 for points of 4096 features or
-        more on a CPU with native bfloat16 products (a float32 search again if bf16
-        leaves more than 1% of the rows uncertain); float32 otherwise.
+        the exhaustive fallback. ``"auto"``: bfloat16 for points of 512 features or
+        more on a CPU whose bf16 products are measured at least 1.3x faster than its
+        float32 ones (:func:`bf16_speedup`; a float32 search again if bf16 leaves more
+        than 1% of the rows uncertain); float32 otherwise.
     margin : int
         Extra candidates per row beyond ``k`` kept for the exact re-rank.
 
@@ -169,11 +203,21 @@ def _search(
     backend: str = "torch",
     precision: str = "auto",
     margin: int = 8,
+    exact: int | None = None,
 ) -> Neighbors:
     """:func:`nearest_neighbors` on a tensor that has been checked already.
 
     Data far from unit scale are first multiplied by a power of two (exact), so
     that no float32 square overflows or underflows; distances are scaled back.
+
+    ``exact`` (default ``k``): how many leading neighbours of each row must be the
+    exact ones with exact distances. The half-split error bars list more neighbours
+    than the estimate uses (a half must keep its k); past the first ``exact`` the list
+    holds the search's next-nearest candidates with their certified fast distances
+    (within ``rho_r`` of the distance, 0.4% at most in bf16: see :func:`_rerank`), which
+    spares re-computing the distances of 18-60 neighbours per point from coordinates, the
+    largest cost of a default fit once the products are fast. Their effect on a standard
+    error is far below its own uncertainty (``tests/test_error_bars.py``).
     """
     factor = unit_factor(source)
     if 2.0**-16 <= factor <= 2.0**16:
@@ -184,22 +228,19 @@ def _search(
     dev = check_device(device) if device is not None else source.device
     if backend == "faiss" and dev.type != "cpu":
         raise ValueError(f"backend='faiss' runs on the CPU; use backend='torch' for device={dev}")
-    n_cand = min(k + margin, n - 1)
+    exact = k if exact is None else min(check_int(exact, "exact", minimum=1), k)
+    n_cand = min(max(k, exact + margin), n - 1)
     if precision == "auto":  # bf16 where the products dominate: wide points (measured in the notes above)
-        precision = (
-            "bfloat16"
-            if backend == "torch" and source.shape[1] >= _BF16_MIN_FEATURES and native_bfloat16(dev)
-            else "float32"
-        )
+        precision = "bfloat16" if backend == "torch" and _bf16_pays(dev, source.shape[1]) else "float32"
     if precision == "bfloat16":  # coarser fast distances: a wider margin keeps the certificate clear of them
-        n_cand = min(k + 2 * margin, n - 1)
-    exact, cand, uncertain, sq64 = _certified_candidates(source, n_cand, k, _DTYPES[precision], dev, backend)
-    if precision == "bfloat16" and int(uncertain.sum()) > max(32, _RETRY_FRACTION * n):
-        n_cand = min(k + margin, n - 1)
+        n_cand = min(max(k, exact + 2 * margin), n - 1)
+    found = _certified_candidates(source, n_cand, (exact, k), _DTYPES[precision], dev, backend)
+    if precision == "bfloat16" and int(found[2].sum()) > max(32, _RETRY_FRACTION * n):
+        n_cand = min(max(k, exact + margin), n - 1)
         # too coarse for these data: a float32 search costs less than many exhaustive rows
-        exact, cand, uncertain, sq64 = _certified_candidates(source, n_cand, k, torch.float32, dev, backend)
+        found = _certified_candidates(source, n_cand, (exact, k), torch.float32, dev, backend)
+    distances, indices, uncertain, sq64 = found
     rows = uncertain.nonzero().flatten()
-    distances, indices = exact[:, :k].clone(), cand[:, :k].clone()
     if len(rows):
         d_f, i_f = _exhaustive(source, rows, k, dev)
         distances[rows], indices[rows] = d_f, i_f
@@ -210,12 +251,19 @@ def _search(
 
 
 def _certified_candidates(
-    source: torch.Tensor, n_cand: int, k: int, dtype: torch.dtype, dev: torch.device, backend: str
+    source: torch.Tensor,
+    n_cand: int,
+    k: int | tuple[int, int],
+    dtype: torch.dtype,
+    dev: torch.device,
+    backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Candidates searched in ``dtype``, re-ranked exactly, and the rows the certificate cannot vouch for.
+    """The k nearest among ``n_cand`` candidates searched in ``dtype``, and the rows the
+    certificate cannot vouch for. ``k`` may be ``(exact, listed)``: the first ``exact``
+    certified and exact, the list continued to ``listed`` by fast distances.
 
-    Returns the exact candidate distances (ascending), their indices, the uncertain
-    rows' mask, and the squared norms (float64) of the centred data.
+    Returns the distances of the listed candidates (ascending, float64), their indices,
+    the uncertain rows' mask, and the squared norms (float64) of the centred data.
     """
     n = source.shape[0]
     if backend == "faiss":
@@ -224,23 +272,119 @@ def _certified_candidates(
         del Xc
     else:
         approx, cand, sq = _candidates_torch(source, dtype, dev, n_cand)
-    exact = _exact_distances(source, torch.arange(n), cand.cpu(), dev)  # (n, n_cand), float64
-    exact, order = exact.sort(dim=1)
-    cand = cand.cpu().gather(1, order)
-
-    # Certificate: every non-candidate's fast squared distance is >= the largest
-    # candidate's; with the error bound that makes a lower bound on its true one.
     sq64 = sq.to(device="cpu", dtype=torch.float64)
+    # bf16 products are returned rounded to bf16: an error relative to the distance itself
+    # (the norms are inside the product, see _candidates_torch); float32 and float64 outputs round
+    # at their own precision, and their cancellation error scales with the norms.
+    u_out = 2.0**-8 if dtype == torch.bfloat16 else torch.finfo(dtype).eps / 2
+    u_in = torch.finfo(torch.promote_types(dtype, torch.float32)).eps / 2
+    n_exact, listed = (k, k) if isinstance(k, int) else k
+    return _rerank(
+        source,
+        approx.cpu().double(),
+        cand.cpu(),
+        sq64,
+        n_exact,
+        dev,
+        u_out,
+        u_in,
+        listed=listed,
+        all_points=n_cand == n - 1,
+    )
+
+
+def _rerank(
+    source: torch.Tensor,
+    approx: torch.Tensor,
+    cand: torch.Tensor,
+    sq64: torch.Tensor,
+    k: int,
+    dev: torch.device,
+    u_out: float,
+    u_in: float,
+    *,
+    listed: int | None = None,
+    all_points: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact re-rank of the candidates that can be among the k nearest, and the certificate.
+
+    Error model of the fast squared distances ``A`` against the exact ``d^2``:
+    ``|A - d^2| <= rho_r d^2 + rho_s (|x|^2 + |y|^2)``, the first term for rounding of
+    the result (bf16 outputs), the second for cancellation in ``|x|^2 + |y|^2 - 2 x.y``
+    and the accumulation. Both start at ``_SAFETY`` times the formats' unit roundoffs and
+    grow to ``_SAFETY`` times the largest errors seen on the candidates whose exact
+    distances are computed. A candidate's exact distance is computed only where its
+    lower bound does not exceed the k-th smallest upper bound of the row (else it cannot
+    be among the k nearest); the set grows until the bounds stop growing. A row is
+    certain when the lower bound of every non-candidate (whose fast distance is at least
+    the last candidate's) exceeds its k-th exact distance. With ``listed > k`` the list
+    goes on with the other candidates by their exact distance where computed, else their
+    fast one (no lower than the k-th exact distance).
+    """
+    n = approx.shape[0]
+    approx, order = approx.sort(dim=1)
+    cand = cand.gather(1, order)
     scale = sq64[:, None] + sq64[cand]
-    approx64 = approx.cpu().double().gather(1, order)
-    rel_err = ((approx64 - exact**2).abs() / scale.clamp_min(torch.finfo(torch.float64).tiny)).max().item()
-    rho = _SAFETY * max(rel_err, torch.finfo(dtype).eps / 2)
-    if n_cand == n - 1:
+    far_scale = sq64 + sq64.max()
+    return _rerank_core(
+        source, approx, cand, scale, far_scale, torch.arange(n), k, dev, u_out, u_in, listed, all_points
+    ) + (sq64,)
+
+
+def _rerank_core(
+    source: torch.Tensor,
+    approx: torch.Tensor,
+    cand: torch.Tensor,
+    scale: torch.Tensor,
+    far_scale: torch.Tensor,
+    rows: torch.Tensor,
+    k: int,
+    dev: torch.device,
+    u_out: float,
+    u_in: float,
+    listed: int | None,
+    all_points: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_rerank` on sorted candidate lists of ``rows``, with the norms' sums ``scale`` of
+    each candidate pair and ``far_scale`` (a row's norm plus the largest) for the others."""
+    n, K = approx.shape
+    rho_r, rho_s = _SAFETY * u_out, _SAFETY * u_in
+    exact = torch.full((n, K), math.inf, dtype=torch.float64)  # squared; inf where not computed
+    have = torch.zeros((n, K), dtype=torch.bool)
+    while rho_r < 0.5:
+        upper = (approx + rho_s * scale) / (1 - rho_r)
+        lower = (approx - rho_s * scale) / (1 + rho_r)
+        need = lower <= upper.kthvalue(k, dim=1).values[:, None]
+        need[:, :k] = True
+        todo = need & ~have
+        if todo.any():
+            r, c = todo.nonzero(as_tuple=True)
+            exact[r, c] = _pair_distances(source, rows[r], cand[r, c], dev).square()
+            have |= todo
+        err = (approx - exact).abs()
+        far = have & (exact > 0) & (exact >= scale * 2.0**-10)  # not near-copies: their error is cancellation's
+        q_r = float((err[far] / exact[far]).max()) if far.any() else 0.0
+        new_r = max(rho_r, _SAFETY * q_r)
+        q_s = float(((err[have] - new_r * exact[have]).clamp_min(0) / scale[have].clamp_min(_TINY)).max())
+        new_s = max(rho_s, _SAFETY * q_s)
+        if new_r <= rho_r and new_s <= rho_s:
+            break
+        rho_r, rho_s = new_r, new_s
+    best, pos = exact.topk(k, dim=1, largest=False)
+    indices = cand.gather(1, pos)
+    if all_points:
         uncertain = torch.zeros(n, dtype=torch.bool)
+    elif rho_r >= 0.5:  # the fast distances tell nothing: every row is searched again
+        uncertain = torch.ones(n, dtype=torch.bool)
     else:
-        lower = approx64.max(1).values - rho * (sq64 + sq64.max())
-        uncertain = lower <= exact[:, k - 1] ** 2
-    return exact, cand, uncertain, sq64
+        lower = (approx[:, -1] - rho_s * far_scale) / (1 + rho_r)
+        uncertain = lower <= best[:, -1]
+    if listed is not None and listed > k:
+        rest = torch.where(have, exact, approx).clamp_min(best[:, -1:])
+        rest.scatter_(1, pos, math.inf)
+        more, more_pos = rest.topk(listed - k, dim=1, largest=False)
+        best, indices = torch.cat([best, more], 1), torch.cat([indices, cand.gather(1, more_pos)], 1)
+    return best.sqrt(), indices, uncertain
 
 
 @contextlib.contextmanager
@@ -260,7 +404,13 @@ def _centred(source: torch.Tensor, dtype: torch.dtype, device: torch.device) -> 
 
 
 def _centred_rows(
-    source: torch.Tensor, mean: torch.Tensor, a: int, b: int, dtype: torch.dtype, device: torch.device
+    source: torch.Tensor,
+    mean: torch.Tensor,
+    a: int,
+    b: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    extra: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``a:b`` of the data minus ``mean``, as ``dtype`` on ``device``, and their squared norms.
 
@@ -269,27 +419,28 @@ def _centred_rows(
     before rounding (data far from 0 keep their digits), a chunk at a time, so no
     temporary of the source's size is made; the norms are those of the rounded
     points, so that the fast distances are the rounded points' own and only the
-    products' rounding is left.
+    products' rounding is left. ``extra`` columns are left for the caller (uninitialised).
     """
     work = torch.promote_types(dtype, torch.float32)  # norms at least in float32
-    out = torch.empty((b - a, source.shape[1]), dtype=dtype, device=device)
+    d = source.shape[1]
+    out = torch.empty((b - a, d + extra), dtype=dtype, device=device)
     sq = torch.empty(b - a, dtype=work, device=device)
-    step = max(1, _CHUNK_BYTES // (source.element_size() * source.shape[1]))
+    step = max(1, _CHUNK_BYTES // (source.element_size() * d))
     for c in range(a, b, step):
         e = min(c + step, b)
         chunk = (source[c:e] - mean).to(device=device, dtype=dtype)
-        out[c - a : e - a] = chunk
+        out[c - a : e - a, :d] = chunk
         sq[c - a : e - a] = torch.linalg.vector_norm(chunk, dim=1, dtype=work).square_()
     return out, sq
 
 
-def _superblocks(n: int, d: int, dtype: torch.dtype) -> list[tuple[int, int]]:
+def _superblocks(n: int, d: int, dtype: torch.dtype, copies: int = 2) -> list[tuple[int, int]]:
     """Row ranges of the search copy: all rows at once when the copy fits in ``_SEARCH_BYTES``,
-    else equal ranges of which two at a time fit."""
+    else equal ranges of which ``copies`` at a time fit."""
     itemsize = torch.finfo(dtype).bits // 8
-    if n * d * itemsize <= _SEARCH_BYTES:
+    if n * d * itemsize * (copies - 1) <= _SEARCH_BYTES:
         return [(0, n)]
-    rows = max(1, _SEARCH_BYTES // (2 * d * itemsize))
+    rows = max(1, _SEARCH_BYTES // (copies * d * itemsize))
     parts = math.ceil(n / rows)
     edges = [round(i * n / parts) for i in range(parts + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
@@ -298,11 +449,43 @@ def _superblocks(n: int, d: int, dtype: torch.dtype) -> list[tuple[int, int]]:
 def _merge(
     best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the K smallest of two candidate lists of the same rows."""
+    """Keep the K largest scores of two candidate lists of the same rows (sorted, largest first)."""
     all_v = torch.cat([best_v, v], dim=1)
     all_i = torch.cat([best_i, i], dim=1)
-    keep_v, pos = all_v.topk(best_v.shape[1], dim=1, largest=False)
+    keep_v, pos = all_v.topk(best_v.shape[1], dim=1)
     return keep_v, all_i.gather(1, pos)
+
+
+def _merge_columns(best_v: torch.Tensor, best_i: torch.Tensor, T: torch.Tensor, r0: int, t0: int) -> None:
+    """Scores ``T`` (rows ``r0..``, columns = points ``t0..``) into the columns' candidate lists.
+
+    A column-wise top-K of a row-major block is slow (many short, strided rows); once a
+    point's list is full only the entries above its worst kept score can enter, and after
+    the first blocks those are few: they are found with one comparison and merged per
+    column (a full top-K only while some list of the block is not yet full).
+    """
+    m, K = T.shape[1], best_v.shape[1]
+    tau = best_v[t0 : t0 + m, K - 1]
+    if torch.isneginf(tau).any():
+        v, i = T.topk(min(K, T.shape[0]), dim=0)
+        v, i = _pad(v.T.to(best_v.dtype), i.T + r0, K)
+        best_v[t0 : t0 + m], best_i[t0 : t0 + m] = _merge(best_v[t0 : t0 + m], best_i[t0 : t0 + m], v, i)
+        return
+    r, c = (T > tau[None, :]).nonzero(as_tuple=True)  # row-major: sorted by row, then column
+    if not len(c):
+        return
+    c, order = c.sort(stable=True)
+    r = r[order]
+    vals = T[r, c].to(best_v.dtype)
+    cols, counts = torch.unique_consecutive(c, return_counts=True)
+    slot = torch.repeat_interleave(torch.arange(len(cols), device=c.device), counts)
+    pos = torch.arange(len(c), device=c.device) - (torch.cumsum(counts, 0) - counts)[slot]
+    width = int(counts.max())
+    V = torch.full((len(cols), width), -math.inf, dtype=best_v.dtype, device=best_v.device)
+    Ii = torch.full((len(cols), width), -1, dtype=torch.int64, device=best_v.device)
+    V[slot, pos], Ii[slot, pos] = vals, r + r0
+    tgt = cols + t0
+    best_v[tgt], best_i[tgt] = _merge(best_v[tgt], best_i[tgt], V, Ii)
 
 
 def _candidates_torch(
@@ -311,71 +494,103 @@ def _candidates_torch(
     """K smallest fast squared distances per row (upper-triangle blocks only), their
     indices, and the squared norms of the centred, rounded rows.
 
+    The blocks hold scores ``x.y - |x|^2/2 - |y|^2/2 = -|x - y|^2 / 2`` (larger is
+    nearer). In float32 and float64 the norms are added after the product. In bfloat16
+    the product's output is rounded to bf16, which would cost a relative error of 2^-8
+    of ``x.y`` (of order ``|x|^2``, far more than a neighbour's distance): so the norms go
+    inside the product, as three extra columns each (``-|x|^2/2`` split into three bf16
+    parts, exact to float32) against columns of ones, and the product, accumulated in
+    float32, is the score itself, rounded once at 2^-8 of the distance.
+
     The rounded copy of the data is made a superblock of rows at a time (see
-    :func:`_superblocks`), so that at most two superblocks are held: at N = D = 10,000
-    in bf16 the whole copy would be 191 MiB. Superblock ``i`` is paired with the later
-    ones from the last back to ``i + 1``, which then serves as the next ``i``: each
-    superblock but the first is rounded about ``(parts - 1) / 2`` times more, which is
-    cheap beside the products (N D parts / 2 conversions against N^2 D / 2 products).
+    :func:`_superblocks`), so that at most two superblocks are held (plus, in bf16, the
+    rows' form of one). Superblock ``i`` is paired with the later ones from the last back
+    to ``i + 1``, which then serves as the next ``i``: each superblock but the first is
+    rounded about ``(parts - 1) / 2`` times more, which is cheap beside the products
+    (N D parts / 2 conversions against N^2 D / 2 products).
     """
     n, d = source.shape
     mean = source.mean(0)
-    work = torch.promote_types(dtype, torch.float32)  # bf16 products are ranked in float32
-    best_v = torch.full((n, K), math.inf, dtype=work, device=device)
+    work = torch.promote_types(dtype, torch.float32)  # scores are kept in float32 at least
+    augmented = dtype == torch.bfloat16
+    width_cols = d + (-(d + 6) % 16) + 6 if augmented else d  # 6 extension columns, rows of 32 bytes
+    best_v = torch.full((n, K), -math.inf, dtype=work, device=device)
     best_i = torch.full((n, K), -1, dtype=torch.int64, device=device)
     sq = torch.empty(n, dtype=work, device=device)
-    bounds = _superblocks(n, d, dtype)
+    bounds = _superblocks(n, width_cols, dtype, copies=3 if augmented else 2)
     width = max(b - a for a, b in bounds)
     # Small row blocks keep the triangle close to half the square (N^2/2 + N*block/2).
     block = int(min(width, 1024, max(64, _BLOCK_BYTES // (4 * width))))
 
-    def rows_vs(Xi: torch.Tensor, a: int, Xj: torch.Tensor, c: int, same: bool) -> None:
-        """Products of superblock rows ``a..`` (``Xi``) with columns ``c..`` (``Xj``)."""
-        for start in range(0, Xi.shape[0], block):
-            stop = min(start + block, Xi.shape[0])
+    def rows_vs(Ai: torch.Tensor, a: int, Bj: torch.Tensor, c: int, same: bool) -> None:
+        """Scores of superblock rows ``a..`` (``Ai``) against columns ``c..`` (``Bj``)."""
+        for start in range(0, Ai.shape[0], block):
+            stop = min(start + block, Ai.shape[0])
             r0, r1 = a + start, a + stop
-            cols = Xj[start:] if same else Xj  # within a superblock: the triangle only
+            cols = Bj[start:] if same else Bj  # within a superblock: the triangle only
             c0 = r0 if same else c
-            d2 = (Xi[start:stop] @ cols.T).to(work)
-            d2.mul_(-2).add_(sq[c0 : c0 + cols.shape[0]]).add_(sq[r0:r1, None])
+            S = Ai[start:stop] @ cols.T
+            if not augmented:
+                S = S.to(work).sub_(sq[c0 : c0 + cols.shape[0]], alpha=0.5).sub_(sq[r0:r1, None], alpha=0.5)
             if same:
-                d2.diagonal()[:] = math.inf  # a point is not its own neighbour
-            v, i = d2.topk(min(K, d2.shape[1]), dim=1, largest=False)
-            v, i = _pad(v, i + c0, K)
+                S.diagonal()[:] = -math.inf  # a point is not its own neighbour
+            v, i = S.topk(min(K, S.shape[1]), dim=1)
+            v, i = _pad(v.to(work), i + c0, K)
             best_v[r0:r1], best_i[r0:r1] = _merge(best_v[r0:r1], best_i[r0:r1], v, i)
             skip = stop - start if same else 0  # the same products, seen from the columns' rows
             if cols.shape[0] > skip:
-                tail = d2[:, skip:].T
-                v, i = tail.topk(min(K, stop - start), dim=1, largest=False)
-                v, i = _pad(v, i + r0, K)
-                t0 = c0 + skip
-                t1 = c0 + cols.shape[0]
-                best_v[t0:t1], best_i[t0:t1] = _merge(best_v[t0:t1], best_i[t0:t1], v, i)
+                _merge_columns(best_v, best_i, S[:, skip:], r0, c0 + skip)
 
     def load(j: int) -> torch.Tensor:
+        """Superblock j, rounded, in the columns' form ([x, 1, 1, 1, q1, q2, q3, 0...] in bf16)."""
         a, b = bounds[j]
-        X, sq[a:b] = _centred_rows(source, mean, a, b, dtype, device)
+        X, sq[a:b] = _centred_rows(source, mean, a, b, dtype, device, extra=width_cols - d)
+        if augmented:
+            X[:, d:] = 0
+            X[:, d : d + 3] = 1
+            X[:, d + 3 : d + 6] = _bf16_parts(-0.5 * sq[a:b].double())
         return X
 
+    def rows_form(B: torch.Tensor | None) -> torch.Tensor | None:
+        """The rows' form of a superblock ([x, q1, q2, q3, 1, 1, 1, 0...] in bf16)."""
+        if B is None or not augmented:
+            return B
+        A = B.clone()
+        A[:, d : d + 3] = B[:, d + 3 : d + 6]
+        A[:, d + 3 : d + 6] = 1
+        return A
+
     with _matmul_precision(device):
-        Xi = load(0)
+        Bi = load(0)
+        Ai = rows_form(Bi)
         for i, (a, _) in enumerate(bounds):
-            rows_vs(Xi, a, Xi, a, same=True)
-            Xj = None
+            rows_vs(Ai, a, Bi, a, same=True)
+            Bj = None
             for j in range(len(bounds) - 1, i, -1):
-                Xj = None  # free the previous one first: two superblocks at most
-                Xj = load(j)
-                rows_vs(Xi, a, Xj, bounds[j][0], same=False)
-            Xi = Xj
-    return best_v, best_i, sq
+                Bj = None  # free the previous one first
+                Bj = load(j)
+                rows_vs(Ai, a, Bj, bounds[j][0], same=False)
+            Bi, Ai = Bj, None
+            Ai = rows_form(Bi)
+    return -2 * best_v, best_i, sq
+
+
+def _bf16_parts(v: torch.Tensor) -> torch.Tensor:
+    """``v`` (float64) as three bfloat16 numbers whose sum is ``v`` to float32's precision."""
+    parts = []
+    for _ in range(3):
+        h = v.to(torch.bfloat16)
+        parts.append(h)
+        v = v - h.double()
+    return torch.stack(parts, dim=1)
 
 
 def _pad(v: torch.Tensor, i: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad candidate lists to K columns with (inf, -1)."""
+    """Pad candidate lists to K columns with (-inf, -1)."""
     if v.shape[1] == K:
         return v, i
     extra = K - v.shape[1]
-    v = torch.cat([v, v.new_full((v.shape[0], extra), math.inf)], dim=1)
+    v = torch.cat([v, v.new_full((v.shape[0], extra), -math.inf)], dim=1)
     i = torch.cat([i, i.new_full((i.shape[0], extra), -1)], dim=1)
     return v, i
 
@@ -398,58 +613,108 @@ def _candidates_faiss(Xc: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(v), torch.from_numpy(i.astype(np.int64))
 
 
-def _exact_distances(
-    source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, device: torch.device
-) -> torch.Tensor:
-    """float64 distances ``|x_rows[r] - x_cols[r, c]|`` from coordinate differences.
+def _pair_distances(source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float64 distances ``|x_rows[p] - x_cols[p]|`` of pairs, from coordinate differences.
 
     A difference of two numbers in their own floating-point format is correctly
     rounded (no cancellation), and the squares are summed in float64: the result is
-    as exact as the input allows. Small chunks keep the gathered rows in cache,
-    which made this 10x faster than large chunks here.
+    as exact as the input allows. The rows are gathered into buffers made once, a
+    small chunk at a time (in cache), and the differences taken in place: at memory speed
+    (the gather of the candidates' rows is the cost).
     """
-    n_rows, m = cols.shape
-    d = source.shape[1]
-    out = torch.empty((n_rows, m), dtype=torch.float64)
-    step = max(1, _RERANK_BYTES // (source.element_size() * d * m))
-    for a in range(0, n_rows, step):
-        r = rows[a : a + step].to(source.device)
-        c = cols[a : a + step].to(source.device)
-        x = source[r].to(device)
-        y = source[c.flatten()].to(device).view(len(r), m, d)
-        out[a : a + step] = torch.linalg.vector_norm(y - x[:, None, :], dim=-1, dtype=torch.float64).cpu()
+    m, d = len(rows), source.shape[1]
+    out = torch.empty(m, dtype=torch.float64)
+    if m == 0:
+        return out
+    step = max(1, min(m, _RERANK_BYTES // (source.element_size() * d)))
+    on = source.device
+    x_buf = torch.empty((step, d), dtype=source.dtype, device=on)
+    y_buf = torch.empty((step, d), dtype=source.dtype, device=on)
+    wide = None if source.dtype == torch.float64 else torch.empty((step, d), dtype=torch.float64, device=device)
+    rows, cols = rows.to(on), cols.to(on)
+    for a in range(0, m, step):
+        e = min(a + step, m)
+        x = torch.index_select(source, 0, rows[a:e], out=x_buf[: e - a])
+        y = torch.index_select(source, 0, cols[a:e], out=y_buf[: e - a])
+        diff = y.sub_(x).to(device)
+        if wide is not None:
+            diff = wide[: e - a].copy_(diff)
+        out[a:e] = torch.linalg.vector_norm(diff, dim=1).cpu()
     return out
 
 
 def _exhaustive(
-    source: torch.Tensor, rows: torch.Tensor, k: int, device: torch.device
+    source: torch.Tensor, rows: torch.Tensor, k: int, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """k nearest neighbours of ``rows`` by a float64 scan of every point, then exact re-rank.
+    """Exact k nearest neighbours of ``rows`` by a scan of every point.
 
-    The points are scanned a superblock at a time (as in the candidate search), so the
-    float64 copy is never whole."""
+    The scan runs in ``dtype`` (float32 first: for a few rows it costs one read of the
+    data), its candidates are re-ranked exactly and certified as in the main search
+    (:func:`_rerank`), and the rows it cannot vouch for are scanned again in float64.
+    The points are scanned a superblock at a time, so no copy of the data is whole.
+    """
     n, d = source.shape
     n_cand = min(k + 8, n - 1)
     mean = source.mean(0)
-    Xq, sq_q = _centred_rows(source[rows.to(source.device)], mean, 0, len(rows), torch.float64, device)
+    Xq, sq_q = _centred_rows(source[rows.to(source.device)], mean, 0, len(rows), dtype, device)
     q = rows.to(device)
-    best_v = torch.full((len(rows), n_cand), math.inf, dtype=torch.float64, device=device)
+    work = torch.promote_types(dtype, torch.float32)
+    sq_all = torch.empty(n, dtype=work, device=device)
+    best_v = torch.full((len(rows), n_cand), math.inf, dtype=work, device=device)
     best_i = torch.full((len(rows), n_cand), -1, dtype=torch.int64, device=device)
-    for a, b in _superblocks(n, d, torch.float64):
-        Xb, sq_b = _centred_rows(source, mean, a, b, torch.float64, device)
-        step = max(1, _BLOCK_BYTES // (8 * (b - a)))
-        for s in range(0, len(rows), step):
-            d2 = sq_q[s : s + step, None] + sq_b[None, :] - 2 * (Xq[s : s + step] @ Xb.T)
-            own = (q[s : s + step] >= a) & (q[s : s + step] < b)
-            d2[own.nonzero().flatten(), q[s : s + step][own] - a] = math.inf
-            v, i = d2.topk(min(n_cand, b - a), dim=1, largest=False)
-            v, i = _pad(v, i + a, n_cand)
-            best_v[s : s + step], best_i[s : s + step] = _merge(best_v[s : s + step], best_i[s : s + step], v, i)
-        del Xb
-    cand = best_i.cpu()
-    exact = _exact_distances(source, rows, cand, device)
-    exact, order = exact.sort(dim=1)
-    return exact[:, :k], cand.gather(1, order)[:, :k]
+    with _matmul_precision(device):
+        for a, b in _superblocks(n, d, dtype):
+            Xb, sq_all[a:b] = _centred_rows(source, mean, a, b, dtype, device)
+            step = max(1, _BLOCK_BYTES // (8 * (b - a)))
+            for s in range(0, len(rows), step):
+                d2 = (Xq[s : s + step] @ Xb.T).to(work).mul_(-2).add_(sq_all[a:b]).add_(sq_q[s : s + step, None])
+                own = (q[s : s + step] >= a) & (q[s : s + step] < b)
+                d2[own.nonzero().flatten(), q[s : s + step][own] - a] = math.inf
+                v, i = d2.topk(min(n_cand, b - a), dim=1, largest=False)
+                v, i = _pad_smallest(v, i + a, n_cand)
+                all_v, all_i = torch.cat([best_v[s : s + step], v], 1), torch.cat([best_i[s : s + step], i], 1)
+                keep, pos = all_v.topk(n_cand, dim=1, largest=False)
+                best_v[s : s + step], best_i[s : s + step] = keep, all_i.gather(1, pos)
+            del Xb
+    sq64 = sq_all.to(device="cpu", dtype=torch.float64)
+    approx, cand = best_v.cpu().double(), best_i.cpu()
+    u = torch.finfo(dtype).eps / 2
+    # _rerank indexes the norms by row: give it the query rows' own first
+    exact, idx, uncertain = _rerank_rows(source, approx, cand, sq64, rows.cpu(), k, device, u, n_cand == n - 1)
+    if uncertain.any() and dtype != torch.float64:
+        again = uncertain.nonzero().flatten()
+        exact[again], idx[again] = _exhaustive(source, rows.cpu()[again], k, device, torch.float64)
+    return exact, idx
+
+
+def _rerank_rows(
+    source: torch.Tensor,
+    approx: torch.Tensor,
+    cand: torch.Tensor,
+    sq64: torch.Tensor,
+    rows: torch.Tensor,
+    k: int,
+    device: torch.device,
+    u: float,
+    all_points: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_rerank` for the candidates of some rows (``rows``) of the data."""
+    n, K = approx.shape
+    order = approx.argsort(dim=1)
+    approx, cand = approx.gather(1, order), cand.gather(1, order)
+    scale = sq64[rows][:, None] + sq64[cand]
+    return _rerank_core(source, approx, cand, scale, sq64[rows] + sq64.max(), rows, k, device, u, u, None, all_points)
+
+
+def _pad_smallest(v: torch.Tensor, i: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad lists of smallest values to K columns with (inf, -1)."""
+    if v.shape[1] == K:
+        return v, i
+    extra = K - v.shape[1]
+    return (
+        torch.cat([v, v.new_full((v.shape[0], extra), math.inf)], dim=1),
+        torch.cat([i, i.new_full((i.shape[0], extra), -1)], dim=1),
+    )
 
 
 class DuplicatePointsWarning(UserWarning):
