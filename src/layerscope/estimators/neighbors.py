@@ -411,6 +411,7 @@ def _centred_rows(
     dtype: torch.dtype,
     device: torch.device,
     extra: int = 0,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``a:b`` of the data minus ``mean``, as ``dtype`` on ``device``, and their squared norms.
 
@@ -419,18 +420,23 @@ def _centred_rows(
     before rounding (data far from 0 keep their digits), a chunk at a time, so no
     temporary of the source's size is made; the norms are those of the rounded
     points, so that the fast distances are the rounded points' own and only the
-    products' rounding is left. ``extra`` columns are left for the caller (uninitialised).
+    products' rounding is left. ``extra`` columns are left for the caller (uninitialised);
+    ``out``: a buffer of ``b - a`` rows to write into (its columns past ``d`` are the extra ones).
     """
     work = torch.promote_types(dtype, torch.float32)  # norms at least in float32
     d = source.shape[1]
-    out = torch.empty((b - a, d + extra), dtype=dtype, device=device)
+    if out is None:
+        out = torch.empty((b - a, d + extra), dtype=dtype, device=device)
     sq = torch.empty(b - a, dtype=work, device=device)
     step = max(1, _CHUNK_BYTES // (source.element_size() * d))
     for c in range(a, b, step):
         e = min(c + step, b)
-        chunk = (source[c:e] - mean).to(device=device, dtype=dtype)
-        out[c - a : e - a, :d] = chunk
-        sq[c - a : e - a] = torch.linalg.vector_norm(chunk, dim=1, dtype=work).square_()
+        dst = out[c - a : e - a, :d]
+        if source.device == device:
+            torch.sub(source[c:e], mean, out=dst)  # at the source's precision, rounded once as it is stored
+        else:
+            dst.copy_(source[c:e] - mean)
+        sq[c - a : e - a] = torch.linalg.vector_norm(dst, dim=1, dtype=work).square_()
     return out, sq
 
 
@@ -541,37 +547,42 @@ def _candidates_torch(
             if cols.shape[0] > skip:
                 _merge_columns(best_v, best_i, S[:, skip:], r0, c0 + skip)
 
-    def load(j: int) -> torch.Tensor:
+    # The superblocks are written into buffers made once (two, and the rows' form in bf16):
+    # no allocation per superblock, so the process's memory stays at what the buffers need.
+    buffers = [torch.empty((width, width_cols), dtype=dtype, device=device) for _ in range(2)]
+    rows_buffer = torch.empty((width, width_cols), dtype=dtype, device=device) if augmented else None
+
+    def load(j: int, buffer: torch.Tensor) -> torch.Tensor:
         """Superblock j, rounded, in the columns' form ([x, 1, 1, 1, q1, q2, q3, 0...] in bf16)."""
         a, b = bounds[j]
-        X, sq[a:b] = _centred_rows(source, mean, a, b, dtype, device, extra=width_cols - d)
+        X, sq[a:b] = _centred_rows(source, mean, a, b, dtype, device, out=buffer[: b - a])
         if augmented:
             X[:, d:] = 0
             X[:, d : d + 3] = 1
             X[:, d + 3 : d + 6] = _bf16_parts(-0.5 * sq[a:b].double())
         return X
 
-    def rows_form(B: torch.Tensor | None) -> torch.Tensor | None:
+    def rows_form(B: torch.Tensor) -> torch.Tensor:
         """The rows' form of a superblock ([x, q1, q2, q3, 1, 1, 1, 0...] in bf16)."""
-        if B is None or not augmented:
+        if not augmented:
             return B
-        A = B.clone()
+        A = rows_buffer[: B.shape[0]].copy_(B)
         A[:, d : d + 3] = B[:, d + 3 : d + 6]
         A[:, d + 3 : d + 6] = 1
         return A
 
     with _matmul_precision(device):
-        Bi = load(0)
-        Ai = rows_form(Bi)
+        Bi = load(0, buffers[0])
         for i, (a, _) in enumerate(bounds):
-            rows_vs(Ai, a, Bi, a, same=True)
-            Bj = None
-            for j in range(len(bounds) - 1, i, -1):
-                Bj = None  # free the previous one first
-                Bj = load(j)
-                rows_vs(Ai, a, Bj, bounds[j][0], same=False)
-            Bi, Ai = Bj, None
             Ai = rows_form(Bi)
+            rows_vs(Ai, a, Bi, a, same=True)
+            if i == len(bounds) - 1:
+                break
+            spare = buffers[1] if Bi.data_ptr() == buffers[0].data_ptr() else buffers[0]
+            for j in range(len(bounds) - 1, i, -1):  # ends with j = i + 1, the next i: already loaded
+                Bj = load(j, spare)
+                rows_vs(Ai, a, Bj, bounds[j][0], same=False)
+            Bi = Bj
     return -2 * best_v, best_i, sq
 
 
