@@ -22,7 +22,7 @@ LAYERS = [
     {"train", "tracker", "report"},  # the training loop, the one callback, figures from the table
     {"config"},  # validates against the registries of data, models, estimators, probes, training
     {"presets", "integrations"},  # built-in configs; callbacks in other training loops
-    {"runner"},  # a config end to end
+    {"runner", "measure"},  # a config end to end; checkpoints made elsewhere, measured
     {"sweep"},  # many configs on Ray
     {"experiments"},  # the papers
     {"cli"},

@@ -190,6 +190,37 @@ def run(
         console.print(f"report: {make_report(run_dir)}")
 
 
+@app.command("measure")
+def measure_command(
+    config: Annotated[Path, typer.Argument(help="Measure config (.toml or .yaml): model source, checkpoints, data.")],
+    out: Annotated[Path, typer.Option(help="Folder the run goes into (as OUT/NAME).")] = Path("runs"),
+    device: Annotated[str | None, typer.Option(help="Override the config's device (cpu, cuda).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run of the same name first.")] = False,
+) -> None:
+    """Measure a model trained elsewhere, or each checkpoint of a training series, into one run folder."""
+    from .config import ConfigError
+    from .measure import CheckpointError, load_measure_config, measure, parse_measure_config
+    from .store import RunLockedError
+
+    try:
+        cfg = load_measure_config(config)
+        if device:
+            cfg = parse_measure_config({**cfg.model_dump(mode="json"), "device": device}, str(config))
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    warnings.showwarning = _show_warning
+    try:
+        folder = measure(cfg, out, overwrite=overwrite)
+    except KeyboardInterrupt as err:
+        _interrupted(err, "Measured checkpoints are kept", f"layerscope measure {config} --out {out}")
+    except (CheckpointError, ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as err:
+        _fail(str(err))
+    except ImportError as err:
+        _fail(str(err))
+    console.print(f"results: {folder / 'results'}  (layerscope.store.load('{folder}'))")
+    console.print(f"report: {folder / 'report.html'}")
+
+
 @app.command("report")
 def report_command(
     folder: Annotated[str, typer.Argument(help="A run folder, or a sweep's folder (OUT/NAME); a URI (s3://...) too.")],

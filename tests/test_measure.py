@@ -1,0 +1,267 @@
+"""layerscope measure: checkpoints made elsewhere, measured into a normal run folder."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from layerscope.cli import app
+from layerscope.config import ConfigError
+from layerscope.measure import (
+    CheckpointError,
+    MeasureWarning,
+    find_checkpoints,
+    load_measure_config,
+    measure,
+    parse_measure_config,
+    step_from_name,
+)
+from layerscope.models import MODELS
+from layerscope.probes.geometry import measure_geometry
+from layerscope.store import RunStore, load
+
+
+def _series(folder, steps=(0, 10, 100)):
+    """A layerscope CNN's state_dicts at some steps (weights moved between them), and the models."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = MODELS["ansuini_cnn"]()
+    models = {}
+    for step in steps:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        torch.save(model.state_dict(), folder / f"step-{step}.pt")
+        copy = MODELS["ansuini_cnn"]()
+        copy.load_state_dict(model.state_dict())
+        models[step] = copy.eval()
+    return models
+
+
+def _probe(path, n=300):
+    x = np.random.default_rng(0).standard_normal((n, 1, 28, 28)).astype(np.float32)
+    np.save(path, x)
+    return torch.from_numpy(x)
+
+
+def _config(tmp_path, **model):
+    return parse_measure_config(
+        {
+            "name": "series",
+            "model": {"source": "ansuini_cnn", "checkpoints": str(tmp_path / "ckpts"), **model},
+            "data": {"kind": "arrays", "path": str(tmp_path / "probe.npy")},
+            "probes": {"measures": ["twonn"], "layers": ["relu1", "relu3"]},
+        }
+    )
+
+
+def test_steps_are_read_from_the_names():
+    assert step_from_name("step-500.pt") == 500
+    assert step_from_name("epoch=3-step=1200.ckpt") == 1200
+    assert step_from_name("checkpoint-250") == 250
+    assert step_from_name("model_7.pth") == 7
+    assert step_from_name("final.pt") is None
+
+
+def test_a_state_dict_series_is_measured_as_a_run_equal_to_direct_measurements(tmp_path):
+    models = _series(tmp_path / "ckpts")
+    x = _probe(tmp_path / "probe.npy")
+    folder = measure(_config(tmp_path), tmp_path / "runs")
+    table = load(folder)
+    assert sorted(table.step.unique()) == [0, 10, 100]
+    assert {"relu1", "relu3"} <= set(table.layer)
+    record = RunStore(folder).read_run()
+    assert record.status == "finished" and record.checkpoints == [0, 10, 100]
+    assert (folder / "report.html").exists()
+    direct = measure_geometry(models[10], x, ["relu1", "relu3"], ["twonn"])
+    for layer in ("relu1", "relu3"):
+        got = table[(table.step == 10) & (table.layer == layer) & (table.metric == "twonn")].value.iloc[0]
+        want = direct[(direct.layer == layer) & (direct.metric == "twonn")].value.iloc[0]
+        assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_corrupt_and_pickled_checkpoints_are_skipped_and_listed(tmp_path):
+    _series(tmp_path / "ckpts")
+    _probe(tmp_path / "probe.npy")
+    (tmp_path / "ckpts" / "step-50.pt").write_bytes(b"not a torch file at all")
+    torch.save(MODELS["ansuini_cnn"](), tmp_path / "ckpts" / "step-70.pt")  # a whole module: needs pickles
+    with pytest.warns(MeasureWarning) as caught:
+        folder = measure(_config(tmp_path), tmp_path / "runs")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "step-50.pt" in messages and "corrupt" in messages
+    assert "step-70.pt" in messages and "needs pickles" in messages
+    assert sorted(load(folder).step.unique()) == [0, 10, 100]
+    skipped = RunStore(folder).read_run().config["skipped"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in skipped) == ["step-50.pt", "step-70.pt"]
+
+
+def test_a_second_call_measures_nothing_and_a_killed_one_resumes(tmp_path, monkeypatch):
+    import layerscope.measure as lm
+
+    _series(tmp_path / "ckpts")
+    _probe(tmp_path / "probe.npy")
+    built = []
+    original = lm.build
+
+    def build(spec, path):
+        built.append(path.name)
+        if path.name == "step-10.pt" and len(built) == 2:
+            raise KeyboardInterrupt  # killed while on the second checkpoint
+        return original(spec, path)
+
+    monkeypatch.setattr(lm, "build", build)
+    with pytest.raises(KeyboardInterrupt):
+        measure(_config(tmp_path), tmp_path / "runs")
+    folder = tmp_path / "runs" / "series"
+    assert RunStore(folder).read_run().status == "interrupted"
+    assert RunStore(folder).completed_steps() == [0]
+    built.clear()
+    measure(_config(tmp_path), tmp_path / "runs")
+    assert built == ["step-10.pt", "step-100.pt"]  # step 0 was kept
+    built.clear()
+    measure(_config(tmp_path), tmp_path / "runs")
+    assert built == []  # nothing again
+    assert RunStore(folder).read_run().resumes == 2
+
+
+def test_bad_input_gets_one_line_errors(tmp_path):
+    _probe(tmp_path / "probe.npy")
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "ckpts" / "notes.txt").write_text("no checkpoints here")
+    with pytest.raises(CheckpointError, match="no checkpoints in the folder"):
+        measure(_config(tmp_path), tmp_path / "runs")
+    # weights of another model: the first missing and unexpected keys are named
+    torch.save(MODELS["mlp"]().state_dict(), tmp_path / "mlp.pt")
+    cfg = parse_measure_config(
+        {
+            "name": "x",
+            "model": {"source": "ansuini_cnn", "weights": str(tmp_path / "mlp.pt")},
+            "data": {"kind": "arrays", "path": str(tmp_path / "probe.npy")},
+        }
+    )
+    with pytest.raises(CheckpointError, match="first missing key 'conv1.weight'.*first unexpected key"):
+        measure(cfg, tmp_path / "runs")
+    with pytest.raises(ConfigError, match="model.weights .* or model.checkpoints"):
+        parse_measure_config({"name": "x", "model": {"source": "ansuini_cnn"}, "data": {"kind": "arrays", "path": "p"}})
+    with pytest.raises(ConfigError, match="probes.measures: lc need labels"):
+        parse_measure_config(
+            {
+                "name": "x",
+                "model": {"source": "ansuini_cnn", "weights": "w.pt"},
+                "data": {"kind": "arrays", "path": "p"},
+                "probes": {"measures": ["twonn", "lc"]},
+            }
+        )
+    missing_tokenizer = parse_measure_config(
+        {
+            "name": "x",
+            "model": {"source": "ansuini_cnn", "weights": str(tmp_path / "mlp.pt")},
+            "data": {"kind": "text", "path": str(tmp_path / "probe.npy"), "tokenizer": str(tmp_path / "nope")},
+        }
+    )
+    with pytest.raises(FileNotFoundError, match="data.tokenizer: no such folder"):
+        measure(missing_tokenizer, tmp_path / "runs")
+
+
+def test_images_from_a_folder_and_the_command_line(tmp_path):
+    from PIL import Image
+
+    _series(tmp_path / "ckpts", steps=(0, 5))
+    g = np.random.default_rng(1)
+    for label in ("cat", "dog"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(60):
+            Image.fromarray(g.integers(0, 255, (32, 32), dtype=np.uint8)).save(tmp_path / "images" / label / f"{i}.png")
+    (tmp_path / "measure.toml").write_text(
+        'name = "imgs"\n[model]\nsource = "ansuini_cnn"\ncheckpoints = "ckpts/step-*.pt"\n'
+        '[data]\nkind = "images"\npath = "images"\nimage_size = [28, 28]\ngrayscale = true\n'
+        "mean = [0.5]\nstd = [0.25]\n"
+        '[probes]\nmeasures = ["twonn"]\n'
+    )
+    cfg = load_measure_config(tmp_path / "measure.toml")  # paths relative to the config's folder
+    assert cfg.data.path == tmp_path / "images"
+    result = CliRunner().invoke(app, ["measure", str(tmp_path / "measure.toml"), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    table = load(tmp_path / "runs" / "imgs")
+    assert sorted(table.step.unique()) == [0, 5] and set(table.split) == {"probe"}
+    again = CliRunner().invoke(app, ["measure", str(tmp_path / "nothing.toml")])
+    assert again.exit_code == 2 and "no such measure config file" in again.output
+
+
+def test_lightning_checkpoints(tmp_path):
+    lightning = pytest.importorskip("lightning")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Module(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = MODELS["ansuini_cnn"]()
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))
+    saver = lightning.pytorch.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpts", every_n_train_steps=2, save_top_k=-1, filename="{epoch}-{step}"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning.Trainer(
+            max_steps=6, callbacks=[saver], logger=False, enable_progress_bar=False, enable_model_summary=False
+        ).fit(Module(), DataLoader(data, batch_size=16))
+    names = sorted(p.name for p in (tmp_path / "ckpts").iterdir())
+    assert len(names) == 3 and all(n.startswith("epoch=") and n.endswith(".ckpt") for n in names), names
+    _probe(tmp_path / "probe.npy")
+    assert [s for s, _ in find_checkpoints(_config(tmp_path).model)] == [2, 4, 6]
+    folder = measure(_config(tmp_path), tmp_path / "runs")  # the state_dict's "model." prefix is dropped
+    assert sorted(load(folder).step.unique()) == [2, 4, 6]
+
+
+def test_hugging_face_checkpoint_folders_and_text(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    words = [f"w{i}" for i in range(40)]
+    g = np.random.default_rng(0)
+    lines = [" ".join(g.choice(words, 12)) for _ in range(200)]
+    (tmp_path / "probe.txt").write_text("\n".join(lines) + "\n")
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(lines, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]"]))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    fast.save_pretrained(tmp_path / "tokenizer")
+    config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=3, n_head=2)
+    torch.manual_seed(0)
+    model = transformers.GPT2Model(config)
+    for step in (100, 200):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        model.save_pretrained(tmp_path / "out" / f"checkpoint-{step}")
+    cfg = parse_measure_config(
+        {
+            "name": "gpt2",
+            "model": {"source": "hf", "checkpoints": str(tmp_path / "out")},
+            "data": {
+                "kind": "text",
+                "path": str(tmp_path / "probe.txt"),
+                "tokenizer": str(tmp_path / "tokenizer"),
+                "max_length": 16,
+            },
+            "probes": {"measures": ["twonn"]},
+        }
+    )
+    folder = measure(cfg, tmp_path / "runs")
+    table = load(folder)
+    assert sorted(table.step.unique()) == [100, 200]
+    assert set(table.layer) == {"h.0", "h.1", "h.2"}  # a transformer's blocks by default
+    assert (table[table.metric == "twonn"].value > 0).all()
