@@ -265,3 +265,66 @@ def test_hugging_face_checkpoint_folders_and_text(tmp_path):
     assert sorted(table.step.unique()) == [100, 200]
     assert set(table.layer) == {"h.0", "h.1", "h.2"}  # a transformer's blocks by default
     assert (table[table.metric == "twonn"].value > 0).all()
+
+
+def test_a_gpt2_trained_by_the_hugging_face_trainer_measured_over_its_checkpoints(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    words = [f"w{i}" for i in range(30)]
+    g = np.random.default_rng(1)
+    lines = [" ".join(g.choice(words, 10)) for _ in range(160)]
+    (tmp_path / "probe.txt").write_text("\n".join(lines) + "\n")
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(lines, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]"]))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    fast.save_pretrained(tmp_path / "tokenizer")
+    ids = fast(lines, padding="max_length", max_length=12, truncation=True, return_tensors="pt")["input_ids"]
+    train = [{"input_ids": row, "labels": row} for row in ids]
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=40, n_positions=16, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0
+        )
+    )
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=8,
+        save_steps=2,
+        per_device_train_batch_size=16,
+        learning_rate=1e-2,
+        report_to=[],
+        logging_strategy="no",
+        use_cpu=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transformers.Trainer(model=model, args=args, train_dataset=train).train()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"checkpoint-{s}" for s in (2, 4, 6, 8)]
+    cfg = parse_measure_config(
+        {
+            "name": "trainer",
+            "model": {"source": "hf", "task": "AutoModelForCausalLM", "checkpoints": str(tmp_path / "out")},
+            "data": {
+                "kind": "text",
+                "path": str(tmp_path / "probe.txt"),
+                "tokenizer": str(tmp_path / "tokenizer"),
+                "max_length": 12,
+            },
+            "probes": {"measures": ["twonn"]},
+        }
+    )
+    table = load(measure(cfg, tmp_path / "runs"))
+    assert sorted(table.step.unique()) == [2, 4, 6, 8]
+    assert set(table.layer) == {"transformer.h.0", "transformer.h.1"}
+    # each row equals a direct measurement of that checkpoint
+    lm = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "checkpoint-6").eval()
+    inputs = fast(lines, padding="max_length", max_length=12, truncation=True, return_tensors="pt")
+    batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    direct = measure_geometry(lm, batch, ["transformer.h.0", "transformer.h.1"], ["twonn"])
+    for layer in ("transformer.h.0", "transformer.h.1"):
+        got = table[(table.step == 6) & (table.layer == layer) & (table.metric == "twonn")].value.iloc[0]
+        want = direct[(direct.layer == layer) & (direct.metric == "twonn")].value.iloc[0]
+        assert got == pytest.approx(want, rel=1e-9)
