@@ -328,3 +328,36 @@ def test_a_gpt2_trained_by_the_hugging_face_trainer_measured_over_its_checkpoint
         got = table[(table.step == 6) & (table.layer == layer) & (table.metric == "twonn")].value.iloc[0]
         want = direct[(direct.layer == layer) & (direct.metric == "twonn")].value.iloc[0]
         assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_probe_data_from_a_saved_hugging_face_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    _series(tmp_path / "ckpts", steps=(0, 3))
+    g = np.random.default_rng(2)
+    images = [Image.fromarray(g.integers(0, 255, (28, 28), dtype=np.uint8)) for _ in range(120)]
+    data = datasets.Dataset.from_dict({"image": images, "label": list(range(120))})
+    datasets.DatasetDict({"validation": data, "test": data.select(range(50))}).save_to_disk(tmp_path / "ds")
+    raw = {
+        "name": "from-ds",
+        "model": {"source": "ansuini_cnn", "checkpoints": str(tmp_path / "ckpts")},
+        "data": {"kind": "hf_dataset", "path": str(tmp_path / "ds"), "column": "image", "grayscale": True},
+        "probes": {"measures": ["twonn"], "layers": ["relu3"]},
+    }
+    with pytest.raises(ValueError, match="choose data.dataset_split, one of validation, test"):
+        measure(parse_measure_config(raw), tmp_path / "runs")
+    raw["data"]["dataset_split"] = "validation"
+    raw["data"]["n"] = 100
+    folder = measure(parse_measure_config(raw), tmp_path / "runs", overwrite=True)
+    table = load(folder)
+    assert sorted(table.step.unique()) == [0, 3]
+    from layerscope.measure import load_probe_data
+
+    x = load_probe_data(parse_measure_config(raw).data, seed=0)
+    assert x.shape == (100, 1, 28, 28)  # a seeded sample of 100, one grey channel, in [0, 1]
+    kept = np.sort(np.random.default_rng(0).choice(120, 100, replace=False))
+    np.testing.assert_allclose(x[0, 0].numpy(), np.asarray(images[kept[0]], dtype=np.float32) / 255)
+    raw["data"]["column"] = "nope"
+    with pytest.raises(ValueError, match="choose data.column, one of image, label"):
+        measure(parse_measure_config(raw), tmp_path / "runs", overwrite=True)

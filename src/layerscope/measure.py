@@ -110,16 +110,20 @@ class ProbeData(_Strict):
     ``images`` (a folder of images, or of one subfolder per class; read with Pillow,
     resized to ``image_size``, scaled to [0, 1] and normalised by ``mean`` and ``std``),
     ``text`` (a file with one example per line, tokenised by the tokenizer in the
-    folder ``tokenizer``, padded to ``max_length``). ``n``: keep this many (a seeded
+    folder ``tokenizer``, padded to ``max_length``), ``hf_dataset`` (a Hugging Face
+    ``datasets`` folder written by ``save_to_disk``: its ``column`` of images, text or
+    numbers, of ``dataset_split`` for a DatasetDict). ``n``: keep this many (a seeded
     sample). ``split``: the name the rows get in the table.
     """
 
-    kind: Literal["arrays", "images", "text"]
+    kind: Literal["arrays", "images", "text", "hf_dataset"]
     path: Path
     split: str = "probe"
     n: int | None = Field(None, ge=3)
     key: str | None = None
     columns: list[str] | None = None
+    column: str | None = Field(None, description="hf_dataset: the column of inputs (images, text or numbers)")
+    dataset_split: str | None = Field(None, description="hf_dataset: which split of a saved DatasetDict")
     image_size: tuple[int, int] | None = None
     grayscale: bool = False
     mean: list[float] | None = None
@@ -443,7 +447,47 @@ def load_probe_data(spec: ProbeData, seed: int = 0) -> Inputs:
         return _sample(x, spec.n, seed)
     if spec.kind == "images":
         return _read_images(spec, path, seed)
-    return _read_text(spec, path, seed)
+    if spec.kind == "hf_dataset":
+        return _read_hf_dataset(spec, path, seed)
+    if spec.tokenizer is not None and not Path(spec.tokenizer).is_dir():
+        raise FileNotFoundError(f"data.tokenizer: no such folder: {spec.tokenizer}")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (UTF-8, one example per line)") from None
+    return _tokenise(spec, lines, str(path), seed)
+
+
+def _read_hf_dataset(spec: ProbeData, path: Path, seed: int) -> Inputs:
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError:
+        raise ValueError("data.kind = 'hf_dataset' needs datasets: pip install datasets") from None
+    try:
+        data = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a data set written by save_to_disk ({_first_line(err)[:160]})") from None
+    if isinstance(data, DatasetDict):
+        names = list(data)
+        name = spec.dataset_split or (names[0] if len(names) == 1 else None)
+        if name not in names:
+            raise ValueError(f"{path}: choose data.dataset_split, one of {', '.join(names)}")
+        data = data[name]
+    if spec.column not in data.column_names:
+        raise ValueError(f"{path}: choose data.column, one of {', '.join(data.column_names)}")
+    if spec.n is not None and spec.n < len(data):
+        data = data.select(np.sort(np.random.default_rng(seed).choice(len(data), spec.n, replace=False)))
+    values = data[spec.column]
+    first = values[0] if len(values) else None
+    if isinstance(first, str):
+        return _tokenise(spec, list(values), f"{path} column {spec.column!r}", seed)
+    if hasattr(first, "convert") and hasattr(first, "size"):  # PIL images
+        return _images_to_tensor(spec, [(f"{path}[{i}]", im) for i, im in enumerate(values)], path)
+    try:
+        x = torch.from_numpy(np.asarray(values, dtype=np.float32))
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: column {spec.column!r} holds neither images, text nor numbers") from None
+    return x
 
 
 def _read_array(spec: ProbeData, path: Path) -> np.ndarray:
@@ -495,19 +539,32 @@ def _read_images(spec: ProbeData, path: Path, seed: int) -> torch.Tensor:
         raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders")
     if spec.n is not None and spec.n < len(files):
         files = [files[i] for i in np.sort(np.random.default_rng(seed).choice(len(files), spec.n, replace=False))]
+
+    def opened() -> Iterator[tuple[str, Any]]:
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im.load()
+                    yield str(f), im
+            except (UnidentifiedImageError, OSError) as err:
+                raise ValueError(f"{f}: not a readable image ({_first_line(err)})") from None
+
+    return _images_to_tensor(spec, opened(), path)
+
+
+def _images_to_tensor(spec: ProbeData, images: Any, where: Path) -> torch.Tensor:
+    """PIL images as one float tensor (N, C, H, W) in [0, 1], resized and normalised as ``spec`` says."""
+    from PIL import Image
+
     arrays = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L" if spec.grayscale else "RGB")
-                if spec.image_size is not None:
-                    im = im.resize((spec.image_size[1], spec.image_size[0]), Image.BILINEAR)
-                arrays.append(np.asarray(im, dtype=np.float32) / 255.0)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{f}: not a readable image ({_first_line(err)})") from None
+    for _, im in images:
+        im = im.convert("L" if spec.grayscale else "RGB")
+        if spec.image_size is not None:
+            im = im.resize((spec.image_size[1], spec.image_size[0]), Image.BILINEAR)
+        arrays.append(np.asarray(im, dtype=np.float32) / 255.0)
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
-        raise ValueError(f"{path}: images of different sizes {sorted(shapes)[:3]}: set data.image_size")
+        raise ValueError(f"{where}: images of different sizes {sorted(shapes)[:3]}: set data.image_size")
     x = torch.from_numpy(np.stack(arrays))
     x = x[:, None] if spec.grayscale else x.permute(0, 3, 1, 2)
     if spec.mean is not None or spec.std is not None:
@@ -520,23 +577,24 @@ def _read_images(spec: ProbeData, path: Path, seed: int) -> torch.Tensor:
     return x.contiguous()
 
 
-def _read_text(spec: ProbeData, path: Path, seed: int) -> dict[str, torch.Tensor]:
+def _tokenise(spec: ProbeData, lines: list[str], where: str, seed: int) -> dict[str, torch.Tensor]:
+    """Text examples as token ids and attention masks, by the tokenizer saved in ``spec.tokenizer``."""
     if spec.tokenizer is None:
-        raise ValueError("data.kind = 'text' needs data.tokenizer: a folder with a saved tokenizer")
+        raise ValueError("text inputs need data.tokenizer: a folder with a saved tokenizer")
     tok_dir = Path(spec.tokenizer)
     if not tok_dir.is_dir():
         raise FileNotFoundError(f"data.tokenizer: no such folder: {tok_dir}")
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        raise ValueError("data.kind = 'text' needs transformers: pip install transformers") from None
+        raise ValueError("text inputs need transformers: pip install transformers") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     except (OSError, ValueError) as err:
         raise ValueError(f"data.tokenizer: {tok_dir} holds no loadable tokenizer ({_first_line(err)[:160]})") from None
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in lines if line and line.strip()]
     if len(lines) < 3:
-        raise ValueError(f"{path}: {len(lines)} non-empty lines; the estimators need many more (hundreds)")
+        raise ValueError(f"{where}: {len(lines)} non-empty examples; the estimators need many more (hundreds)")
     if spec.n is not None and spec.n < len(lines):
         lines = [lines[i] for i in np.sort(np.random.default_rng(seed).choice(len(lines), spec.n, replace=False))]
     if tokenizer.pad_token is None:
