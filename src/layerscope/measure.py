@@ -47,7 +47,7 @@ from torch import nn
 
 from .config import ConfigError, ProbeConfig, check_folder_name, read_file
 from .integrations._run import transformer_blocks
-from .models import build_model
+from .models import build_model, check_model_name
 from .probes.capture import Inputs
 from .store import RunStore, ending
 from .store.record import RunRecord
@@ -91,6 +91,14 @@ class ModelSource(_Strict):
     steps: list[int] | None = None
     task: str = Field("AutoModel", description="the transformers class for source = 'hf' (AutoModelForCausalLM, ...)")
     trust_remote_code: bool = Field(False, description="let a Hugging Face folder run its own code (off by default)")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        library = v.partition(":")[0]
+        if v != "hf" and (":" not in v or library in ("torchvision", "timm")):
+            check_model_name(v)  # a layerscope name, or LIBRARY:NAME: known before anything is loaded
+        return v
 
     @model_validator(mode="after")
     def _one_of(self) -> ModelSource:
