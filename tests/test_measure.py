@@ -361,3 +361,26 @@ def test_probe_data_from_a_saved_hugging_face_dataset(tmp_path):
     raw["data"]["column"] = "nope"
     with pytest.raises(ValueError, match="choose data.column, one of image, label"):
         measure(parse_measure_config(raw), tmp_path / "runs", overwrite=True)
+
+
+def test_checkpoints_spread_over_ray_give_the_same_run(tmp_path):
+    pytest.importorskip("ray")
+    from layerscope.sweep import measure_on_ray
+
+    _series(tmp_path / "ckpts", steps=(0, 10, 100, 300))
+    _probe(tmp_path / "probe.npy", n=200)
+    (tmp_path / "ckpts" / "step-50.pt").write_bytes(b"corrupt")
+    with pytest.warns(MeasureWarning):
+        alone = load(measure(_config(tmp_path), tmp_path / "alone"))
+    folder = measure_on_ray(_config(tmp_path), tmp_path / "runs", parts=2)
+    spread = load(folder)
+    assert sorted(spread.step.unique()) == [0, 10, 100, 300]
+    keys = ["step", "split", "layer", "metric"]
+    merged = alone.merge(spread, on=keys, suffixes=("_alone", "_ray"))
+    assert len(merged) == len(alone) == len(spread)
+    np.testing.assert_allclose(merged.value_ray, merged.value_alone, rtol=1e-9)
+    record = RunStore(folder).read_run()
+    assert record.status == "finished" and list(record.config["skipped"]) == [str(tmp_path / "ckpts" / "step-50.pt")]
+    assert not (folder / ".parts").exists() and (folder / "report.html").exists()
+    assert measure_on_ray(_config(tmp_path), tmp_path / "runs", parts=2) == folder  # nothing again
+    assert RunStore(folder).read_run().resumes == 0

@@ -196,6 +196,10 @@ def measure_command(
     out: Annotated[Path, typer.Option(help="Folder the run goes into (as OUT/NAME).")] = Path("runs"),
     device: Annotated[str | None, typer.Option(help="Override the config's device (cpu, cuda).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run of the same name first.")] = False,
+    parts: Annotated[
+        int | None, typer.Option(help="Spread the checkpoints over this many Ray trials (needs ray).", min=1)
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="A Ray cluster to run the parts on ('auto').")] = None,
 ) -> None:
     """Measure a model trained elsewhere, or each checkpoint of a training series, into one run folder."""
     from .config import ConfigError
@@ -210,12 +214,17 @@ def measure_command(
         _fail(str(err))
     warnings.showwarning = _show_warning
     try:
-        folder = measure(cfg, out, overwrite=overwrite)
+        if parts is not None or address is not None:
+            from .sweep import measure_on_ray
+
+            folder = measure_on_ray(cfg, out, parts=parts, address=address, overwrite=overwrite)
+        else:
+            folder = measure(cfg, out, overwrite=overwrite)
     except KeyboardInterrupt as err:
         _interrupted(err, "Measured checkpoints are kept", f"layerscope measure {config} --out {out}")
     except (CheckpointError, ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as err:
         _fail(str(err))
-    except ImportError as err:
+    except (ImportError, RuntimeError) as err:
         _fail(str(err))
     console.print(f"results: {folder / 'results'}  (layerscope.store.load('{folder}'))")
     console.print(f"report: {folder / 'report.html'}")

@@ -34,6 +34,7 @@ import glob
 import importlib
 import pickle
 import re
+import shutil
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -89,6 +90,7 @@ class ModelSource(_Strict):
     weights: Path | None = None
     checkpoints: str | None = None
     steps: list[int] | None = None
+    only_steps: list[int] | None = Field(None, description="measure only these steps of the series")
     task: str = Field("AutoModel", description="the transformers class for source = 'hf' (AutoModelForCausalLM, ...)")
     trust_remote_code: bool = Field(False, description="let a Hugging Face folder run its own code (off by default)")
 
@@ -277,6 +279,11 @@ def find_checkpoints(spec: ModelSource) -> list[tuple[int, Path]]:
         if s in seen:
             raise CheckpointError(f"two checkpoints for step {s}: {seen[s].name} and {p.name}")
         seen[s] = p
+    if spec.only_steps is not None:
+        absent = sorted(set(spec.only_steps) - set(seen))
+        if absent:
+            raise CheckpointError(f"model.only_steps: no checkpoint of step {absent[0]} in {where}")
+        seen = {s: p for s, p in seen.items() if s in set(spec.only_steps)}
     return sorted(seen.items())
 
 
@@ -614,8 +621,15 @@ def _tokenise(spec: ProbeData, lines: list[str], where: str, seed: int) -> dict[
 # ----------------------------------------------------------------------------- the run
 
 
-def measure(config: MeasureConfig, out: str | Path = "runs", *, overwrite: bool = False) -> Path:
-    """Measure every checkpoint of ``config.model`` into the run folder ``out/NAME``; return the folder.
+def measure(
+    config: MeasureConfig,
+    out: str | Path = "runs",
+    *,
+    overwrite: bool = False,
+    folder: str | Path | None = None,
+    report: bool = True,
+) -> Path:
+    """Measure every checkpoint of ``config.model`` into the run folder ``out/NAME`` (or ``folder``); return it.
 
     Checkpoints already stored are not measured again (a killed call resumes); one
     that is missing or corrupt is skipped with a :class:`MeasureWarning` and listed in
@@ -628,7 +642,7 @@ def measure(config: MeasureConfig, out: str | Path = "runs", *, overwrite: bool 
     CheckpointError
         No checkpoint at all could be measured, or the series cannot be found.
     """
-    folder = Path(out) / config.name
+    folder = Path(folder) if folder is not None else Path(out) / config.name
     series = find_checkpoints(config.model)
     inputs = load_probe_data(config.data, config.seed)
     store = RunStore(folder)
@@ -693,6 +707,62 @@ def measure(config: MeasureConfig, out: str | Path = "runs", *, overwrite: bool 
             store.end_run(record, *ending(err))
             raise
         store.end_run(dataclasses.replace(record, config={**record.config, "skipped": skipped}), "finished")
+    if report:
+        from .report import make_report
+
+        make_report(folder)
+    return folder
+
+
+def merge_parts(config: MeasureConfig, folder: Path, parts: list[Path]) -> Path:
+    """One run folder from the run folders of a measure done in parts (each with ``model.only_steps``):
+    their checkpoint files and skipped lists, the run's record, the report. The parts are removed after.
+
+    Raises
+    ------
+    RuntimeError
+        A part that failed for another reason than unusable checkpoints (its error).
+    """
+    store = RunStore(folder)
+    series = find_checkpoints(config.model)
+    skipped: dict[str, str] = {}
+    with store.lock():
+        resumes = store.read_run().resumes + 1 if store.is_run() else 0
+        record = store.start_run(
+            RunRecord.begin(
+                config.name,
+                {
+                    "kind": "measure",
+                    "measure": config.model_dump(mode="json"),
+                    "checkpoints": {str(s): str(p) for s, p in series},
+                    "parts": len(parts),
+                },
+                seed=config.seed,
+                resumes=resumes,
+                total_steps=max(s for s, _ in series),
+                checkpoints=[s for s, _ in series],
+            )
+        )
+        store.create()
+        for part in parts:
+            part_store = RunStore(part)
+            part_record = part_store.read_run()
+            skipped.update(part_record.config.get("skipped") or {})
+            if part_record.status != "finished" and not (part_record.error or "").startswith(
+                "CheckpointError: no checkpoint could"
+            ):
+                store.end_run(record, "failed", f"part {part.name}: {part_record.error}")
+                raise RuntimeError(f"part {part.name} of the measure failed: {part_record.error}")
+            for file in part_store.checkpoint_files():
+                shutil.copyfile(file, store.results_dir / file.name)
+        if not store.completed_steps():
+            store.end_run(record, "failed", "no checkpoint could be measured")
+            raise CheckpointError(f"no checkpoint could be measured ({len(skipped)} skipped)")
+        store.end_run(dataclasses.replace(record, config={**record.config, "skipped": skipped}), "finished")
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    if parts and parts[0].parent.name == ".parts":
+        shutil.rmtree(parts[0].parent, ignore_errors=True)
     from .report import make_report
 
     make_report(folder)

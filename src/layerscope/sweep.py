@@ -50,6 +50,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ConfigError, RunConfig, check_folder_name, load_config, parse_config, read_file
+from .measure import MeasureConfig, find_checkpoints, measure, merge_parts, parse_measure_config
 from .store import CorruptRunError, Peek, RunLockedError, RunStore, checkpoint_value, move_run, peek
 from .store.remote import Location, location, working_copy
 
@@ -143,7 +144,14 @@ class Trial:
 
     name: str
     values: dict[str, Any]
-    config: RunConfig
+    config: RunConfig | MeasureConfig
+
+
+def _payload(config: RunConfig | MeasureConfig) -> dict[str, Any]:
+    """What a worker gets of a trial's config: a run's config, or a measure's (marked as one)."""
+    if isinstance(config, MeasureConfig):
+        return {"kind": "measure", "measure": config.model_dump(mode="json")}
+    return config.model_dump(mode="json")
 
 
 def load_sweep(path: str | Path) -> tuple[SweepConfig, list[Trial]]:
@@ -307,7 +315,7 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_changes(stored: Any, wanted: RunConfig) -> list[str]:
+def config_changes(stored: Any, wanted: RunConfig | MeasureConfig) -> list[str]:
     """Where a trial's stored config differs from the one the sweep asks for: ``"field: stored -> wanted"``
     each (empty if equal).
 
@@ -315,9 +323,13 @@ def config_changes(stored: Any, wanted: RunConfig) -> list[str]:
     since it was written (with their defaults) are not differences.
     """
     try:
-        old = parse_config(json.loads(stored) if isinstance(stored, str) else stored, "the stored config").model_dump(
-            mode="json"
-        )
+        stored = json.loads(stored) if isinstance(stored, str) else stored
+        if isinstance(wanted, MeasureConfig):
+            if not isinstance(stored, dict) or stored.get("kind") != "measure":
+                return ["it holds a training run, not a measure"]
+            old = parse_measure_config(stored["measure"], "the stored config").model_dump(mode="json")
+        else:
+            old = parse_config(stored, "the stored config").model_dump(mode="json")
     except (ConfigError, TypeError, ValueError) as err:
         return [f"its stored config does not validate any more ({str(err).splitlines()[-1].strip()})"]
     a, b = _flat(old), _flat(wanted.model_dump(mode="json"))
@@ -380,6 +392,9 @@ def _run_trial(
 def _finish(config: dict[str, Any], run_dir: Path, progress: Callable[[int, int], None] | None) -> None:
     from .runner import execute, resume
 
+    if config.get("kind") == "measure":  # a part of a measure: its checkpoints, into its folder (resumes itself)
+        measure(parse_measure_config(config["measure"], f"trial {run_dir.name}"), folder=run_dir, report=False)
+        return
     cfg = parse_config(config, f"trial {run_dir.name}")
     store = RunStore(run_dir)
     if store.is_run():
@@ -587,7 +602,7 @@ def _run_on_ray(
             before = peek(folder.join(trial.name)).record
             # the resume count its first attempt here will write: a later, higher count is a retry
             first = before.resumes + 1 if before is not None else 0
-            pending[task.remote(trial.config.model_dump(mode="json"), folder.join(trial.name), threads)] = (
+            pending[task.remote(_payload(trial.config), folder.join(trial.name), threads)] = (
                 trial,
                 first,
             )
@@ -618,7 +633,7 @@ def _run_here(
             notify(list(states.values()))
 
         try:
-            error = _run_trial(trial.config.model_dump(mode="json"), folder.join(trial.name), None, progress)
+            error = _run_trial(_payload(trial.config), folder.join(trial.name), None, progress)
             _update(state, folder.join(trial.name), 0)
             state.status, state.error = ("finished", None) if error is None else ("failed", error)
         except KeyboardInterrupt:
@@ -716,3 +731,64 @@ def write_trials(
     buffer = io.BytesIO()
     pd.DataFrame(rows).to_parquet(buffer, index=False)
     folder.write_bytes("trials.parquet", buffer.getvalue())
+
+
+def measure_on_ray(
+    config: MeasureConfig,
+    out: str | Path = "runs",
+    *,
+    parts: int | None = None,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[list[TrialState]], None] | None = None,
+) -> Path:
+    """:func:`layerscope.measure.measure` with the checkpoints spread over Ray: the series is cut into
+    ``parts`` (default: as many as this machine has CPUs, at most one per checkpoint), each a trial of the
+    sweep engine measuring its steps into ``OUT/NAME/.parts/part-K`` (retried from its last checkpoint
+    on a failure), then merged into the one run folder ``OUT/NAME``. A second call measures nothing again;
+    a killed one resumes (finished parts are kept until the merge).
+    """
+    folder = Path(out) / config.name
+    store = RunStore(folder)
+    series = find_checkpoints(config.model)
+    steps = [s for s, _ in series]
+    if store.is_run():
+        record = store.read_run()
+        same = record.config.get("kind") == "measure" and not config_changes(record.config, config)
+        if overwrite:
+            with store.lock():
+                store.clear()
+        elif not same:
+            raise FileExistsError(
+                f"{folder} holds another run (not this measure config): use --overwrite, or another name"
+            )
+        elif record.status == "finished" and set(steps) <= set(store.completed_steps()) | _skipped_steps(
+            record, series
+        ):
+            return folder  # everything measured already
+    n = max(1, min(len(steps), parts or os.cpu_count() or 1))
+    chunks = [steps[k::n] for k in range(n)]  # interleaved: early and late checkpoints in every part
+    trials = [
+        Trial(
+            f"part-{k}",
+            {"steps": chunk},
+            config.model_copy(
+                update={"name": f"part-{k}", "model": config.model.model_copy(update={"only_steps": chunk})}
+            ),
+        )
+        for k, chunk in enumerate(chunks)
+    ]
+    where = location(str(folder / ".parts"))
+    states = run_trials(where, trials, address=address, max_concurrent=max_concurrent, on_progress=on_progress)
+    failed = [
+        s for s in states if s.status == "failed" and not (s.error or "").startswith("CheckpointError: no checkpoint")
+    ]
+    if failed:
+        raise RuntimeError(f"{len(failed)} part(s) of the measure failed; {failed[0].name}: {failed[0].error}")
+    return merge_parts(config, folder, [folder / ".parts" / t.name for t in trials])
+
+
+def _skipped_steps(record: Any, series: list[tuple[int, Path]]) -> set[int]:
+    skipped = set((record.config.get("skipped") or {}).keys())
+    return {s for s, p in series if str(p) in skipped}
