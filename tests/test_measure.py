@@ -384,3 +384,92 @@ def test_checkpoints_spread_over_ray_give_the_same_run(tmp_path):
     assert not (folder / ".parts").exists() and (folder / "report.html").exists()
     assert measure_on_ray(_config(tmp_path), tmp_path / "runs", parts=2) == folder  # nothing again
     assert RunStore(folder).read_run().resumes == 0
+
+
+TINY_NETS = '''
+import torch
+from torch import nn
+
+
+def vgg16():
+    """torchvision's VGG-16 layout (cfg D: 13 convolutions, 5 max-pools; a 3-layer classifier), 16 channels wide."""
+    layers, c = [], 3
+    for v in [16, 16, "M", 16, 16, "M", 16, 16, 16, "M", 16, 16, 16, "M", 16, 16, 16, "M"]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
+            c = v
+    net = nn.Module()
+    net.features = nn.Sequential(*layers)
+    net.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    net.classifier = nn.Sequential(
+        nn.Linear(16 * 49, 32), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(32, 10),
+    )
+    for m in net.modules():  # a random net whose ReLUs stay alive through 13 narrow layers
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.orthogonal_(m.weight, gain=1.4)
+            nn.init.constant_(m.bias, 0.05)
+    net.forward = lambda x: net.classifier(torch.flatten(net.avgpool(net.features(x)), 1))
+    return net
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(x + self.conv(x))
+
+
+def resnet18():
+    """torchvision's ResNet-18 layout (stem, max-pool, four stages of two blocks, pooling, fc), 4 channels wide."""
+    net = nn.Module()
+    net.conv1, net.relu, net.maxpool = nn.Conv2d(3, 4, 7, stride=4, padding=3), nn.ReLU(), nn.MaxPool2d(2)
+    for s in range(1, 5):
+        setattr(net, f"layer{s}", nn.Sequential(Block(4), Block(4)))
+    net.avgpool, net.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 10)
+
+    def forward(x):
+        x = net.maxpool(net.relu(net.conv1(x)))
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return net.fc(torch.flatten(net.avgpool(x), 1))
+
+    net.forward = forward
+    return net
+'''
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet18"])
+def test_the_ansuini_preset_for_pretrained_nets_on_a_random_net_and_generated_images(tmp_path, monkeypatch, arch):
+    # the preset's layers of torchvision's VGG-16 and ResNet-18, on stand-ins with the same module names
+    # (torchvision itself does not install beside this CPU torch), weights saved to a file, images generated
+    import importlib
+
+    from PIL import Image
+
+    from layerscope.measure import ansuini_layers, ansuini_pretrained
+
+    (tmp_path / "tinynets.py").write_text(TINY_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    torch.manual_seed(0)
+    net = getattr(importlib.import_module("tinynets"), arch)()
+    torch.save(net.state_dict(), tmp_path / "weights.pth")
+    g = np.random.default_rng(3)
+    for label in ("a", "b", "c"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(g.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+                tmp_path / "images" / label / f"{i}.jpg"
+            )
+    cfg = ansuini_pretrained(arch, tmp_path / "weights.pth", tmp_path / "images", n=80, source=f"tinynets:{arch}")
+    assert cfg.probes.layers == ansuini_layers(arch) and cfg.data.image_size == (224, 224)
+    table = load(measure(cfg, tmp_path / "runs"))
+    assert set(table.layer[table.metric == "twonn"]) == {"input", *ansuini_layers(arch)}  # the input too, as the paper
+    assert set(table.metric) >= {"twonn", "pc_id"} and list(table.step.unique()) == [0]
+    widths = table[table.metric == "n_features"].set_index("layer").value
+    assert widths["output"] == 10

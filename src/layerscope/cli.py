@@ -192,7 +192,18 @@ def run(
 
 @app.command("measure")
 def measure_command(
-    config: Annotated[Path, typer.Argument(help="Measure config (.toml or .yaml): model source, checkpoints, data.")],
+    config: Annotated[
+        Path | None, typer.Argument(help="Measure config (.toml or .yaml): model source, checkpoints, data.")
+    ] = None,
+    ansuini: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of a config: Ansuini et al.'s layers of a pretrained torchvision net (vgg16, resnet18..152)."
+        ),
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="With --ansuini: the net's weights file.")] = None,
+    images: Annotated[Path | None, typer.Option(help="With --ansuini: a folder of images (class subfolders).")] = None,
+    n: Annotated[int, typer.Option(help="With --ansuini: how many of the images.", min=3)] = 2000,
     out: Annotated[Path, typer.Option(help="Folder the run goes into (as OUT/NAME).")] = Path("runs"),
     device: Annotated[str | None, typer.Option(help="Override the config's device (cpu, cuda).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run of the same name first.")] = False,
@@ -203,11 +214,18 @@ def measure_command(
 ) -> None:
     """Measure a model trained elsewhere, or each checkpoint of a training series, into one run folder."""
     from .config import ConfigError
-    from .measure import CheckpointError, load_measure_config, measure, parse_measure_config
+    from .measure import CheckpointError, ansuini_pretrained, load_measure_config, measure, parse_measure_config
     from .store import RunLockedError
 
     try:
-        cfg = load_measure_config(config)
+        if (config is None) == (ansuini is None):
+            _fail("give a measure config file or --ansuini ARCH --weights FILE --images FOLDER (one of the two)")
+        if ansuini is not None:
+            if weights is None or images is None:
+                _fail("--ansuini needs --weights (the net's weights file) and --images (a folder of images)")
+            cfg = ansuini_pretrained(ansuini, weights, images, n=n)
+        else:
+            cfg = load_measure_config(config)
         if device:
             cfg = parse_measure_config({**cfg.model_dump(mode="json"), "device": device}, str(config))
     except (ConfigError, ValueError, FileNotFoundError) as err:
@@ -221,7 +239,8 @@ def measure_command(
         else:
             folder = measure(cfg, out, overwrite=overwrite)
     except KeyboardInterrupt as err:
-        _interrupted(err, "Measured checkpoints are kept", f"layerscope measure {config} --out {out}")
+        again = f"layerscope measure {config}" if config else f"layerscope measure --ansuini {ansuini} ..."
+        _interrupted(err, "Measured checkpoints are kept", f"{again} --out {out}")
     except (CheckpointError, ConfigError, ValueError, FileNotFoundError, FileExistsError, RunLockedError) as err:
         _fail(str(err))
     except (ImportError, RuntimeError) as err:

@@ -782,3 +782,64 @@ def _progress(series: list[tuple[int, Path]], done: set[int], name: str) -> Iter
         for item in todo:
             yield item
             bar.advance(task)
+
+
+# ----------------------------------------------------------------------------- the pretrained-net preset
+
+#: ImageNet's channel means and standard deviations (torchvision's and timm's pretrained nets).
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+_RESNET_BLOCKS = {
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
+}
+
+
+def ansuini_layers(arch: str) -> list[str]:
+    """The layers Ansuini et al. measure in torchvision's ImageNet nets: VGG-16's five max-pooling
+    outputs and its two hidden fully connected layers (after their ReLU); a ResNet's max-pooling
+    output and every residual block's; then the pooled features and the output (logits)."""
+    if arch == "vgg16":
+        return [*(f"features.{i}" for i in (4, 9, 16, 23, 30)), "classifier.1", "classifier.4", "output"]
+    if arch in _RESNET_BLOCKS:
+        blocks = [f"layer{s + 1}.{b}" for s, n in enumerate(_RESNET_BLOCKS[arch]) for b in range(n)]
+        return ["maxpool", *blocks, "avgpool", "output"]
+    raise ValueError(f"no Ansuini layers for {arch!r}; choose from vgg16, {', '.join(_RESNET_BLOCKS)}")
+
+
+def ansuini_pretrained(
+    arch: str,
+    weights: str | Path,
+    images: str | Path,
+    *,
+    n: int = 2000,
+    source: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> MeasureConfig:
+    """Ansuini et al.'s measurement of a pretrained ImageNet net: TwoNN and PC-ID at the paper's layers
+    (:func:`ansuini_layers`) on ``n`` images of a folder (resized to 224 x 224, ImageNet's
+    normalisation; no centre crop), the net ``torchvision:ARCH`` with its weights file.
+    ``source`` replaces the model source (a net with the same layer names)."""
+    layers = ansuini_layers(arch)
+    return parse_measure_config(
+        {
+            "name": f"ansuini-{arch}",
+            "seed": seed,
+            "device": device,
+            "model": {"source": source or f"torchvision:{arch}", "weights": str(weights)},
+            "data": {
+                "kind": "images",
+                "path": str(images),
+                "n": n,
+                "image_size": [224, 224],
+                "mean": IMAGENET_MEAN,
+                "std": IMAGENET_STD,
+            },
+            "probes": {"measures": ["twonn", "pc_id"], "layers": layers},
+        },
+        f"the Ansuini preset for {arch}",
+    )
