@@ -247,6 +247,7 @@ def test_hugging_face_checkpoint_folders_and_text(tmp_path):
             for p in model.parameters():
                 p.add_(0.02 * torch.randn_like(p))
         model.save_pretrained(tmp_path / "out" / f"checkpoint-{step}")
+    (tmp_path / "out" / "checkpoint-300").mkdir()  # a checkpoint whose files are missing
     cfg = parse_measure_config(
         {
             "name": "gpt2",
@@ -260,9 +261,11 @@ def test_hugging_face_checkpoint_folders_and_text(tmp_path):
             "probes": {"measures": ["twonn"]},
         }
     )
-    folder = measure(cfg, tmp_path / "runs")
+    with pytest.warns(MeasureWarning, match="checkpoint-300: not a Hugging Face model folder"):
+        folder = measure(cfg, tmp_path / "runs")
     table = load(folder)
     assert sorted(table.step.unique()) == [100, 200]
+    assert [p.rsplit("/", 1)[-1] for p in RunStore(folder).read_run().config["skipped"]] == ["checkpoint-300"]
     assert set(table.layer) == {"h.0", "h.1", "h.2"}  # a transformer's blocks by default
     assert (table[table.metric == "twonn"].value > 0).all()
 
