@@ -101,9 +101,10 @@ def figure_over_training(
                 )
     step_axis(ax)
     ax.set_ylabel(ylabel or metric)
-    ax.set_title(
-        f"{metric} of each layer over training (solid: train inputs, dashed: test inputs; x: detected turn)", fontsize=9
-    )
+    splits = sorted(results[results.metric == metric].split.unique())
+    styles = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dotted"}
+    key = ", ".join(f"{styles.get(SPLIT_STYLE.get(sp, '-'), 'solid')}: {sp} inputs" for sp in splits)
+    ax.set_title(f"{metric} of each layer over training ({key}; x: detected turn)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
