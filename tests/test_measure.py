@@ -165,6 +165,25 @@ def test_bad_input_gets_one_line_errors(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="data.tokenizer: no such folder"):
         measure(missing_tokenizer, tmp_path / "runs")
+    # probe inputs that are not usable: NaN, or a shape the model does not take
+    _series(tmp_path / "ckpts2", steps=(0,))
+    bad = np.zeros((50, 1, 28, 28), dtype=np.float32)
+    bad[3, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    np.save(tmp_path / "flat.npy", np.zeros((50, 10), dtype=np.float32))
+    for name, message in (
+        ("nan.npy", "1 of 50 inputs hold NaN"),
+        ("flat.npy", r"cannot take the probe inputs \(shape \(50, 10\)\)"),
+    ):
+        cfg = parse_measure_config(
+            {
+                "name": "y",
+                "model": {"source": "ansuini_cnn", "checkpoints": str(tmp_path / "ckpts2")},
+                "data": {"kind": "arrays", "path": str(tmp_path / name)},
+            }
+        )
+        with pytest.raises(ValueError, match=message):
+            measure(cfg, tmp_path / "runs", overwrite=True)
 
 
 def test_images_from_a_folder_and_the_command_line(tmp_path):

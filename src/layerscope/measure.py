@@ -458,7 +458,13 @@ def load_probe_data(spec: ProbeData, seed: int = 0) -> Inputs:
         raise FileNotFoundError(f"data.path: no such {'folder' if spec.kind == 'images' else 'file'}: {path}")
     if spec.kind == "arrays":
         x = torch.from_numpy(np.ascontiguousarray(_read_array(spec, path)))
+        if x.ndim < 2 or len(x) < 3:
+            raise ValueError(f"{path}: inputs of shape {tuple(x.shape)}; need (inputs, ...) with at least 3 inputs")
         x = x.float() if x.is_floating_point() else x
+        if x.is_floating_point():
+            bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+            if bad:
+                raise ValueError(f"{path}: {bad} of {len(x)} inputs hold NaN or infinite values")
         return _sample(x, spec.n, seed)
     if spec.kind == "images":
         return _read_images(spec, path, seed)
@@ -696,7 +702,17 @@ def measure(
                         seed=config.seed,
                     )
                 with torch.no_grad():
-                    tracker.measure(model, step)
+                    try:
+                        tracker.measure(model, step)
+                    except RuntimeError as err:  # the model refuses the inputs (a shape, a dtype): say which
+                        shape = (
+                            {k: tuple(v.shape) for k, v in inputs.items()}
+                            if isinstance(inputs, dict)
+                            else tuple(inputs.shape)
+                        )
+                        raise ValueError(
+                            f"the model of {path.name} cannot take the probe inputs (shape {shape}): {_first_line(err)}"
+                        ) from None
                 done.add(step)
             if not done:
                 raise CheckpointError(
