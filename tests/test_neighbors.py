@@ -193,6 +193,11 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     seen.clear()
     nearest_neighbors(wide, 2)
     assert seen == [(torch.float32, 10)]
+    monkeypatch.setenv("LAYERSCOPE_BF16", "1")  # the choice fixed by the user, whatever was measured
+    seen.clear()
+    nearest_neighbors(wide, 2)
+    assert seen[0][0] == torch.bfloat16
+    monkeypatch.delenv("LAYERSCOPE_BF16")
     monkeypatch.setattr(nb, "native_bfloat16", lambda device: False)
     seen.clear()
     nearest_neighbors(wide, 2)

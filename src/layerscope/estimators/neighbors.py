@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -111,8 +112,21 @@ def bf16_speedup(device_type: str = "cpu") -> float:
 
 
 def _bf16_pays(device: torch.device, d: int) -> bool:
-    """Whether ``precision="auto"`` searches points of ``d`` features in bfloat16 on ``device``."""
-    return d >= _BF16_MIN_FEATURES and native_bfloat16(device) and bf16_speedup(device.type) >= _BF16_MIN_SPEEDUP
+    """Whether ``precision="auto"`` searches points of ``d`` features in bfloat16 on ``device``.
+
+    The neighbours and the estimates' own distances are exact either way; the longer
+    lists of the half-split error bars carry the search's fast distances, so their
+    last digits depend on the precision chosen. A CPU whose measured speed-up sits
+    near the threshold could choose differently from one process to the next: the
+    environment variable ``LAYERSCOPE_BF16`` (``0`` never, ``1`` wherever the CPU has
+    bf16 products) fixes the choice.
+    """
+    if d < _BF16_MIN_FEATURES or not native_bfloat16(device):
+        return False
+    forced = os.environ.get("LAYERSCOPE_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return bf16_speedup(device.type) >= _BF16_MIN_SPEEDUP
 
 
 @dataclass(frozen=True)
