@@ -245,19 +245,26 @@ def test_lightning_checkpoints(tmp_path):
     assert sorted(load(folder).step.unique()) == [2, 4, 6]
 
 
-def test_hugging_face_checkpoint_folders_and_text(tmp_path):
-    transformers = pytest.importorskip("transformers")
+def _text_and_tokenizer(tmp_path, *, n_words, length, n_lines, seed):
+    """A text file of random sentences (probe.txt) and a word-level tokenizer trained on it, saved to a folder."""
+    import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    words = [f"w{i}" for i in range(40)]
-    g = np.random.default_rng(0)
-    lines = [" ".join(g.choice(words, 12)) for _ in range(200)]
+    words = [f"w{i}" for i in range(n_words)]
+    g = np.random.default_rng(seed)
+    lines = [" ".join(g.choice(words, length)) for _ in range(n_lines)]
     (tmp_path / "probe.txt").write_text("\n".join(lines) + "\n")
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(lines, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]"]))
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
     fast.save_pretrained(tmp_path / "tokenizer")
+    return lines, fast
+
+
+def test_hugging_face_checkpoint_folders_and_text(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    _text_and_tokenizer(tmp_path, n_words=40, length=12, n_lines=200, seed=0)
     config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=3, n_head=2)
     torch.manual_seed(0)
     model = transformers.GPT2Model(config)
@@ -292,17 +299,7 @@ def test_hugging_face_checkpoint_folders_and_text(tmp_path):
 def test_a_gpt2_trained_by_the_hugging_face_trainer_measured_over_its_checkpoints(tmp_path):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    words = [f"w{i}" for i in range(30)]
-    g = np.random.default_rng(1)
-    lines = [" ".join(g.choice(words, 10)) for _ in range(160)]
-    (tmp_path / "probe.txt").write_text("\n".join(lines) + "\n")
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(lines, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]"]))
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
-    fast.save_pretrained(tmp_path / "tokenizer")
+    lines, fast = _text_and_tokenizer(tmp_path, n_words=30, length=10, n_lines=160, seed=1)
     ids = fast(lines, padding="max_length", max_length=12, truncation=True, return_tensors="pt")["input_ids"]
     train = [{"input_ids": row, "labels": row} for row in ids]
     torch.manual_seed(0)

@@ -52,6 +52,13 @@ def check_folder_name(name: str) -> str:
     return name
 
 
+def check_device_name(device: str) -> str:
+    """A config's device: cpu, cuda, cuda:N or mps."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+    return device
+
+
 def _registered(name: str, known: Iterable[str], what: str) -> str:
     known = list(known)
     if name not in known:
@@ -171,9 +178,7 @@ class RunConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", v):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
-        return v
+        return check_device_name(v)
 
     @field_validator("name")
     @classmethod
@@ -185,22 +190,24 @@ class ConfigError(ValueError):
     """A config that does not validate; the message names each bad field."""
 
 
+def validate(model: type[BaseModel], raw: Any, source: str, expected: str) -> Any:
+    """``raw`` validated as ``model``, a :class:`ConfigError` naming each bad field otherwise
+    (``expected`` says what the top level should be)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid {source}: expected {expected}, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
+        ]
+        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)) from None
+
+
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a dict as a RunConfig, with errors that name the field."""
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"invalid {source}: expected a table of settings (name = ..., [data], [model], ...), got "
-            f"{type(raw).__name__}"
-        )
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            message = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {message}")
-        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)) from None
+    return validate(RunConfig, raw, source, "a table of settings (name = ..., [data], [model], ...)")
 
 
 def read_file(path: str | Path, what: str = "config") -> dict[str, Any]:

@@ -43,10 +43,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from .config import ConfigError, ProbeConfig, check_folder_name, read_file
+from .config import ProbeConfig, _Strict, check_device_name, check_folder_name, read_file, validate
 from .integrations._run import transformer_blocks
 from .models import build_model, check_model_name
 from .probes.capture import Inputs
@@ -67,10 +67,6 @@ class CheckpointError(ValueError):
 
 class MeasureWarning(UserWarning):
     """A checkpoint was skipped (the run lists it)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelSource(_Strict):
@@ -167,9 +163,7 @@ class MeasureConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", v):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
-        return v
+        return check_device_name(v)
 
     @model_validator(mode="after")
     def _geometry_only(self) -> MeasureConfig:
@@ -197,16 +191,8 @@ def load_measure_config(path: str | Path) -> MeasureConfig:
 
 
 def parse_measure_config(raw: dict[str, Any], source: str = "measure config") -> MeasureConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"invalid {source}: expected a table of settings, got {type(raw).__name__}")
-    try:
-        return MeasureConfig.model_validate(raw)
-    except ValidationError as err:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors()
-        ]
-        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)) from None
+    """Validate a dict as a :class:`MeasureConfig`, with errors that name the field."""
+    return validate(MeasureConfig, raw, source, "a table of settings (name = ..., [model], [data])")
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -666,17 +652,7 @@ def measure(
                 )
             else:
                 resumes, done = previous.resumes + 1, set(store.completed_steps())
-        steps = [s for s, _ in series]
-        record = store.start_run(
-            RunRecord.begin(
-                config.name,
-                {"kind": "measure", "measure": stored, "checkpoints": {str(s): str(p) for s, p in series}},
-                seed=config.seed,
-                resumes=resumes,
-                total_steps=max(steps),
-                checkpoints=steps,
-            )
-        )
+        record = store.start_run(_record(config, series, resumes))
         tracker = None
         skipped: dict[str, str] = {}
         try:
@@ -730,6 +706,24 @@ def measure(
     return folder
 
 
+def _record(config: MeasureConfig, series: list[tuple[int, Path]], resumes: int, **extra: Any) -> RunRecord:
+    """The run record of a measure: its config (marked as a measure's), checkpoint files and steps."""
+    steps = [s for s, _ in series]
+    return RunRecord.begin(
+        config.name,
+        {
+            "kind": "measure",
+            "measure": config.model_dump(mode="json"),
+            "checkpoints": {str(s): str(p) for s, p in series},
+            **extra,
+        },
+        seed=config.seed,
+        resumes=resumes,
+        total_steps=max(steps),
+        checkpoints=steps,
+    )
+
+
 def merge_parts(config: MeasureConfig, folder: Path, parts: list[Path]) -> Path:
     """One run folder from the run folders of a measure done in parts (each with ``model.only_steps``):
     their checkpoint files and skipped lists, the run's record, the report. The parts are removed after.
@@ -744,21 +738,7 @@ def merge_parts(config: MeasureConfig, folder: Path, parts: list[Path]) -> Path:
     skipped: dict[str, str] = {}
     with store.lock():
         resumes = store.read_run().resumes + 1 if store.is_run() else 0
-        record = store.start_run(
-            RunRecord.begin(
-                config.name,
-                {
-                    "kind": "measure",
-                    "measure": config.model_dump(mode="json"),
-                    "checkpoints": {str(s): str(p) for s, p in series},
-                    "parts": len(parts),
-                },
-                seed=config.seed,
-                resumes=resumes,
-                total_steps=max(s for s, _ in series),
-                checkpoints=[s for s, _ in series],
-            )
-        )
+        record = store.start_run(_record(config, series, resumes, parts=len(parts)))
         store.create()
         for part in parts:
             part_store = RunStore(part)

@@ -293,18 +293,11 @@ def _certified_candidates(
     u_out = 2.0**-8 if dtype == torch.bfloat16 else torch.finfo(dtype).eps / 2
     u_in = torch.finfo(torch.promote_types(dtype, torch.float32)).eps / 2
     n_exact, listed = (k, k) if isinstance(k, int) else k
-    return _rerank(
-        source,
-        approx.cpu().double(),
-        cand.cpu(),
-        sq64,
-        n_exact,
-        dev,
-        u_out,
-        u_in,
-        listed=listed,
-        all_points=n_cand == n - 1,
+    approx64 = approx.cpu().double()
+    found = _rerank(
+        source, approx64, cand.cpu(), sq64, n_exact, dev, u_out, u_in, listed=listed, all_points=n_cand == n - 1
     )
+    return (*found, sq64)
 
 
 def _rerank(
@@ -319,7 +312,8 @@ def _rerank(
     *,
     listed: int | None = None,
     all_points: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact re-rank of the candidates that can be among the k nearest, and the certificate.
 
     Error model of the fast squared distances ``A`` against the exact ``d^2``:
@@ -333,35 +327,15 @@ def _rerank(
     certain when the lower bound of every non-candidate (whose fast distance is at least
     the last candidate's) exceeds its k-th exact distance. With ``listed > k`` the list
     goes on with the other candidates by their exact distance where computed, else their
-    fast one (no lower than the k-th exact distance).
+    fast one (no lower than the k-th exact distance). ``rows``: the data rows the candidate
+    lists belong to (default: all, in order). Returns the distances, indices, uncertain mask.
     """
-    n = approx.shape[0]
+    n, K = approx.shape
+    rows = torch.arange(n) if rows is None else rows
     approx, order = approx.sort(dim=1)
     cand = cand.gather(1, order)
-    scale = sq64[:, None] + sq64[cand]
-    far_scale = sq64 + sq64.max()
-    return _rerank_core(
-        source, approx, cand, scale, far_scale, torch.arange(n), k, dev, u_out, u_in, listed, all_points
-    ) + (sq64,)
-
-
-def _rerank_core(
-    source: torch.Tensor,
-    approx: torch.Tensor,
-    cand: torch.Tensor,
-    scale: torch.Tensor,
-    far_scale: torch.Tensor,
-    rows: torch.Tensor,
-    k: int,
-    dev: torch.device,
-    u_out: float,
-    u_in: float,
-    listed: int | None,
-    all_points: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_rerank` on sorted candidate lists of ``rows``, with the norms' sums ``scale`` of
-    each candidate pair and ``far_scale`` (a row's norm plus the largest) for the others."""
-    n, K = approx.shape
+    scale = sq64[rows][:, None] + sq64[cand]
+    far_scale = sq64[rows] + sq64.max()
     rho_r, rho_s = _SAFETY * u_out, _SAFETY * u_in
     exact = torch.full((n, K), math.inf, dtype=torch.float64)  # squared; inf where not computed
     have = torch.zeros((n, K), dtype=torch.bool)
@@ -610,12 +584,13 @@ def _bf16_parts(v: torch.Tensor) -> torch.Tensor:
     return torch.stack(parts, dim=1)
 
 
-def _pad(v: torch.Tensor, i: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad candidate lists to K columns with (-inf, -1)."""
+def _pad(v: torch.Tensor, i: torch.Tensor, K: int, fill: float = -math.inf) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad candidate lists to K columns with (``fill``, -1): -inf for scores (larger is nearer), inf for
+    squared distances."""
     if v.shape[1] == K:
         return v, i
     extra = K - v.shape[1]
-    v = torch.cat([v, v.new_full((v.shape[0], extra), -math.inf)], dim=1)
+    v = torch.cat([v, v.new_full((v.shape[0], extra), fill)], dim=1)
     i = torch.cat([i, i.new_full((i.shape[0], extra), -1)], dim=1)
     return v, i
 
@@ -696,7 +671,7 @@ def _exhaustive(
                 own = (q[s : s + step] >= a) & (q[s : s + step] < b)
                 d2[own.nonzero().flatten(), q[s : s + step][own] - a] = math.inf
                 v, i = d2.topk(min(n_cand, b - a), dim=1, largest=False)
-                v, i = _pad_smallest(v, i + a, n_cand)
+                v, i = _pad(v, i + a, n_cand, math.inf)
                 all_v, all_i = torch.cat([best_v[s : s + step], v], 1), torch.cat([best_i[s : s + step], i], 1)
                 keep, pos = all_v.topk(n_cand, dim=1, largest=False)
                 best_v[s : s + step], best_i[s : s + step] = keep, all_i.gather(1, pos)
@@ -704,42 +679,13 @@ def _exhaustive(
     sq64 = sq_all.to(device="cpu", dtype=torch.float64)
     approx, cand = best_v.cpu().double(), best_i.cpu()
     u = torch.finfo(dtype).eps / 2
-    # _rerank indexes the norms by row: give it the query rows' own first
-    exact, idx, uncertain = _rerank_rows(source, approx, cand, sq64, rows.cpu(), k, device, u, n_cand == n - 1)
+    exact, idx, uncertain = _rerank(
+        source, approx, cand, sq64, k, device, u, u, all_points=n_cand == n - 1, rows=rows.cpu()
+    )
     if uncertain.any() and dtype != torch.float64:
         again = uncertain.nonzero().flatten()
         exact[again], idx[again] = _exhaustive(source, rows.cpu()[again], k, device, torch.float64)
     return exact, idx
-
-
-def _rerank_rows(
-    source: torch.Tensor,
-    approx: torch.Tensor,
-    cand: torch.Tensor,
-    sq64: torch.Tensor,
-    rows: torch.Tensor,
-    k: int,
-    device: torch.device,
-    u: float,
-    all_points: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_rerank` for the candidates of some rows (``rows``) of the data."""
-    n, K = approx.shape
-    order = approx.argsort(dim=1)
-    approx, cand = approx.gather(1, order), cand.gather(1, order)
-    scale = sq64[rows][:, None] + sq64[cand]
-    return _rerank_core(source, approx, cand, scale, sq64[rows] + sq64.max(), rows, k, device, u, u, None, all_points)
-
-
-def _pad_smallest(v: torch.Tensor, i: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad lists of smallest values to K columns with (inf, -1)."""
-    if v.shape[1] == K:
-        return v, i
-    extra = K - v.shape[1]
-    return (
-        torch.cat([v, v.new_full((v.shape[0], extra), math.inf)], dim=1),
-        torch.cat([i, i.new_full((i.shape[0], extra), -1)], dim=1),
-    )
 
 
 class DuplicatePointsWarning(UserWarning):
