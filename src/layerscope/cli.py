@@ -296,6 +296,16 @@ def reproduce(
             )
         ),
     ] = False,
+    round: Annotated[
+        str,
+        typer.Option(
+            "--round",
+            help=(
+                "Medium size: exploratory (seeds 0-2) or confirmatory (fresh seeds 3-5 with the frozen configs and "
+                "rules, into OUT/NAME-medium-confirmatory)."
+            ),
+        ),
+    ] = "exploratory",
 ) -> None:
     """Reproduce a paper's experiment: its runs (on Ray, as a sweep), its findings checked, a summary figure.
 
@@ -314,9 +324,12 @@ def reproduce(
                 max_concurrent=max_concurrent,
                 on_progress=live,
                 replace_changed=replace_changed,
+                round=round,
             )
     except KeyboardInterrupt as err:
-        _interrupted(err, "Finished runs are kept", f"layerscope reproduce {name} --size {size} --out {out}")
+        _interrupted(
+            err, "Finished runs are kept", f"layerscope reproduce {name} --size {size} --round {round} --out {out}"
+        )
     except (ValueError, OSError, RuntimeError, ImportError) as err:
         _fail(str(err))
     console.print((folder / "findings.md").read_text())

@@ -78,6 +78,13 @@ class DataConfig(_Strict):
     label_noise: float = Field(0.0, ge=0, le=1, description="fraction of training labels made uniformly random")
     probe_size: int = Field(1000, ge=10, description="inputs per split in the fixed probe set")
     probe_splits: list[Literal["train", "test"]] = ["train", "test"]
+    probe_seed: int | None = Field(
+        None,
+        description=(
+            "seed of the probe set's choice (default: the run's seed); runs of different seeds given one probe_seed "
+            "measure the same test inputs"
+        ),
+    )
 
     @field_validator("name")
     @classmethod

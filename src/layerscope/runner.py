@@ -38,6 +38,11 @@ def prepare_data(cfg: RunConfig) -> Dataset:
     return data
 
 
+def probe_seed(cfg: RunConfig) -> int:
+    """The seed of the run's probe set: ``data.probe_seed``, else the run's seed."""
+    return cfg.seed if cfg.data.probe_seed is None else cfg.data.probe_seed
+
+
 def prepare_model(cfg: RunConfig, data: Dataset) -> nn.Module:
     """Build the model, filling in the input geometry and class count from the data."""
     shape = data.input_shape
@@ -80,7 +85,7 @@ def model_probes(cfg: RunConfig, data: Dataset, store: RunStore, plan: TrainingP
 
     def inputs(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
-        idx = probe_indices(len(x), n, seed=cfg.seed)  # nested in the geometry probes' set: the same inputs
+        idx = probe_indices(len(x), n, seed=probe_seed(cfg))  # nested in the geometry probes' set: the same inputs
         return x[idx], y[idx]
 
     def test_examples(indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,9 +316,8 @@ def _train(
         except ValueError as err:
             raise ConfigError(f"probes.layers: {err}") from None
     splits = {"train": data.x_train, "test": data.x_test}
-    inputs = {
-        s: splits[s][probe_indices(len(splits[s]), cfg.data.probe_size, seed=cfg.seed)] for s in cfg.data.probe_splits
-    }
+    seed, size = probe_seed(cfg), cfg.data.probe_size
+    inputs = {s: splits[s][probe_indices(len(splits[s]), size, seed=seed)] for s in cfg.data.probe_splits}
     plan = training_plan(cfg.train, cfg.schedule, len(data.x_train))
     planned(plan)
     tracker = Tracker(

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from .._plotting import subplots
 from ..config import RunConfig
 from .base import (
+    SEEDS,
     Claim,
     Evidence,
     Experiment,
@@ -31,25 +32,32 @@ from .base import (
 
 _A_LAYERS = ["pool1", "pool2", "relu3", "output"]
 
-#: Medium size: Fashion-MNIST (Debian package dataset-fashion-mnist), 10,000 training images.
-_M_DATA = {"name": "fashion_mnist", "n_train": 10000, "probe_size": 500, "probe_splits": ["train"]}
+#: Medium size: Fashion-MNIST (Debian package dataset-fashion-mnist), 10,000 training images; every net of the
+#: family measured on one common held-out probe set (500 test images, the same for every net and seed).
+_M_DATA = {"name": "fashion_mnist", "n_train": 10000, "probe_size": 500, "probe_splits": ["test"], "probe_seed": 0}
 _M_TRAIN = {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch_size": 128, "epochs": 4}
-# The architecture family of the medium size: (setting, model, training overrides, last hidden layer).
-# VGG- and ResNet-style nets 9 and 10 layers deep for the profile across depth; with an MLP on
-# 1,000 images, a wider MLP and the small CNN they span about 15 points of test accuracy.
+# The architecture family of the medium size: (setting, model, data overrides, last hidden layer).
+# VGG- and ResNet-style nets 9 and 10 layers deep for the profile across depth; with MLPs (one on 1,000
+# images) and the small CNN at two widths the family spans about 15 points of test accuracy.
 _M_FAMILY = [
     ("mlp-small-data", {"name": "mlp", "params": {"width": 128, "depth": 2}}, {"n_train": 1000}, "relu1"),
+    ("mlp-narrow", {"name": "mlp", "params": {"width": 64, "depth": 3}}, {}, "relu2"),
     ("mlp", {"name": "mlp", "params": {"width": 256, "depth": 3}}, {}, "relu2"),
+    ("cnn-narrow", {"name": "ansuini_cnn", "params": {"width": 0.25}}, {}, "relu3"),
     ("cnn", {"name": "ansuini_cnn"}, {}, "relu3"),
     ("vgg", {"name": "vgg", "params": {"width": 16, "depth": 4}}, {}, "pool"),
     ("resnet", {"name": "resnet", "params": {"width": 16, "blocks": [1, 1, 1, 1]}}, {}, "pool"),
 ]
 _LAST_HIDDEN = {name: layer for name, _, _, layer in _M_FAMILY}
+#: The deep nets whose profiles across depth are the hunchback findings.
+_DEEP = ("vgg", "resnet")
+#: Seed offset of the untrained twins: another initialisation of the same net, measured on the same probe inputs.
+UNTRAINED_TWIN_SEED = 100
 
 
-def configs(size: str) -> list[RunConfig]:
+def configs(size: str, seeds: tuple[int, ...] = SEEDS) -> list[RunConfig]:
     if size == "medium":
-        return _medium()
+        return _medium(seeds)
     if size == "quick":
         data = {"name": "mnist5k", "probe_size": 1000, "probe_splits": ["train"]}
         train = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 64, "epochs": 6}
@@ -87,43 +95,57 @@ def configs(size: str) -> list[RunConfig]:
     return configs
 
 
-def _medium() -> list[RunConfig]:
+def _medium(seeds: tuple[int, ...] = SEEDS) -> list[RunConfig]:
     """Deeper nets on harder data, three seeds each (the mechanism: early layers of a deep net
-    can expand the representation beyond the input's ID before the later layers compress it)."""
+    can expand the representation beyond the input's ID before the later layers compress it), each claim
+    beside its control:
+
+    - the hunchback against the untrained profile of the same net, and an untrained twin (another
+      initialisation, 1 step, the same probe inputs) through the same rule as the control that must not pass;
+    - random labels against a true-label twin: the same VGG, the same 2,000 images, 60 epochs each (on 2,000
+      images 60 epochs let the VGG memorise random labels; 4 epochs on 10,000 left it at chance);
+    - ID against accuracy over a family of seven architectures measured on one common held-out probe set.
+    """
     configs = []
     for name, model, data, last in _M_FAMILY:
-        deep = name in ("vgg", "resnet")
+        deep = name in _DEEP
         probes = {
             "measures": ["twonn", "pc_id"] if deep else ["twonn"],
             "layers": None if deep else [last, "output"],
         }
+        raw = {"data": {**_M_DATA, **data}, "model": model, "probes": probes}
+        configs.append(make_config({**raw, "name": name, "train": _M_TRAIN, "schedule": {"kind": "epoch"}}))
+        if deep:
+            configs.append(
+                make_config(
+                    {
+                        **raw,
+                        "name": f"{name}-untrained",
+                        "train": {**_M_TRAIN, "epochs": None, "steps": 1},
+                        "schedule": {"kind": "log", "num": 2},
+                    }
+                )
+            )
+    for name, noise in (("vgg-random-labels", 1.0), ("vgg-true-labels", 0.0)):
         configs.append(
             make_config(
                 {
                     "name": name,
-                    "data": {**_M_DATA, **data},
-                    "model": model,
-                    "train": _M_TRAIN,
-                    "schedule": {"kind": "epoch"},
-                    "probes": probes,
+                    "data": {**_M_DATA, "n_train": 2000, "label_noise": noise, "probe_splits": ["train"]}
+                    | {"probe_seed": None},
+                    "model": _M_FAMILY[5][1],
+                    "train": {**_M_TRAIN, "epochs": 60},
+                    "schedule": {"kind": "log", "num": 2},
+                    "probes": {"measures": ["twonn"]},
                 }
             )
         )
-    # random labels: the paper's nets fit them; on 2,000 images 60 epochs let the VGG memorise them
-    # (4 epochs on 10,000, as for the true labels, left it at chance on its own training set)
-    configs.append(
-        make_config(
-            {
-                "name": "vgg-random-labels",
-                "data": {**_M_DATA, "n_train": 2000, "label_noise": 1.0},
-                "model": _M_FAMILY[3][1],
-                "train": {**_M_TRAIN, "epochs": 60},
-                "schedule": {"kind": "log", "num": 2},
-                "probes": {"measures": ["twonn"]},
-            }
-        )
-    )
-    return seeded(configs)
+    return [
+        c.model_copy(update={"seed": c.seed + UNTRAINED_TWIN_SEED})
+        if c.name.rpartition("-seed")[0].endswith("-untrained")
+        else c
+        for c in seeded(configs, seeds)
+    ]
 
 
 # The claims, each with its effect, direction and smallest effect that counts (fixed before any run; base.Claim).
@@ -133,8 +155,16 @@ _SMALL = Claim(
     1.0,
 )
 _HUNCH = Claim(
-    "Across depth the ID first rises, then falls (the hunchback{where}).",
-    "highest hidden-layer ID above the higher of the two ends, relative to the input's ID",
+    "Training makes the hunchback: across depth the ID first rises, then falls, beyond the untrained net's profile"
+    "{where}.",
+    "H(trained) - H(untrained), H = the highest hidden-layer ID above the higher of the input's and the last hidden "
+    "layer's ID, relative to the input's ID (the output's width caps its ID, trained or not)",
+    0.1,
+)
+_HUNCH_CONTROL = Claim(
+    "Control: an untrained net judged by the same hunchback rule against another initialisation of it (the paper: "
+    "no hunchback without training; this must not hold{where}).",
+    "H(untrained twin) - H(untrained), H as for the hunchback",
     0.1,
 )
 _COMPRESS = Claim(
@@ -150,9 +180,12 @@ _FLAT = Claim(
 )
 _RANDOM = Claim(
     "Training on random labels removes the compression of the last hidden layer.",
-    "(random-label - true-label) / true-label TwoNN ID of the last hidden layer",
+    "(random-label - true-label twin) / true-label TwoNN ID of the last hidden layer: the same net, images and "
+    "epochs; measurable when the net fits >= 90% of its random labels",
     0.1,
 )
+#: The training accuracy on random labels below which their net's geometry is not a fitted random-label net's.
+RANDOM_FIT = 0.9
 _PC_HIGH = Claim("PC-ID is far higher than TwoNN.", "PC-ID / TwoNN ID, the least over the hidden layers", 3.0)
 _PC_BLIND = Claim(
     "PC-ID cannot tell a trained network from an untrained one (it changes less than TwoNN at the last hidden layer).",
@@ -165,28 +198,52 @@ _ACC = Claim(
     -0.3,
     -1,
 )
+CLAIMS = (_SMALL, _HUNCH, _HUNCH_CONTROL, _COMPRESS, _FLAT, _RANDOM, _PC_HIGH, _PC_BLIND, _ACC)
+
+
+def _split(r: pd.DataFrame) -> str:
+    """The probe split a run's profiles are on: ``train`` (quick size, random-label pair) or ``test`` (medium
+    family: one common held-out probe set)."""
+    return "train" if ((r.metric == "twonn") & (r.split == "train")).any() else "test"
 
 
 def _layers(r: pd.DataFrame, metric: str = "twonn") -> list[str]:
     """The measured layers in model order, the input first."""
-    rows = r[(r.metric == metric) & (r.layer != "") & (r.split == "train")]
-    return list(dict.fromkeys(rows.sort_values("step", kind="stable").layer))
+    rows = r[(r.metric == metric) & (r.layer != "") & (r.split == _split(r))]
+    layers = list(dict.fromkeys(rows.sort_values("step", kind="stable").layer))
+    return ["input", *[layer for layer in layers if layer != "input"]] if "input" in layers else layers
+
+
+def _hunch(ids: np.ndarray, errors: np.ndarray, layers: list[str], last_hidden: str) -> tuple[float, float, str]:
+    """H of a profile (the hunchback claim's effect), its standard error and the layer of its peak: the highest
+    hidden-layer ID above the higher of the input's and the last hidden layer's, relative to the input's ID."""
+    k = layers.index(last_hidden)
+    peak = 1 + int(np.argmax(ids[1:k])) if k > 1 else k
+    foot = 0 if ids[0] >= ids[k] else k
+    h = (ids[peak] - ids[foot]) / ids[0]
+    return float(h), float(np.hypot(errors[peak], errors[foot]) / ids[0]), layers[peak]
 
 
 def _profile_evidence(
-    trained: pd.DataFrame, random_runs: pd.DataFrame | None, last_hidden: str, where: str
+    trained: pd.DataFrame,
+    last_hidden: str,
+    where: str,
+    *,
+    untrained_twin: pd.DataFrame | None = None,
+    random_labels: pd.DataFrame | None = None,
+    true_labels: pd.DataFrame | None = None,
 ) -> dict[Claim, Evidence]:
-    """The profile findings on one trained run (and its random-label twin), for one seed; each effect with its
-    standard error propagated from the stored errors (first order)."""
+    """The profile findings on one trained run, for one seed, each with its control: the run's own untrained
+    profile (step 0), an untrained twin (another initialisation) and a random-label net with its true-label twin;
+    each effect with its standard error propagated from the stored errors (first order)."""
     last = int(trained.step.max())
+    split = _split(trained)
     layers = _layers(trained)
-    if "input" in layers:
-        layers = ["input", *[layer for layer in layers if layer != "input"]]
     hidden = [layer for layer in layers if layer not in ("input", "output")]
     h = slice(1, len(layers) - 1) if layers[-1] == "output" else slice(1, len(layers))
-    widths = profile(trained, last, "train", layers, "n_features")
-    id_trained, e_trained = profile_errors(trained, last, "train", layers)
-    id_untrained, e_untrained = profile_errors(trained, 0, "train", layers)
+    widths = profile(trained, last, split, layers, "n_features")
+    id_trained, e_trained = profile_errors(trained, last, split, layers)
+    id_untrained, e_untrained = profile_errors(trained, 0, split, layers)
     k = layers.index(last_hidden)
     out: dict[Claim, Evidence] = {}
     ratio = np.log10(widths[h] / id_trained[h])
@@ -197,15 +254,27 @@ def _profile_evidence(
         float(ratio[i]),
         float(e_trained[h][i] / (id_trained[h][i] * np.log(10))),
     )
-    peak = int(np.argmax(id_trained[h])) + 1
-    end = 0 if id_trained[0] >= id_trained[-1] else len(layers) - 1
+    h_t, he_t, peak_t = _hunch(id_trained, e_trained, layers, last_hidden)
+    h_u, he_u, peak_u = _hunch(id_untrained, e_untrained, layers, last_hidden)
     out[_HUNCH.format(where=where)] = Evidence(
         "trained profile "
         + " -> ".join(f"{v:.1f}" for v in id_trained)
-        + f"; maximum at {layers[int(np.argmax(id_trained))]}",
-        float((id_trained[peak] - id_trained[end]) / id_trained[0]),
-        float(np.hypot(e_trained[peak], e_trained[end]) / id_trained[0]),
+        + f" (H {h_t:.2f}, peak at {peak_t}); untrained "
+        + " -> ".join(f"{v:.1f}" for v in id_untrained)
+        + f" (H {h_u:.2f}, peak at {peak_u})",
+        h_t - h_u,
+        float(np.hypot(he_t, he_u)),
     )
+    if untrained_twin is not None:
+        id_twin, e_twin = profile_errors(untrained_twin, 0, split, layers)
+        h_w, he_w, peak_w = _hunch(id_twin, e_twin, layers, last_hidden)
+        out[_HUNCH_CONTROL.format(where=where)] = Evidence(
+            "untrained twin "
+            + " -> ".join(f"{v:.1f}" for v in id_twin)
+            + f" (H {h_w:.2f}, peak at {peak_w}); untrained (H {h_u:.2f})",
+            h_w - h_u,
+            float(np.hypot(he_w, he_u)),
+        )
     t, u = id_trained[k], id_untrained[k]
     out[_COMPRESS] = Evidence(
         f"last hidden layer ({last_hidden}): trained {t:.1f}, untrained {u:.1f}",
@@ -219,19 +288,11 @@ def _profile_evidence(
         float(spread),
         float(np.hypot(e_untrained[lo], e_untrained[hi]) / np.mean(id_untrained)),
     )
-    if random_runs is not None:
-        end_step = int(random_runs.step.max())
-        id_random, e_random = measure(random_runs, "twonn", last_hidden, end_step, "train")
-        fitted = value(random_runs, "train_acc", "", end_step, "train")
-        out[_RANDOM] = Evidence(
-            f"{last_hidden} with random labels {id_random:.1f} (their training accuracy {fitted:.2f}), with true "
-            f"labels {t:.1f}",
-            float((id_random - t) / t),
-            float(np.hypot(e_random, id_random / t * e_trained[k]) / t),
-        )
+    if random_labels is not None and true_labels is not None:
+        out[_RANDOM] = _random_labels(random_labels, true_labels, last_hidden)
     if "pc_id" in set(trained.metric):
-        pc_t, pe_t = profile_errors(trained, last, "train", layers, "pc_id")
-        pc_u, pe_u = profile_errors(trained, 0, "train", layers, "pc_id")
+        pc_t, pe_t = profile_errors(trained, last, split, layers, "pc_id")
+        pc_u, pe_u = profile_errors(trained, 0, split, layers, "pc_id")
         ratios = pc_t[h] / id_trained[h]
         j = int(np.argmin(ratios))
         out[_PC_HIGH] = Evidence(
@@ -259,6 +320,28 @@ def _profile_evidence(
     return out
 
 
+def _random_labels(random_labels: pd.DataFrame, true_labels: pd.DataFrame, last_hidden: str) -> Evidence:
+    """The random-label net's last hidden layer against its true-label twin's, at the end of training; not
+    measurable when the net fitted fewer than :data:`RANDOM_FIT` of its random labels."""
+    end_r, end_t = int(random_labels.step.max()), int(true_labels.step.max())
+    split = _split(random_labels)
+    id_random, e_random = measure(random_labels, "twonn", last_hidden, end_r, split)
+    id_true, e_true = measure(true_labels, "twonn", last_hidden, end_t, split)
+    fitted = value(random_labels, "train_acc", "", end_r, "train")
+    fitted_true = value(true_labels, "train_acc", "", end_t, "train")
+    text = (
+        f"{last_hidden} with random labels {id_random:.1f} (training accuracy on them {fitted:.2f}), its true-label "
+        f"twin {id_true:.1f} (training accuracy {fitted_true:.2f})"
+    )
+    if fitted < RANDOM_FIT:
+        return Evidence(text + f": the random labels fitted below {RANDOM_FIT:.0%}, not measurable")
+    return Evidence(
+        text,
+        float((id_random - id_true) / id_true),
+        float(np.hypot(e_random, id_random / id_true * e_true) / id_true),
+    )
+
+
 def _correlation(ids: list[float], accs: list[float], what: str, claim: Claim, seeds: int | None) -> Finding:
     """Pearson r of ID against accuracy, its 95% Fisher interval, tested each way against the claim's smallest r."""
     from scipy import stats
@@ -281,20 +364,27 @@ def findings(folder: Path) -> list[Finding]:
     runs = run_tables(folder)
     seeds = by_seed(runs)
     if "width-1.0" in runs:  # quick or full: Ansuini et al.'s CNN at several widths, one seed
-        ev = _profile_evidence(runs["width-1.0"], runs["random-labels"], "relu3", "")
+        ev = _profile_evidence(
+            runs["width-1.0"], "relu3", "", random_labels=runs["random-labels"], true_labels=runs["width-1.0"]
+        )
         out = [over_seeds(claim, {0: e}) for claim, e in ev.items()]
         ids, accs = [], []
         for name, r in runs.items():
             if name.startswith("width-"):
                 step = int(r.step.max())
-                ids.append(value(r, "twonn", "relu3", step, "train"))
+                ids.append(value(r, "twonn", "relu3", step, _split(r)))
                 accs.append(value(r, "test_acc", "", step, "test"))
         out.append(_correlation(ids, accs, "nets of different widths", _ACC.format(where=""), None))
         return holm(out)
     evidence: dict[Claim, dict[int, Evidence]] = {}
     for seed, group in seeds.items():
-        for net, random_runs in (("vgg", group.get("vgg-random-labels")), ("resnet", None)):
-            for claim, e in _profile_evidence(group[net], random_runs, _LAST_HIDDEN[net], f"; {net}").items():
+        for net in _DEEP:
+            twins = {
+                "untrained_twin": group.get(f"{net}-untrained"),
+                "random_labels": group.get(f"{net}-random-labels"),
+                "true_labels": group.get(f"{net}-true-labels"),
+            }
+            for claim, e in _profile_evidence(group[net], _LAST_HIDDEN[net], f"; {net}", **twins).items():
                 if "hunchback" not in claim.text:
                     claim = Claim(
                         f"{'VGG' if net == 'vgg' else 'ResNet'}: {claim.text}",
@@ -304,20 +394,24 @@ def findings(folder: Path) -> list[Finding]:
                     )
                 evidence.setdefault(claim, {})[seed] = e
     out = [over_seeds(claim, by) for claim, by in evidence.items()]
-    # ID against accuracy: across the architecture family at the end of training ...
-    ids, accs = [], []
+    # ID against accuracy: across the architecture family at the end of training, each architecture one point
+    # (its mean over seeds), every net measured on the same held-out probe inputs ...
+    per_net: dict[str, list[tuple[float, float]]] = {}
     for group in seeds.values():
         for net, layer in _LAST_HIDDEN.items():
             if net in group:
                 r = group[net]
                 step = int(r.step.max())
-                ids.append(value(r, "twonn", layer, step, "train"))
-                accs.append(value(r, "test_acc", "", step, "test"))
+                per_net.setdefault(net, []).append(
+                    (value(r, "twonn", layer, step, _split(r)), value(r, "test_acc", "", step, "test"))
+                )
+    means = {net: np.mean(points, axis=0) for net, points in per_net.items()}
     out.append(
         _correlation(
-            ids,
-            accs,
-            f"nets ({len(_LAST_HIDDEN)} architectures x {len(seeds)} seeds) at the end of training",
+            [float(m[0]) for m in means.values()],
+            [float(m[1]) for m in means.values()],
+            f"architectures (each the mean of its {len(seeds)} seeds, on one common held-out probe set) at the end "
+            "of training",
             _ACC.format(where=", across architectures"),
             len(seeds),
         )
@@ -326,15 +420,13 @@ def findings(folder: Path) -> list[Finding]:
     per_run: dict[int, Evidence] = {}
     for seed, group in seeds.items():
         rs = []
-        for net in ("vgg", "resnet"):
+        for net in _DEEP:
             r = group[net]
             steps = sorted(s for s in r.step.unique() if s > 0)
-            ids = [value(r, "twonn", _LAST_HIDDEN[net], s, "train") for s in steps]
+            ids = [value(r, "twonn", _LAST_HIDDEN[net], s, _split(r)) for s in steps]
             accs = [value(r, "test_acc", "", s, "test") for s in steps]
             rs.append(float(np.corrcoef(ids, accs)[0, 1]) if np.ptp(ids) > 0 and np.ptp(accs) > 0 else 0.0)
-        per_run[seed] = Evidence(
-            ", ".join(f"{net} r = {c:.2f}" for net, c in zip(("vgg", "resnet"), rs)), float(np.mean(rs))
-        )
+        per_run[seed] = Evidence(", ".join(f"{net} r = {c:.2f}" for net, c in zip(_DEEP, rs)), float(np.mean(rs)))
     out.append(
         over_seeds(
             _ACC.format(
@@ -417,8 +509,7 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
         for group in seeds.values():
             if nets in group:
                 r = group[nets]
-                layers = ["input", *[la for la in _layers(r) if la != "input"]]
-                curves.append(profile(r, step_of(r), "train", layers, metric))
+                curves.append(profile(r, step_of(r), _split(r), _layers(r), metric))
         if not curves:
             return
         c = np.array(curves)
@@ -431,9 +522,12 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
         ax_p: [
             ("vgg", "twonn", end, "o-", "VGG trained", "C0"),
             ("vgg", "twonn", start, "o--", "VGG untrained", "C0"),
-            ("vgg-random-labels", "twonn", end, "o:", "VGG random labels", "C2"),
+            ("vgg-untrained", "twonn", start, "o-.", "VGG untrained twin", "C0"),
+            ("vgg-random-labels", "twonn", end, "o:", "VGG random labels (2,000 images)", "C2"),
+            ("vgg-true-labels", "twonn", end, "o-", "VGG true-label twin (2,000 images)", "C2"),
             ("resnet", "twonn", end, "s-", "ResNet trained", "C1"),
             ("resnet", "twonn", start, "s--", "ResNet untrained", "C1"),
+            ("resnet-untrained", "twonn", start, "s-.", "ResNet untrained twin", "C1"),
         ],
         ax_pc: [
             ("vgg", "pc_id", end, "o-", "PC-ID trained", "C3"),
@@ -452,17 +546,19 @@ def _medium_summary(runs: dict[str, pd.DataFrame]) -> Figure:
     for i, (net, layer) in enumerate(_LAST_HIDDEN.items()):
         pts = [
             (
-                value(g[net], "twonn", layer, int(g[net].step.max()), "train"),
+                value(g[net], "twonn", layer, int(g[net].step.max()), _split(g[net])),
                 value(g[net], "test_acc", "", int(g[net].step.max()), "test"),
             )
             for g in seeds.values()
             if net in g
         ]
         if pts:
-            ax_acc.scatter(*zip(*pts), s=40, color=f"C{i}", label=net)
+            ax_acc.scatter(*zip(*pts), s=14, color=f"C{i}", alpha=0.45)
+            mean = np.mean(pts, axis=0)
+            ax_acc.scatter(*mean, s=70, marker="D", color=f"C{i}", edgecolor="k", label=f"{net} (mean of seeds)")
     ax_acc.set_xlabel("last hidden layer ID (end of training)")
     ax_acc.set_ylabel("test accuracy")
-    ax_acc.set_title("last hidden layer ID against accuracy, every net and seed")
+    ax_acc.set_title("last hidden layer ID against accuracy (one held-out probe set)")
     ax_acc.legend(fontsize=7)
     ax_pc.set_yscale("log")
     ax_pc.set_xlabel("relative depth (VGG)")
@@ -480,4 +576,5 @@ EXPERIMENT = Experiment(
     configs,
     findings,
     summary,
+    CLAIMS,
 )

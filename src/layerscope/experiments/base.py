@@ -45,8 +45,12 @@ from ..analysis.phases import THRESHOLD, with_replicates
 from ..config import RunConfig, parse_config
 from ..store import RunStore, find_runs, load
 
-#: Seeds of every setting of a ``medium`` size.
+#: Seeds of every setting of a ``medium`` size: the exploratory round, on which configs and rules were designed.
 SEEDS = (0, 1, 2)
+#: Fresh seeds of the confirmatory round: the same frozen configs and rules (:data:`ROUNDS`, :func:`protocol`).
+CONFIRMATORY_SEEDS = (3, 4, 5)
+#: The rounds of a ``medium`` size and their seeds.
+ROUNDS = {"exploratory": SEEDS, "confirmatory": CONFIRMATORY_SEEDS}
 #: The level of every test: a verdict needs adjusted confidence >= THRESHOLD.
 ALPHA = 1 - THRESHOLD
 
@@ -332,18 +336,64 @@ class Experiment:
     paper : str
         Authors, year and title.
     configs : callable
-        ``configs(size)``: the run configs of a size (``"quick"`` or ``"full"``).
+        ``configs(size, seeds=SEEDS)``: the run configs of a size (``"quick"``, ``"medium"``
+        or ``"full"``); ``seeds`` are the medium size's seeds (its round, :data:`ROUNDS`).
     findings : callable
         ``findings(folder)``: the paper's claims checked on the runs in ``folder``.
     summary : callable
         ``summary(folder)``: one figure of the runs, as in the paper.
+    claims : tuple of Claim
+        Every claim the findings test, as declared (placeholders unfilled): with the
+        medium configs, what :func:`protocol` freezes.
     """
 
     name: str
     paper: str
-    configs: Callable[[str], list[RunConfig]]
+    configs: Callable[..., list[RunConfig]]
     findings: Callable[[Path], list[Finding]]
     summary: Callable[[Path], Figure]
+    claims: tuple[Claim, ...] = ()
+
+
+def protocol(experiment: Experiment, size: str = "medium") -> dict[str, str]:
+    """What a confirmatory round must not change, as SHA-256 hashes: ``configs``, every setting's config with the
+    seed left out and every value that differs from the defaults (a new config field with a default that keeps
+    the old behaviour leaves it alone; the exploratory round's first seed stands for its setting), and ``rules``,
+    every claim's text, effect, smallest effect and direction with the test's level and the chance level of a seed.
+
+    :func:`layerscope.experiments.reproduce.reproduce` stores them with the runs (``protocol.json``) and refuses a
+    confirmatory round whose hashes differ from the frozen ones (:data:`FROZEN`)."""
+    import hashlib
+    import json
+
+    first: dict[str, dict[str, Any]] = {}
+    for cfg in experiment.configs(size, seeds=SEEDS) if size == "medium" else experiment.configs(size):
+        setting = cfg.name.rpartition("-seed")[0] or cfg.name
+        raw = cfg.model_dump(mode="json", exclude={"name", "seed"}, exclude_defaults=True)
+        first.setdefault(setting, raw)
+    rules = {
+        "claims": [asdict(c) for c in experiment.claims],
+        "threshold": THRESHOLD,
+        "seed_false_positive": SEED_FALSE_POSITIVE,
+    }
+
+    def digest(obj: object) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+    return {"configs": digest(first), "rules": digest(rules)}
+
+
+#: The frozen protocols (:func:`protocol`) of the medium sizes, by experiment: set when a paper's configs and
+#: rules were fixed on the exploratory seeds, before its confirmatory round ran. A change to a frozen medium
+#: config or claim fails ``tests/test_experiments.py`` (freezing anew is a visible edit of this table).
+FROZEN_FILE = Path(__file__).with_name("frozen.json")
+
+
+def frozen() -> dict[str, dict[str, str]]:
+    """:data:`FROZEN_FILE` read: ``{experiment: {"configs": sha256, "rules": sha256, "frozen_on": date}}``."""
+    import json
+
+    return json.loads(FROZEN_FILE.read_text()) if FROZEN_FILE.exists() else {}
 
 
 def make_config(raw: dict[str, Any]) -> RunConfig:

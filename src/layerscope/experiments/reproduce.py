@@ -11,9 +11,14 @@ from ..analysis.phases import THRESHOLD
 from ..report import make_report
 from ..store.remote import location
 from ..sweep import Trial, TrialState, run_trials
-from .base import Finding
+from .base import ROUNDS, Finding, frozen, protocol
 
 SIZES = ("quick", "medium", "full")
+
+
+def round_folder(out: str | Path, name: str, size: str, round: str = "exploratory") -> Path:
+    """Where a size's runs go: ``OUT/NAME-SIZE``, the confirmatory round in ``OUT/NAME-SIZE-confirmatory``."""
+    return Path(out) / (f"{name}-{size}" if round == "exploratory" else f"{name}-{size}-{round}")
 
 
 def reproduce(
@@ -25,6 +30,7 @@ def reproduce(
     max_concurrent: int | None = None,
     on_progress: Callable[[list[TrialState]], None] | None = None,
     replace_changed: bool = False,
+    round: str = "exploratory",
 ) -> Path:
     """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE`` and check its findings.
 
@@ -36,7 +42,13 @@ def reproduce(
     run of another config (an earlier version's experiment) is refused
     (:class:`layerscope.sweep.TrialChangedError`), or with ``replace_changed`` moved
     into ``.replaced/`` and run again. Writes ``findings.md``, ``findings.json``,
-    ``summary.png`` and ``report.html`` there.
+    ``summary.png``, ``report.html`` and ``protocol.json`` (the hashes of the configs and
+    the claims' rules, :func:`layerscope.experiments.base.protocol`) there.
+
+    ``round`` (medium size only): ``exploratory`` (seeds 0-2, the default) or
+    ``confirmatory`` (fresh seeds 3-5, into ``OUT/NAME-medium-confirmatory``), which
+    runs only while the configs and rules are the frozen ones
+    (``layerscope/experiments/frozen.json``): nothing tuned between the two rounds.
 
     Raises
     ------
@@ -49,10 +61,35 @@ def reproduce(
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    if round not in ROUNDS:
+        raise ValueError(f"round must be one of {', '.join(ROUNDS)}, got {round!r}")
+    if round != "exploratory" and size != "medium":
+        raise ValueError(f"a {round} round is of the medium size (its seeds), not of --size {size}")
     experiment = EXPERIMENTS[name]
-    folder = Path(out) / f"{name}-{size}"
-    configs = experiment.configs(size)
+    hashes = protocol(experiment, size)
+    fixed = frozen().get(name) if size == "medium" else None
+    if round == "confirmatory":
+        if fixed is None:
+            raise ValueError(f"{name}'s medium configs and rules are not frozen yet: no confirmatory round to run")
+        changed = [what for what in ("configs", "rules") if fixed[what] != hashes[what]]
+        if changed:
+            raise ValueError(
+                f"{name}'s medium {' and '.join(changed)} changed since they were frozen on {fixed['frozen_on']} "
+                "(experiments/frozen.json): a confirmatory round runs what was frozen"
+            )
+    folder = round_folder(out, name, size, round)
+    configs = experiment.configs(size, seeds=ROUNDS[round]) if size == "medium" else experiment.configs(size)
     folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "experiment": name,
+        "size": size,
+        "round": round if size == "medium" else None,
+        "seeds": sorted({c.seed for c in configs}),
+        **hashes,
+        "frozen": fixed,
+        "matches_frozen": None if fixed is None else all(fixed[k] == hashes[k] for k in ("configs", "rules")),
+    }
+    (folder / "protocol.json").write_text(json.dumps(record, indent=2) + "\n")
     trials = [Trial(cfg.name, {"run": cfg.name}, cfg) for cfg in configs]
     states = run_trials(
         location(folder),
@@ -72,11 +109,10 @@ def reproduce(
     for cfg in configs:
         make_report(folder / cfg.name)
     findings = experiment.findings(folder)
-    write_findings(folder, experiment.paper, findings, f"layerscope reproduce {name} --size {size}")
+    command = f"layerscope reproduce {name} --size {size}" + (f" --round {round}" if round != "exploratory" else "")
+    write_findings(folder, experiment.paper, findings, command)
     experiment.summary(folder).savefig(folder / "summary.png", dpi=120)
-    write_page(
-        folder, experiment.paper, findings, [c.name for c in configs], f"layerscope reproduce {name} --size {size}"
-    )
+    write_page(folder, experiment.paper, findings, [c.name for c in configs], command)
     return folder
 
 

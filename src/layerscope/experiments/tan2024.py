@@ -14,6 +14,7 @@ from .._plotting import subplots
 from ..analysis.phases import ID_PATTERN, curve_replicates, detect_phases
 from ..config import RunConfig
 from .base import (
+    SEEDS,
     Claim,
     Evidence,
     Experiment,
@@ -28,9 +29,9 @@ from .base import (
 )
 
 
-def configs(size: str) -> list[RunConfig]:
+def configs(size: str, seeds: tuple[int, ...] = SEEDS) -> list[RunConfig]:
     if size == "medium":
-        return _medium()
+        return _medium(seeds)
     if size == "quick":
         data = {"name": "mnist5k", "probe_size": 1000, "probe_splits": ["train", "test"]}
         regimes = {
@@ -89,7 +90,7 @@ def configs(size: str) -> list[RunConfig]:
     return configs
 
 
-def _medium() -> list[RunConfig]:
+def _medium(seeds: tuple[int, ...] = SEEDS) -> list[RunConfig]:
     """Two setups, three seeds each, checkpoints dense in the first epochs (log-spaced, 24).
 
     The mechanism: the expansion is an early phase of feature learning, over in the
@@ -156,7 +157,7 @@ def _medium() -> list[RunConfig]:
             }
         )
     )
-    return seeded(configs)
+    return seeded(configs, seeds)
 
 
 # The claims, each with its effect, direction and smallest effect that counts (fixed before any run; base.Claim).
@@ -171,6 +172,9 @@ _ALPHA = Claim(
     "Pearson r between alpha and robust accuracy across a seed's runs at the end of training",
     0.5,
 )
+
+
+CLAIMS = (_EXPAND, _CSR, _ALPHA)
 
 
 def _last_hidden(r: pd.DataFrame) -> str:
@@ -320,4 +324,5 @@ EXPERIMENT = Experiment(
     configs,
     findings,
     summary,
+    CLAIMS,
 )
