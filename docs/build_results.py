@@ -3,6 +3,7 @@
     for name in ansuini2019 tan2024 humayun2024; do
         layerscope reproduce $name --size quick --out runs
         layerscope reproduce $name --size medium --out runs
+        layerscope reproduce $name --size medium --round confirmatory --out runs  # where frozen
     done
     python docs/build_results.py runs
 
@@ -10,12 +11,14 @@ The findings and the summary figures are computed from the runs by the paper
 modules of layerscope.experiments (so the page shows what the current code
 concludes from them; figures go to docs/figures/); the hand-written
 notes of docs/results_notes.md go between the tables (``<!-- experiment: NAME -->``
-after a paper's quick section, ``<!-- medium: NAME -->`` after its medium section).
+after a paper's quick section, ``<!-- medium: NAME -->`` after its medium section, ``<!-- confirmatory: NAME -->``
+after its confirmatory round).
 The wall time of a size is its runs' first start to last end (run.parquet).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -24,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from layerscope.experiments import EXPERIMENTS
-from layerscope.experiments.reproduce import findings_table, verdict_text
+from layerscope.experiments.base import ROUNDS
+from layerscope.experiments.reproduce import findings_table, round_folder, verdict_text
 from layerscope.store import RunStore, find_runs
 
 HERE = Path(__file__).parent
@@ -45,19 +49,24 @@ def quick_match(claim: str, quick: list) -> object | None:
     return max(matches, key=lambda f: len(f.claim)) if matches else None
 
 
-def section(name: str, size: str, folder: Path) -> tuple[list[str], list]:
+def section(name: str, size: str, folder: Path, round: str = "exploratory") -> tuple[list[str], list]:
     experiment = EXPERIMENTS[name]
     findings = experiment.findings(folder)
-    figure = f"{name}-{size}.png"
+    tag = size if round == "exploratory" or size != "medium" else f"{size}-{round}"
+    figure = f"{name}-{tag}.png"
     experiment.summary(folder).savefig(HERE / "figures" / figure, dpi=100)  # drawn by the current code
     minutes = wall_minutes(folder)
     n_runs = len(find_runs(folder))
+    seeds = ", ".join(map(str, ROUNDS[round]))
+    title = f"### {size} size" + (f", {round} round (seeds {seeds})" if size == "medium" else "")
+    flag = f" --round {round}" if round != "exploratory" else ""
     lines = [
-        f"### {size} size",
+        title,
         "",
-        f"Command: `layerscope reproduce {name} --size {size}` ({n_runs} runs, "
+        f"Command: `layerscope reproduce {name} --size {size}{flag}` ({n_runs} runs, "
         f"{minutes:.1f} minutes from the first run's start to the last one's end)",
         "",
+        *protocol_lines(folder),
         f"![{name} {size} runs](figures/{figure})",
         "",
         findings_table(findings),
@@ -66,11 +75,35 @@ def section(name: str, size: str, folder: Path) -> tuple[list[str], list]:
     return lines, findings
 
 
+def protocol_lines(folder: Path) -> list[str]:
+    """The configs' and rules' hashes stored with the runs (protocol.json), and whether they are the frozen ones."""
+    path = folder / "protocol.json"
+    if not path.exists():
+        return []
+    p = json.loads(path.read_text())
+    frozen = p.get("frozen")
+    if frozen is None:
+        state = "not frozen"
+    else:
+        which = "these are the frozen ones" if p["matches_frozen"] else "NOT the frozen ones"
+        state = f"frozen on {frozen['frozen_on']}: {which}"
+    return [f"Protocol (SHA-256): configs `{p['configs'][:16]}`, rules `{p['rules'][:16]}` ({state}).", ""]
+
+
+def agreement(a: object | None, b: object | None) -> str:
+    """Whether two rounds' verdicts on a finding agree."""
+    if a is None or b is None:
+        return "-"
+    return "agree" if a.verdict == b.verdict else "**disagree**"
+
+
 def main() -> None:
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
     notes = (HERE / "results_notes.md").read_text()
     intro, rest = notes.split("<!-- experiment:", 1)
-    found = re.findall(r"<!-- (experiment|medium): (\S+) -->\n(.*?)(?=<!-- |\Z)", "<!-- experiment:" + rest, re.S)
+    found = re.findall(
+        r"<!-- (experiment|medium|confirmatory): (\S+) -->\n(.*?)(?=<!-- |\Z)", "<!-- experiment:" + rest, re.S
+    )
     blocks = {(kind, name): text for kind, name, text in found}
     names = list(dict.fromkeys(name for _, name in blocks))
     summary = [
@@ -80,8 +113,9 @@ def main() -> None:
         "none has been run here. A medium finding that refines a quick one (per network, per setting) shows the "
         "quick verdict beside it.",
         "",
-        "| paper | finding | quick (one run per setting) | medium (three seeds per setting) | full |",
-        "|---|---|---|---|---|",
+        "| paper | finding | quick (one run per setting) | medium, exploratory (seeds 0-2) | medium, confirmatory "
+        "(fresh seeds 3-5, frozen configs and rules) | rounds | full |",
+        "|---|---|---|---|---|---|---|",
     ]
     body: list[str] = []
     for name in names:
@@ -108,20 +142,27 @@ def main() -> None:
         if medium_folder.is_dir() and find_runs(medium_folder):
             medium_lines, medium = section(name, "medium", medium_folder)
             body += medium_lines + [blocks.get(("medium", name), "").strip(), ""]
+        confirm_folder = round_folder(runs, name, "medium", "confirmatory")
+        confirmed = {}
+        if confirm_folder.is_dir() and find_runs(confirm_folder):
+            confirm_lines, confirm = section(name, "medium", confirm_folder, "confirmatory")
+            confirmed = {f.claim: f for f in confirm}
+            body += confirm_lines + [blocks.get(("confirmatory", name), "").strip(), ""]
         matched = set()
         for f in medium:
             q = quick_match(f.claim, quick)
             if q is not None:
                 matched.add(q.claim)
+            c = confirmed.get(f.claim)
             summary.append(
                 f"| {name} | {f.claim} | {verdict_text(q) if q else '(not in the quick size)'} | {verdict_text(f)} | "
-                f"{FULL_STATUS} |"
+                f"{verdict_text(c) if c else 'not run'} | {agreement(f, c)} | {FULL_STATUS} |"
             )
         for q in quick:
             if q.claim not in matched:
                 summary.append(
-                    f"| {name} | {q.claim} | {verdict_text(q)} | {'not run' if not medium else '(see above)'} | "
-                    f"{FULL_STATUS} |"
+                    f"| {name} | {q.claim} | {verdict_text(q)} | {'not run' if not medium else '(see above)'} | - | - "
+                    f"| {FULL_STATUS} |"
                 )
     page = [intro.rstrip(), "", *summary, "", *body]
     (HERE / "results.md").write_text("\n".join(page).rstrip() + "\n")

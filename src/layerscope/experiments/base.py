@@ -355,10 +355,11 @@ class Experiment:
     claims: tuple[Claim, ...] = ()
 
 
-def protocol(experiment: Experiment, size: str = "medium") -> dict[str, str]:
+def protocol(experiment: Experiment, size: str = "medium", seeds: tuple[int, ...] = SEEDS) -> dict[str, str]:
     """What a confirmatory round must not change, as SHA-256 hashes: ``configs``, every setting's config with the
     seed left out and every value that differs from the defaults (a new config field with a default that keeps
-    the old behaviour leaves it alone; the exploratory round's first seed stands for its setting), and ``rules``,
+    the old behaviour leaves it alone; the first of ``seeds`` stands for its setting: every round gives the same
+    hashes), and ``rules``,
     every claim's text, effect, smallest effect and direction with the test's level and the chance level of a seed.
 
     :func:`layerscope.experiments.reproduce.reproduce` stores them with the runs (``protocol.json``) and refuses a
@@ -367,7 +368,7 @@ def protocol(experiment: Experiment, size: str = "medium") -> dict[str, str]:
     import json
 
     first: dict[str, dict[str, Any]] = {}
-    for cfg in experiment.configs(size, seeds=SEEDS) if size == "medium" else experiment.configs(size):
+    for cfg in experiment.configs(size, seeds=seeds) if size == "medium" else experiment.configs(size):
         setting = cfg.name.rpartition("-seed")[0] or cfg.name
         raw = cfg.model_dump(mode="json", exclude={"name", "seed"}, exclude_defaults=True)
         first.setdefault(setting, raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..estimators import (
     resampled_spectra,
 )
 from ..results import Row
-from ._model import eval_mode
+from ._model import eval_mode, model_device
 from .capture import OUTPUT, Forward, Inputs, capture
 
 #: Estimators run by default on every layer.
@@ -36,6 +37,8 @@ DEFAULT_ESTIMATORS = ("twonn", "pc_id", "participation_ratio", "alpha")
 DEFAULT_LAYERS = ("ReLU", "LeakyReLU", "GELU", "Tanh", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", OUTPUT)
 #: Name of the row for the inputs themselves.
 INPUT = "input"
+#: Suffix of a split read with BatchNorm statistics re-estimated on its probe inputs (``batchnorm = "both"``).
+BN_PROBE = "@bn=probe"
 
 
 class ProbeWarning(UserWarning):
@@ -88,6 +91,14 @@ class LayerReading(BaseModel):
     )
     max_token_points: int = Field(
         10_000, gt=0, description="with tokens = 'all': at most this many token points per layer (seeded subsample)"
+    )
+    batchnorm: Literal["running", "probe", "both"] = Field(
+        "running",
+        description=(
+            "BatchNorm statistics the layers are read with: the net's running ones (eval mode), ones re-estimated "
+            "on each split's probe inputs at each checkpoint (a copy of the net; its weights untouched), or both "
+            f"(the re-estimated ones as split 'SPLIT{BN_PROBE}')"
+        ),
     )
 
     @field_validator("estimator_params")
@@ -299,18 +310,66 @@ class GeometryProbe:
                     else []
                 )
             rows += self._input_rows[split]
-            rows += geometry_rows(
-                model,
-                x,
-                self.settings,
-                split=split,
-                include_input=False,
-                on_skip=self.on_skip,
-                device=self.device,
-                forward=self.forward,
-                seed=self.seed,
-            )
+            mode = self.settings.batchnorm if has_batchnorm(model) else "running"
+            readings = {"running": [(split, model)], "probe": [], "both": [(split, model)]}[mode]
+            if mode != "running":
+                probed = with_probe_statistics(
+                    model, x, batch_size=self.settings.batch_size, device=self.device, forward=self.forward
+                )
+                readings.append((split if mode == "probe" else f"{split}{BN_PROBE}", probed))
+                if mode == "both":
+                    rows += [replace(r, split=f"{split}{BN_PROBE}") for r in self._input_rows[split]]
+            for name, net in readings:
+                rows += geometry_rows(
+                    net,
+                    x,
+                    self.settings,
+                    split=name,
+                    include_input=False,
+                    on_skip=self.on_skip,
+                    device=self.device,
+                    forward=self.forward,
+                    seed=self.seed,
+                )
         return rows
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def with_probe_statistics(
+    model: nn.Module,
+    inputs: Inputs,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    forward: Forward | None = None,
+) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``inputs``: reset, then the
+    inputs passed in batches of nearly equal size with only the BatchNorm layers in train mode and a cumulative
+    average (momentum None), so every input counts (nearly) equally. The model itself is not changed. In eval mode BatchNorm normalises with
+    its running statistics, which at initialisation are 0 and 1 (the identity) and warm up over the first steps of
+    training: what a layer's geometry then shows may be the statistics, not the representation.
+    """
+    import copy
+
+    from .capture import call_model, n_inputs, take
+
+    net = copy.deepcopy(model).eval()
+    dev = model_device(net, device)
+    net.to(dev)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+    n = n_inputs(inputs)
+    bounds = np.linspace(0, n, -(-n // batch_size) + 1).round().astype(int)  # batches of (nearly) equal size
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        call_model(net, take(inputs, int(a), int(b)), dev, forward)
+    return net.eval()
 
 
 def measure_geometry(
