@@ -1,4 +1,5 @@
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -134,3 +135,64 @@ def test_label_noise_subset_and_probes():
     with pytest.raises(ValueError, match="label noise fraction must lie in"):
         with_label_noise(data, 1.5)
     assert set(DATASETS) >= {"digits", "mnist5k", "mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100"}
+
+
+def _cifar_python_folder(root, n=20):
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"{i}.png".encode() for i in range(n)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    return folder
+
+
+def test_cifar10_python_batches_read_without_running_code(tmp_path):
+    import pickle
+
+    from layerscope.data.datasets import load_dataset, read_cifar_python
+
+    folder = _cifar_python_folder(tmp_path)
+    with open(folder / "data_batch_1", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    x, y = read_cifar_python(folder / "data_batch_1")
+    assert x.shape == (20, 3, 32, 32) and np.array_equal(x.reshape(20, -1), raw[b"data"])
+    assert y.tolist() == raw[b"labels"]
+    data = load_dataset("cifar10", tmp_path)
+    assert data.x_train.shape == (100, 3, 32, 32) and data.x_test.shape == (20, 3, 32, 32)
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo owned > " + str(tmp_path / "owned"),))
+
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": Exploit(), b"labels": [1]}, f)
+    with pytest.raises(ValueError, match="refused to load .*system"):
+        read_cifar_python(folder / "test_batch")
+    assert not (tmp_path / "owned").exists()
+
+
+def test_augmentation_crops_and_flips_reproducibly():
+    from layerscope.train.loop import augment
+
+    x = torch.arange(4 * 3 * 8 * 8, dtype=torch.float32).reshape(4, 3, 8, 8) + 1
+    a = augment(x, ["crop", "flip"], torch.Generator().manual_seed(5))
+    b = augment(x, ["crop", "flip"], torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and a.shape == x.shape
+    flipped = augment(x, ["flip"], torch.Generator().manual_seed(1))
+    for i in range(4):  # each image is itself or its mirror image
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+    cropped = augment(x, ["crop"], torch.Generator().manual_seed(2))
+    for i in range(4):  # a window of the zero-padded image: its non-zero pixels are a shifted block of the original
+        nz = cropped[i, 0][cropped[i, 0] != 0]
+        assert len(nz) >= 16 and set(nz.tolist()) <= set(x[i, 0].flatten().tolist())
+    with pytest.raises(ValueError, match="needs images"):
+        augment(torch.zeros(4, 10), ["flip"], torch.Generator())

@@ -9,12 +9,15 @@ name                  source
 ``fashion_mnist``     IDX files: ``data_dir/fashion-mnist`` or the Debian package
                       ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist)
 ``mnist``             IDX files in ``data_dir/mnist``
-``cifar10``           CIFAR-10 binary version in ``data_dir/cifar-10-batches-bin``
+``cifar10``           CIFAR-10 binary version in ``data_dir/cifar-10-batches-bin``, or
+                      its python version in ``data_dir/cifar-10-batches-py``
 ``cifar100``          CIFAR-100 binary version in ``data_dir/cifar-100-binary``
 ====================  ===========================================================
 
-File formats are read directly (IDX, gzipped or not; CIFAR's binary records),
-never from pickles. With ``download=True`` and a network, the IDX and CIFAR files
+File formats are read directly (IDX, gzipped or not; CIFAR's binary records);
+CIFAR's python batches, which are pickles, only by an unpickler that builds
+dicts, lists, bytes, numbers and numpy arrays and refuses anything else
+(:func:`read_cifar_python`): no code in a file is run. With ``download=True`` and a network, the IDX and CIFAR files
 are fetched into ``data_dir`` first.
 
 Images are scaled to [0, 1], then standardised per channel with the training
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import struct
 import tarfile
 import urllib.request
@@ -157,7 +161,57 @@ def read_cifar_binary(path: str | Path, label_bytes: int = 1) -> tuple[np.ndarra
     return raw[:, label_bytes:].reshape(-1, 3, 32, 32), raw[:, label_bytes - 1]
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler for data: the builtin containers and numbers, and numpy arrays; any other global (the way a
+    pickle runs code) is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how protocol 2 written by Python 3 stores bytes: text to bytes, nothing more
+    }
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refused to load {module}.{name}: a CIFAR python batch holds only arrays, lists and bytes"
+            )
+        return super().find_class(module, name)
+
+
+def read_cifar_python(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a batch of CIFAR-10's python version (``data_batch_1`` ... ``test_batch``): images (N, 3, 32, 32) uint8
+    and labels, through an unpickler that builds only arrays and containers (:class:`_ArraysOnly`)."""
+    try:
+        with open(path, "rb") as f:
+            batch = _ArraysOnly(f, encoding="bytes").load()
+        data, labels = batch[b"data"], batch[b"labels"]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a CIFAR-10 python batch ({err})") from None
+    data = np.asarray(data, dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise ValueError(f"{path}: expected (N, 3072) pixels and N labels, got {data.shape} and {len(labels)}")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
 def _cifar(name: str, data_dir: Path) -> Dataset:
+    if (
+        name == "cifar10"
+        and not (data_dir / "cifar-10-batches-bin").is_dir()
+        and (data_dir / "cifar-10-batches-py").is_dir()
+    ):
+        folder = data_dir / "cifar-10-batches-py"
+        files = [folder / f"data_batch_{i}" for i in range(1, 6)] + [folder / "test_batch"]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise FileNotFoundError(f"data set {name!r}: missing {missing[0]}")
+        parts = [read_cifar_python(f) for f in files]
+        xtr, ytr = np.concatenate([p[0] for p in parts[:5]]), np.concatenate([p[1] for p in parts[:5]])
+        return _standardised(name, xtr / 255.0, ytr, parts[5][0] / 255.0, parts[5][1])
     if name == "cifar10":
         folder = data_dir / "cifar-10-batches-bin"
         train_files = [folder / f"data_batch_{i}.bin" for i in range(1, 6)]

@@ -347,11 +347,13 @@ def with_probe_statistics(
     device: str | torch.device | None = None,
     forward: Forward | None = None,
 ) -> nn.Module:
-    """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``inputs``: reset, then the
-    inputs passed in batches of nearly equal size with only the BatchNorm layers in train mode and a cumulative
-    average (momentum None), so every input counts (nearly) equally. The model itself is not changed. In eval mode BatchNorm normalises with
-    its running statistics, which at initialisation are 0 and 1 (the identity) and warm up over the first steps of
-    training: what a layer's geometry then shows may be the statistics, not the representation.
+    """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``inputs``.
+
+    The statistics are reset, then the inputs passed in batches of nearly equal size with only the BatchNorm layers
+    in train mode and a cumulative average (momentum None), so every input counts (nearly) equally. The model itself
+    is not changed. In eval mode BatchNorm normalises with its running statistics, which at initialisation are 0 and
+    1 (the identity) and warm up over the first steps of training: what a layer's geometry then shows may be the
+    statistics, not the representation.
     """
     import copy
 

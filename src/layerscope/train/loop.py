@@ -86,6 +86,29 @@ def evaluate(
     return {"acc": (correct / n, proportion_error(correct, n)), "loss": (float(per_example.mean()), loss_err)}
 
 
+def augment(images: torch.Tensor, kinds: Sequence[str], generator: torch.Generator) -> torch.Tensor:
+    """A batch of images (N, C, H, W) augmented as the standard CIFAR recipe does: ``crop`` pads 4 zero pixels on
+    every side and crops a random H x W window per image; ``flip`` mirrors a random half horizontally. The
+    random choices come from ``generator`` (on the CPU), so a run and its resumption augment alike."""
+    if images.ndim != 4:
+        raise ValueError(f"train.augment needs images (N, C, H, W), got inputs of shape {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    if "crop" in kinds:
+        pad = 4
+        padded = nn.functional.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+        batch = torch.arange(n, device=images.device)[:, None, None, None]
+        channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+        images = padded[batch, channels, rows, cols]
+    if "flip" in kinds:
+        flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return images
+
+
 def train(
     model: nn.Module,
     x_train: torch.Tensor,
@@ -199,6 +222,8 @@ def train(
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         idx = order[position * settings.batch_size : (position + 1) * settings.batch_size]
         xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+        if settings.augment:
+            xb = augment(xb, settings.augment, torch.Generator().manual_seed(seed * 100_003 + 7_919 * step + 1))
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(settings.loss, model(xb), yb)
         new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())

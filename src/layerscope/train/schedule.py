@@ -31,6 +31,13 @@ class TrainConfig(BaseModel):
     steps: int | None = Field(None, gt=0, description="train this many steps (overrides epochs)")
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     eval_size: int = Field(5000, gt=0, description="examples per split for accuracy and loss")
+    augment: list[Literal["crop", "flip"]] = Field(
+        [],
+        description=(
+            "image augmentation of each training batch: 'crop' (zero-pad 4 pixels, random crop back to size), "
+            "'flip' (horizontal, half the images); seeded by the run's seed and the step"
+        ),
+    )
 
 
 class ScheduleConfig(BaseModel):
