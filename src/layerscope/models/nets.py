@@ -53,21 +53,33 @@ class AnsuiniCNN(nn.Sequential):
 
 
 class VGG(nn.Module):
-    """A VGG-style network for small images: ``depth`` stages of two 3x3 conv-(BN)-ReLU and a max-pool.
+    """A VGG-style network for small images: ``depth`` stages of 3x3 conv-(BN)-ReLU (two per stage, or as
+    ``convs`` says) and a max-pool, then global average pooling (``pool``, the representation Tan et al. measure)
+    and a linear classifier.
 
-    Channels double at each stage from ``width`` (VGG-16 uses 64 and five stages
-    of 2-3 convolutions; ``VGG(width=64, depth=5)`` is the same family).
+    Channels double at each stage from ``width``, up to ``max_channels``. The CIFAR VGG-16 (with BatchNorm) is
+    ``VGG(width=64, depth=5, convs=(2, 2, 3, 3, 3), max_channels=512)``: 13 convolutions of 64-512 channels.
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 10, width: int = 32, depth: int = 3, batch_norm: bool = True
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: int = 32,
+        depth: int = 3,
+        batch_norm: bool = True,
+        convs: tuple[int, ...] | None = None,
+        max_channels: int | None = None,
     ) -> None:
         super().__init__()
+        convs = (2,) * depth if convs is None else tuple(convs)
+        if len(convs) != depth or min(convs) < 1:
+            raise ValueError(f"convs must give at least one convolution for each of the {depth} stages, got {convs}")
         layers: list[nn.Module] = []
         c_in = in_channels
         for stage in range(depth):
-            c_out = width * 2**stage
-            for _ in range(2):
+            c_out = width * 2**stage if max_channels is None else min(width * 2**stage, max_channels)
+            for _ in range(convs[stage]):
                 norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1), *norm, nn.ReLU()]
                 c_in = c_out

@@ -70,8 +70,8 @@ def pgd(
         Attacked as it is (put it in eval mode first).
     x : torch.Tensor of shape (n, channels, ...)
     y : torch.Tensor of shape (n,)
-    eps : float
-        Radius of the L-infinity ball, in input units.
+    eps : float or tensor of shape (channels,)
+        Radius of the L-infinity ball, in input units (per channel if a tensor).
     steps : int
     step_size : float, optional
         Default ``2.5 * eps / steps``.
@@ -86,7 +86,11 @@ def pgd(
     torch.Tensor
         Adversarial inputs, within ``eps`` of ``x`` and within the valid range.
     """
-    check_at_least(eps, "eps", 0)
+    if isinstance(eps, torch.Tensor):
+        if not bool((eps >= 0).all()):
+            raise ValueError(f"eps must be >= 0, got {eps.tolist()}")
+    else:
+        check_at_least(eps, "eps", 0)
     check_at_least(steps, "steps", 1)
     with gradients_on():
         x, y = (
@@ -94,9 +98,11 @@ def pgd(
             y.clone(),
         )  # clones: tensors made in inference mode cannot enter autograd
         lo, hi = _bounds(x, lower, upper)
+        if isinstance(eps, torch.Tensor):  # per channel, broadcast as the bounds are
+            eps = _bounds(x, eps, None)[0]
         step_size = 2.5 * eps / steps if step_size is None else step_size
         x_adv = x.clone()
-        if random_start and eps > 0:
+        if random_start and bool(torch.as_tensor(eps).gt(0).any()):
             g = torch.Generator(device="cpu").manual_seed(seed)
             x_adv = x_adv + (torch.rand(x.shape, generator=g) * 2 - 1).to(x.device, x.dtype) * eps
         x_adv = torch.maximum(torch.minimum(x_adv, hi), lo)
@@ -236,9 +242,13 @@ class PGDSettings(ProbeSettings):
             "further radii: robust accuracy at each, in rows of split 'SPLIT@eps=E' (robust accuracy against eps)"
         ),
     )
-    eps_unit: Literal["input", "data"] = Field(
+    eps_unit: Literal["input", "data", "pixel"] = Field(
         "input",
-        description="'data': eps and eps_grid are multiples of the data's scale (see data_scale), not input units",
+        description=(
+            "'data': eps and eps_grid are multiples of the data's scale (see data_scale); 'pixel': fractions of each "
+            "channel's valid range (images read in [0, 1] then standardised: eps = 8/255 is 8 grey levels, as "
+            "papers on images state it); 'input': input units"
+        ),
     )
     steps: int = Field(10, ge=1)
     attack: Literal["pgd", "fgsm"] = "pgd"
@@ -276,10 +286,14 @@ def data_scale(x: torch.Tensor, y: torch.Tensor) -> float:
 def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
     inputs = {split: run.inputs(split, settings.n_points) for split in settings.splits}
     lower, upper = run.bounds
-    unit = 1.0
+    unit: float | torch.Tensor = 1.0
     if settings.eps_unit == "data":
         x, y = inputs[settings.splits[0]]
         unit = data_scale(x.cpu(), y.cpu())
+    elif settings.eps_unit == "pixel":
+        if lower is None or upper is None:
+            raise ValueError("pgd.eps_unit = 'pixel' needs image data with a valid range per channel")
+        unit = torch.as_tensor(upper, dtype=torch.float64) - torch.as_tensor(lower, dtype=torch.float64)
     return RobustnessProbe(
         inputs,
         eps=settings.eps * unit,
@@ -290,7 +304,7 @@ def _build(settings: PGDSettings, run: ProbeContext) -> RobustnessProbe:
         seed=run.seed,
         device=run.device,
         grid=[(e, e * unit) for e in settings.eps_grid],
-        unit=unit if settings.eps_unit == "data" else None,
+        unit=float(unit) if settings.eps_unit == "data" else None,
     )
 
 
