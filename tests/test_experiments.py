@@ -195,3 +195,64 @@ def test_seeded_names_are_read_back_by_seed():
     cfgs = seeded(tiny_configs("quick")[:1], (0, 4))
     assert [(c.name, c.seed) for c in cfgs] == [("a-seed0", 0), ("a-seed4", 4)]
     assert by_seed({"a-seed0": 1, "a-seed4": 2, "b": 3}) == {0: {"a": 1, "b": 3}, 4: {"a": 2}}
+
+
+def _full_size_data(root):
+    """A few hundred examples of each full size's data set, in the real file formats: CIFAR-10's python batches
+    (pickles, read by the arrays-only unpickler) and MNIST's gzipped IDX files."""
+    import numpy as np
+    from test_data import _cifar_python_folder, write_idx
+
+    _cifar_python_folder(root, n=60)  # 300 training and 60 test images
+    mnist = root / "mnist"
+    mnist.mkdir()
+    rng = np.random.default_rng(1)
+    for stem, n in (("train", 300), ("t10k", 100)):
+        write_idx(mnist / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(mnist / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    return root
+
+
+def _smoke(cfg, data_dir):
+    """A full-size config cut to a smoke test: its nets, data set, probes and schedule kind, on 64 examples for a
+    few steps."""
+    raw = cfg.model_dump(mode="json")
+    raw["data"].update(data_dir=str(data_dir), n_train=64, probe_size=min(raw["data"]["probe_size"], 30))
+    if raw["train"]["steps"] is not None:
+        raw["train"]["steps"] = 4
+    else:
+        raw["train"].update(epochs=1, batch_size=min(raw["train"]["batch_size"], 32))
+    if raw["schedule"]["kind"] == "log":
+        raw["schedule"]["num"] = 3
+    for name in ("lc", "pgd", "csr"):
+        if name in raw["probes"]:
+            raw["probes"][name]["n_points"] = 20
+    if "partition" in raw["probes"]:
+        raw["probes"]["partition"]["pictures"] = 2
+    return parse_config(raw, "full config cut to a smoke test")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_full_sizes_run_on_files_in_the_real_formats(name, tmp_path, monkeypatch):
+    # every full config (the papers' nets and recipes) for a few steps on files written in the data sets' formats,
+    # through findings and summary: what a user with the data and a GPU runs, minus the length
+    data_dir = _full_size_data(tmp_path / "data")
+    experiment = EXPERIMENTS[name]
+    configs = experiment.configs("full")
+    short = [_smoke(c, data_dir) for c in configs]
+    monkeypatch.setitem(
+        layerscope.experiments.EXPERIMENTS,
+        name,
+        Experiment(name, experiment.paper, lambda size, seeds=None: short, experiment.findings, experiment.summary),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = reproduce(name, "full", tmp_path / "runs")
+    findings = json.loads((folder / "findings.json").read_text())
+    assert findings and all(
+        f["verdict"] in ("holds", "contradicted", "inconclusive", "not measurable") for f in findings
+    )
+    assert (folder / "summary.png").stat().st_size > 10_000
+    assert {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")} == {c.name for c in configs}

@@ -17,11 +17,10 @@ from .base import (
     Experiment,
     Finding,
     by_seed,
-    decide,
+    correlation,
     holm,
     make_config,
     measure,
-    not_measurable,
     over_seeds,
     profile,
     profile_errors,
@@ -342,24 +341,6 @@ def _random_labels(random_labels: pd.DataFrame, true_labels: pd.DataFrame, last_
     )
 
 
-def _correlation(ids: list[float], accs: list[float], what: str, claim: Claim, seeds: int | None) -> Finding:
-    """Pearson r of ID against accuracy, its 95% Fisher interval, tested each way against the claim's smallest r."""
-    from scipy import stats
-
-    n = len(ids)
-    if n < 4 or np.ptp(ids) == 0 or np.ptp(accs) == 0:
-        return not_measurable(claim, f"{n} {what}: too few, or no spread", seeds)
-    r = float(np.corrcoef(ids, accs)[0, 1])
-    z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1 / np.sqrt(n - 3)
-    low, high = np.tanh(z - 1.96 * se), np.tanh(z + 1.96 * se)
-    stat = claim.direction * (z - np.arctanh(claim.smallest)) / se  # Fisher's z against the smallest r that counts
-    measured = (
-        f"{n} {what}: ID {min(ids):.1f} to {max(ids):.1f}, test accuracy {min(accs):.3f} to {max(accs):.3f}; "
-        f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}; counts below {claim.smallest:g})"
-    )
-    return decide(claim, measured, float(stats.norm.sf(stat)), float(stats.norm.cdf(stat)), seeds, r)
-
-
 def findings(folder: Path) -> list[Finding]:
     runs = run_tables(folder)
     seeds = by_seed(runs)
@@ -374,7 +355,7 @@ def findings(folder: Path) -> list[Finding]:
                 step = int(r.step.max())
                 ids.append(value(r, "twonn", "relu3", step, _split(r)))
                 accs.append(value(r, "test_acc", "", step, "test"))
-        out.append(_correlation(ids, accs, "nets of different widths", _ACC.format(where=""), None))
+        out.append(correlation(ids, accs, "nets of different widths", _ACC.format(where=""), None))
         return holm(out)
     evidence: dict[Claim, dict[int, Evidence]] = {}
     for seed, group in seeds.items():
@@ -407,7 +388,7 @@ def findings(folder: Path) -> list[Finding]:
                 )
     means = {net: np.mean(points, axis=0) for net, points in per_net.items()}
     out.append(
-        _correlation(
+        correlation(
             [float(m[0]) for m in means.values()],
             [float(m[1]) for m in means.values()],
             f"architectures (each the mean of its {len(seeds)} seeds, on one common held-out probe set) at the end "

@@ -267,6 +267,36 @@ def over_seeds(claim: Claim, evidence: dict[int, Evidence]) -> Finding:
     return decide(claim, measured, p_holds, p_contra, n, mean)
 
 
+def correlation(
+    x: list[float],
+    y: list[float],
+    what: str,
+    claim: Claim,
+    seeds: int | None,
+    *,
+    x_name: str = "ID",
+    y_name: str = "test accuracy",
+) -> Finding:
+    """A claim on Pearson's r of ``y`` against ``x`` over independent units (architectures, runs): r with its 95%
+    Fisher interval, tested each way against the claim's smallest r (Fisher's z, standard error 1/sqrt(n - 3)).
+    Not measurable below 4 units or without spread."""
+    from scipy import stats
+
+    n = len(x)
+    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return not_measurable(claim, f"{n} {what}: too few, or no spread", seeds)
+    r = float(np.corrcoef(x, y)[0, 1])
+    z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1 / np.sqrt(n - 3)
+    low, high = np.tanh(z - 1.96 * se), np.tanh(z + 1.96 * se)
+    stat = claim.direction * (z - np.arctanh(claim.smallest)) / se
+    rule = f"counts {'above' if claim.direction > 0 else 'below'} {claim.smallest:g}"
+    measured = (
+        f"{n} {what}: {x_name} {min(x):.3g} to {max(x):.3g}, {y_name} {min(y):.3f} to {max(y):.3f}; "
+        f"Pearson r = {r:.2f} (95% interval {low:.2f} to {high:.2f}; {rule})"
+    )
+    return decide(claim, measured, float(stats.norm.sf(stat)), float(stats.norm.cdf(stat)), seeds, r)
+
+
 def holm(findings: list[Finding]) -> list[Finding]:
     """Holm's correction over a paper's findings: each family of p-values (holds, contradicted) adjusted by the
     step-down rule, confidences and verdicts recomputed from the adjusted values."""
