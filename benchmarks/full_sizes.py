@@ -1,0 +1,144 @@
+"""What each full size costs: training steps per second and probe time per checkpoint, measured on this machine,
+and the total it implies.
+
+    .venv/bin/python benchmarks/full_sizes.py [--steps 5] [--only tan2024] [--probe-fraction 0.1]
+
+For every full config of the papers' experiments (``layerscope.experiments``): the config's net, batch, optimizer,
+loss and augmentation trained ``--steps`` steps on random inputs of the data set's shape (after one warm-up step),
+and one checkpoint's probes on random inputs: the geometry (the config's estimators, layers and BatchNorm
+readings) on probe sets of the config's size, and CSR, PGD and LC, whose cost is linear in their points, on
+``--probe-fraction`` of them, scaled back up. Forward FLOPs per example come from
+``torch.utils.flop_counter``; a training step is counted as 3 forward passes.
+
+Prints, per config: steps, checkpoints, seconds per step and per checkpoint here, the hours this CPU would take,
+and the training PFLOPs, with a GPU estimate at an assumed sustained rate (``--gpu-tflops``, default 10: what
+fp32 convolutional nets of this size sustain on a recent data-centre GPU is typically 10-30% of its peak; not
+measured here). Nothing here is asserted: the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from layerscope.experiments import EXPERIMENTS
+from layerscope.models import build_model
+from layerscope.probes.geometry import GeometryProbe
+from layerscope.train.loop import augment, loss_fn, make_optimizer
+from layerscope.train.schedule import training_plan
+
+SHAPES = {"cifar10": ((3, 32, 32), 50000, 10000), "mnist": ((1, 28, 28), 60000, 10000)}
+
+
+def forward_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    x = torch.zeros(2, *shape)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 2
+
+
+def train_seconds(cfg, model: torch.nn.Module, shape: tuple[int, ...], steps: int) -> float:  # noqa: ANN001
+    t = cfg.train
+    optimizer = make_optimizer(model, t)
+    x = torch.randn(t.batch_size, *shape)
+    y = torch.randint(0, 10, (t.batch_size,))
+    model.train()
+
+    def step(i: int) -> None:
+        xb = augment(x, t.augment, torch.Generator().manual_seed(i)) if t.augment else x
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(t.loss, model(xb), y).backward()
+        optimizer.step()
+
+    step(0)  # warm-up
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i + 1)
+    return (time.perf_counter() - start) / steps
+
+
+def checkpoint_seconds(cfg, model: torch.nn.Module, shape: tuple[int, ...], fraction: float) -> float:  # noqa: ANN001
+    """One checkpoint's probes on a fraction of the probe sets, scaled back up."""
+    from layerscope.probes.attacks import robust_accuracy
+    from layerscope.probes.csr import critical_sample_ratio
+    from layerscope.probes.local_complexity import local_complexity
+
+    inputs = {split: torch.randn(cfg.data.probe_size, *shape) for split in cfg.data.probe_splits}
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if cfg.probes.estimators:
+            GeometryProbe(inputs, cfg.probes.geometry)(model, 1)
+        geometry = time.perf_counter() - start
+        rest = 0.0
+        model.eval()
+        for name in cfg.probes.model_probes:
+            s = cfg.probes.settings(name)
+            m = max(int(getattr(s, "n_points", 0) * fraction), 20)
+            x, y = torch.randn(m, *shape), torch.randint(0, 10, (m,))
+            t0 = time.perf_counter()
+            if name == "pgd":
+                for _ in range(1 + len(s.eps_grid)):
+                    robust_accuracy(model, x, y, eps=0.1, steps=s.steps)
+            elif name == "csr":
+                critical_sample_ratio(model, x, radius=s.radius, step=s.step, noise=s.noise, steps=s.steps)
+            elif name == "lc":
+                for _ in s.splits:
+                    local_complexity(model, x, radius=s.radius, n_directions=s.n_directions)
+            else:
+                continue
+            rest += (time.perf_counter() - t0) * s.n_points / m
+    return geometry + rest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--probe-fraction", type=float, default=0.1)
+    parser.add_argument("--gpu-tflops", type=float, default=10.0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; CSR, PGD and LC measured on {args.probe_fraction:.0%} of their points"
+    )
+    print(
+        "| experiment | config | steps | checkpoints | s/step here | s/checkpoint here | CPU hours here | "
+        "training PFLOP | GPU hours at the assumed rate |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    totals: dict[str, list[float]] = {}
+    for name, experiment in EXPERIMENTS.items():
+        if args.only and name not in args.only.split(","):
+            continue
+        for cfg in experiment.configs("full"):
+            shape, n_train, _ = SHAPES[cfg.data.name]
+            n_train = cfg.data.n_train or n_train
+            model = build_model(cfg.model.name, in_channels=shape[0], num_classes=10, **cfg.model.params)
+            plan = training_plan(cfg.train, cfg.schedule, n_train)
+            per_step = train_seconds(cfg, model, shape, args.steps)
+            per_ckpt = checkpoint_seconds(cfg, model, shape, args.probe_fraction)
+            hours = (plan.total_steps * per_step + len(plan.checkpoints) * per_ckpt) / 3600
+            pflop = 3 * forward_flops(model, shape) * plan.total_steps * cfg.train.batch_size / 1e15
+            gpu = pflop * 1e3 / args.gpu_tflops / 3600
+            totals.setdefault(name, [0.0, 0.0])
+            totals[name][0] += hours
+            totals[name][1] += gpu
+            print(
+                f"| {name} | {cfg.name} | {plan.total_steps} | {len(plan.checkpoints)} | {per_step:.3f} | "
+                f"{per_ckpt:.1f} | {hours:.0f} | {pflop:.1f} | {gpu:.1f} |",
+                flush=True,
+            )
+    for name, (cpu, gpu) in totals.items():
+        print(f"| {name} | all full configs | | | | | {cpu:.0f} | | {gpu:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
