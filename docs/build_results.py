@@ -97,6 +97,33 @@ def agreement(a: object | None, b: object | None) -> str:
     return "agree" if a.verdict == b.verdict else "**disagree**"
 
 
+def context(name: str, claim: str) -> tuple[str, str]:
+    """What the paper reports and our control, for a finding (the module's CONTEXT, matched by the claim's text)."""
+    import importlib
+
+    module = importlib.import_module(f"layerscope.experiments.{name}")
+    for template, (reported, control) in getattr(module, "CONTEXT", {}).items():
+        if template.text.split("{")[0].rstrip(".") in claim:
+            return reported, control
+    return "-", "-"
+
+
+def rounds_table(name: str, exploratory: list, confirmed: dict) -> list[str]:
+    """Per finding of the medium size: the paper, our control, the two rounds' verdicts and whether they agree."""
+    lines = [
+        "| finding | the paper reports | our control | exploratory (seeds 0-2) | confirmatory (seeds 3-5) | rounds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in exploratory:
+        reported, control = context(name, f.claim)
+        c = confirmed.get(f.claim)
+        lines.append(
+            f"| {f.claim} | {reported} | {control} | {verdict_text(f)} | {verdict_text(c) if c else 'not run'} | "
+            f"{agreement(f, c)} |"
+        )
+    return lines
+
+
 def main() -> None:
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
     notes = (HERE / "results_notes.md").read_text()
@@ -148,6 +175,13 @@ def main() -> None:
             confirm_lines, confirm = section(name, "medium", confirm_folder, "confirmatory")
             confirmed = {f.claim: f for f in confirm}
             body += confirm_lines + [blocks.get(("confirmatory", name), "").strip(), ""]
+        if medium:
+            body += [
+                f"### {name}: each finding, the paper, our control, both rounds",
+                "",
+                *rounds_table(name, medium, confirmed),
+                "",
+            ]
         matched = set()
         for f in medium:
             q = quick_match(f.claim, quick)

@@ -21,20 +21,40 @@ def test_every_preset_config_validates(name, size):
 
 def test_full_sizes_follow_the_papers():
     tan = {c.name: c for c in EXPERIMENTS["tan2024"].configs("full")}
-    assert len([n for n in tan if "noise" not in n]) == 6  # the six optimizer regimes
-    assert tan["adam-large"].train.lr == 1e-3 and tan["adam-large"].train.batch_size == 32
+    for net in ("vgg16-bn", "resnet18"):  # the six optimizer regimes and five noise levels, for each net
+        assert len([n for n in tan if n.startswith(net) and "noise" not in n]) == 6
+        assert {c.data.label_noise for n, c in tan.items() if n.startswith(net)} == {0.0, 0.1, 0.3, 0.5, 0.7, 0.9}
+    assert tan["resnet18-adam-large"].train.lr == 1e-3 and tan["resnet18-adam-large"].train.batch_size == 32
+    assert tan["vgg16-bn-sgd-small"].train.lr == 1e-3 and tan["vgg16-bn-sgd-small"].train.batch_size == 512
     assert all(
-        c.train.epochs == 200 and c.train.weight_decay == 1e-4 and c.data.name == "cifar10" for c in tan.values()
+        c.train.epochs == 200
+        and c.train.weight_decay == 1e-4
+        and c.data.name == "cifar10"
+        and c.train.augment == ["crop", "flip"]
+        and c.schedule.kind == "epoch"  # Tan et al. measure every epoch
+        and c.probes.layers == ["pool", "output"]  # the pooled penultimate representation
+        and c.probes.batchnorm == "both"
+        and c.data.probe_size == 10000
+        for c in tan.values()
     )
-    hum = EXPERIMENTS["humayun2024"].configs("full")
-    assert {c.model.init_scale for c in hum} == {1.0, 4.0}
+    vgg16 = tan["vgg16-bn-momentum-large"].model.params
+    assert vgg16["convs"] == [2, 2, 3, 3, 3] and vgg16["max_channels"] == 512
+    hum = {c.name: c for c in EXPERIMENTS["humayun2024"].configs("full")}
+    mnist = [c for n, c in hum.items() if n.startswith("mnist")]
+    assert {c.model.init_scale for c in mnist} == {1.0, 4.0}
     assert all(
         c.train.loss == "mse"
         and c.train.optimizer == "adamw"
         and c.train.weight_decay == 0.01
         and c.data.n_train == 1000
-        for c in hum
+        and c.train.steps == 100000
+        for c in mnist
     )
+    cifar = hum["cifar10-resnet18-w16"]
+    assert cifar.model.params == {"width": 16, "batch_norm": False, "preact": True}
+    assert cifar.train.steps == 500000 and cifar.train.batch_size == 256 and cifar.train.optimizer == "adamw"
+    pgd = cifar.probes.settings("pgd")
+    assert pgd.eps == pytest.approx(50 / 255) and pgd.eps_unit == "pixel"
 
 
 def tiny_configs(size):

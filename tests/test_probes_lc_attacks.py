@@ -218,3 +218,19 @@ def test_pgd_probe_eps_grid_in_units_of_the_data_scale(trained):
     ]
     with pytest.raises(ValueError, match="eps_grid"):
         PGDSettings(eps_grid=[-0.1])
+
+
+def test_pgd_radius_per_channel():
+    # eps_unit = "pixel" gives each channel its own radius (a fraction of that channel's valid range)
+    from layerscope.probes.attacks import pgd
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).eval()
+    x, y = torch.rand(8, 3, 4, 4), torch.randint(0, 3, (8,))
+    eps = torch.tensor([0.1, 0.2, 0.05])
+    adv = pgd(model, x, y, eps=eps, steps=5, lower=torch.zeros(3), upper=torch.ones(3))
+    moved = (adv - x).abs().amax(dim=(0, 2, 3))
+    assert torch.all(moved <= eps + 1e-6) and torch.all(moved > 0.5 * eps)
+    assert adv.min() >= 0 and adv.max() <= 1
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        pgd(model, x, y, eps=torch.tensor([0.1, -0.1, 0.1]))

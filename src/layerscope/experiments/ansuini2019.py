@@ -199,6 +199,32 @@ _ACC = Claim(
 )
 CLAIMS = (_SMALL, _HUNCH, _HUNCH_CONTROL, _COMPRESS, _FLAT, _RANDOM, _PC_HIGH, _PC_BLIND, _ACC)
 
+#: For the results page, by claim (not part of the frozen rules): what the paper reports (as summarised in the
+#: project's METHODS.md; the paper's figures give its numbers) and the control each finding is measured against.
+CONTEXT = {
+    _SMALL: ("trained CNNs: every layer's ID orders of magnitude below its width", "the layer's width"),
+    _HUNCH: (
+        "the ID first rises, then falls towards the output (the hunchback); untrained profiles are flat",
+        "the same net untrained (step 0), same rule, same probe inputs",
+    ),
+    _HUNCH_CONTROL: (
+        "no hunchback without training",
+        "an untrained twin (another initialisation) in the trained net's place: must not hold",
+    ),
+    _COMPRESS: ("the last hidden layers compress: far lower ID than the input or the untrained net", "step 0"),
+    _FLAT: ("untrained networks give a flat profile", "-"),
+    _RANDOM: (
+        "nets trained on random labels lose the hunchback (no compression at the last hidden layer)",
+        "a true-label twin on the same images for the same epochs",
+    ),
+    _PC_HIGH: ("PC-ID is far higher than TwoNN", "-"),
+    _PC_BLIND: ("PC-ID cannot tell trained from untrained nets", "TwoNN's change between the same two nets"),
+    _ACC: (
+        "the last hidden layer's ID predicts test accuracy (lower ID, better accuracy)",
+        "every net on one common held-out probe set; the architecture is the unit",
+    ),
+}
+
 
 def _split(r: pd.DataFrame) -> str:
     """The probe split a run's profiles are on: ``train`` (quick size, random-label pair) or ``test`` (medium

@@ -158,6 +158,22 @@ _MIGRATE = Claim(
 
 
 CLAIMS = (_PHASES, _GROK, _COINCIDE, _ROBUST, _MIGRATE)
+
+#: For the results page, by claim (not part of the frozen rules): what the paper reports (as summarised in the
+#: project's METHODS.md; the paper's figures give its numbers) and the control each finding is measured against.
+CONTEXT = {
+    _PHASES: ("LC descends, ascends, then descends again over training", "every simpler curve, flat phases included"),
+    _GROK: ("grokking: test accuracy rises long after the training set is fitted", "the step the fit is reached"),
+    _COINCIDE: ("the final LC descent coincides with delayed generalization", "-"),
+    _ROBUST: (
+        "adversarial robustness arrives late (delayed robustness)",
+        "clean test accuracy's own half-rise (robust accuracy is bounded by it); eps fixed before the runs",
+    ),
+    _MIGRATE: (
+        "in the final phase regions migrate away from the data, towards the decision boundary",
+        "LC at the training points",
+    ),
+}
 #: The least rise (end minus start) of an accuracy curve whose half-rise is measured.
 LEAST_RISE = 0.05
 

@@ -223,6 +223,24 @@ _ALPHA = Claim(
     0.3,
 )
 CLAIMS = (_EXPAND, _EXPAND_BN, _CSR, _ALPHA)
+
+#: For the results page, by claim (not part of the frozen rules): what the paper reports (as summarised in the
+#: project's METHODS.md; the paper's figures give its numbers) and the control each finding is measured against.
+CONTEXT = {
+    _EXPAND: (
+        "over training the ID first expands, then compresses, across architectures, optimizers and data sets",
+        "checkpoints from the first epoch on (Tan et al. measure once per epoch); the rise must span >= 2 of them",
+    ),
+    _EXPAND_BN: (
+        "(not in the paper: a control)",
+        "BatchNorm statistics re-estimated on the probe inputs at each checkpoint; a VGG without BatchNorm",
+    ),
+    _CSR: ("the ID curve tracks hypothesis complexity measured by CSR", "runs whose CSR is measurable"),
+    _ALPHA: (
+        "alpha predicts adversarial robustness only at the end of training",
+        "the sign counts; every run of the round one point",
+    ),
+}
 #: An expansion counts when its rise spans at least this many checkpoints after the first epoch's.
 MIN_RISE_CHECKPOINTS = 2
 #: CSR is measurable on a run when it averages at least this over the checkpoints (6 of the medium size's 300).
