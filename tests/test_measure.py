@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -462,15 +463,12 @@ def resnet18():
 '''
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "resnet18"])
-def test_the_ansuini_preset_for_pretrained_nets_on_a_random_net_and_generated_images(tmp_path, monkeypatch, arch):
-    # the preset's layers of torchvision's VGG-16 and ResNet-18, on stand-ins with the same module names
-    # (torchvision itself does not install beside this CPU torch), weights saved to a file, images generated
+def _stand_in(tmp_path, monkeypatch, arch):
+    """A stand-in for torchvision's ``arch`` (the same module names), its weights saved to a file, and a folder
+    of generated images in three classes."""
     import importlib
 
     from PIL import Image
-
-    from layerscope.measure import ansuini_layers, ansuini_pretrained
 
     (tmp_path / "tinynets.py").write_text(TINY_NETS)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -485,6 +483,16 @@ def test_the_ansuini_preset_for_pretrained_nets_on_a_random_net_and_generated_im
             Image.fromarray(g.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
                 tmp_path / "images" / label / f"{i}.jpg"
             )
+    return tmp_path / "weights.pth", tmp_path / "images"
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet18"])
+def test_the_ansuini_preset_for_pretrained_nets_on_a_random_net_and_generated_images(tmp_path, monkeypatch, arch):
+    # the preset's layers of torchvision's VGG-16 and ResNet-18, on stand-ins with the same module names
+    # (torchvision itself does not install beside this CPU torch), weights saved to a file, images generated
+    from layerscope.measure import ansuini_layers, ansuini_pretrained
+
+    _stand_in(tmp_path, monkeypatch, arch)
     cfg = ansuini_pretrained(arch, tmp_path / "weights.pth", tmp_path / "images", n=80, source=f"tinynets:{arch}")
     assert cfg.probes.layers == ansuini_layers(arch) and cfg.data.image_size == (224, 224)
     table = load(measure(cfg, tmp_path / "runs"))
@@ -492,3 +500,62 @@ def test_the_ansuini_preset_for_pretrained_nets_on_a_random_net_and_generated_im
     assert set(table.metric) >= {"twonn", "pc_id"} and list(table.step.unique()) == [0]
     widths = table[table.metric == "n_features"].set_index("layer").value
     assert widths["output"] == 10
+
+
+@pytest.mark.xdist_group("ray")
+def test_the_full_ansuini_size_measures_pretrained_nets_beside_their_untrained_twins(tmp_path, monkeypatch):
+    # reproduce ansuini2019 --size full --pretrained vgg16=FILE --images FOLDER: the preset measures the pretrained
+    # net and the same net untrained as trials of the experiment's sweep, and the findings judge the pretrained
+    # profile against the untrained one (here a stand-in with torchvision's VGG-16 module names)
+    import json
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    import layerscope.experiments
+    from layerscope.experiments import EXPERIMENTS, Experiment, ansuini2019
+    from layerscope.experiments.base import run_tables
+    from layerscope.experiments.reproduce import reproduce
+
+    weights, images = _stand_in(tmp_path, monkeypatch, "vgg16")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    measured = ansuini2019.pretrained_configs({"vgg16": weights}, images, n=80, source="tinynets:vgg16")
+    assert [c.name for c in measured] == ["pretrained-vgg16", "untrained-vgg16"]
+    assert measured[1].model.untrained and measured[1].model.weights is None
+    monkeypatch.setitem(
+        layerscope.experiments.EXPERIMENTS,
+        "tiny",
+        Experiment(
+            "tiny", "tiny", lambda size, seeds=None: [], ansuini2019._pretrained_findings_of, lambda f: Figure()
+        ),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = reproduce("tiny", "full", tmp_path / "runs", measured=measured)
+    runs = run_tables(folder)
+    assert set(runs) == {"pretrained-vgg16", "untrained-vgg16"}
+    # the untrained twin is another net: its profile differs from the pretrained (here: saved random) weights'
+    a = runs["pretrained-vgg16"].query("metric == 'twonn' and layer == 'classifier.4'").value.iloc[0]
+    b = runs["untrained-vgg16"].query("metric == 'twonn' and layer == 'classifier.4'").value.iloc[0]
+    assert a != b
+    findings = {f["claim"]: f for f in json.loads((folder / "findings.json").read_text())}
+    hunch = next(f for c, f in findings.items() if c.startswith("Training makes the hunchback") and "vgg16" in c)
+    assert hunch["verdict"] in ("holds", "contradicted", "inconclusive") and "untrained" in hunch["measured"]
+    assert any(c.startswith("Pretrained vgg16: The trained net's profile ends lower") for c in findings)
+    assert "ansuini2019" in EXPERIMENTS
+
+
+def test_reproduce_pretrained_options_are_checked_before_anything_runs(tmp_path):
+    weights = tmp_path / "w.pth"
+    torch.save({}, weights)
+    cases = [
+        (["tan2024", "--size", "full", "--pretrained", f"vgg16={weights}", "--images", "x"], "measured by ansuini2019"),
+        (["ansuini2019", "--size", "full", "--pretrained", f"vgg16={weights}"], "needs --images FOLDER"),
+        (["ansuini2019", "--size", "full", "--pretrained", "vgg16", "--images", "x"], "takes ARCH=WEIGHTS_FILE"),
+        (["ansuini2019", "--size", "full", "--pretrained", "vgg16=nope.pth", "--images", "x"], "no such weights file"),
+        (["ansuini2019", "--size", "full", "--images", "x"], "--images is for --pretrained"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path / "runs")])
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+    assert not (tmp_path / "runs").exists()

@@ -306,6 +306,21 @@ def reproduce(
             ),
         ),
     ] = "exploratory",
+    pretrained: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=(
+                "ansuini2019 --size full: a pretrained ImageNet net to measure as ARCH=WEIGHTS_FILE (vgg16, resnet18, "
+                "... of torchvision; repeat for several), beside the same net untrained; needs --images."
+            )
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="With --pretrained: a folder of images (class subfolders), e.g. ImageNet's.")
+    ] = None,
+    n_images: Annotated[
+        int, typer.Option(help="With --pretrained: images measured (the paper: 2,000).", min=10)
+    ] = 2000,
 ) -> None:
     """Reproduce a paper's experiment: its runs (on Ray, as a sweep), its findings checked, a summary figure.
 
@@ -315,6 +330,7 @@ def reproduce(
 
     warnings.showwarning = _show_warning
     try:
+        measured = _pretrained(name, size, pretrained or [], images, n_images)
         with _LiveTable(f"reproduce {name} --size {size}") as live:
             folder = run_experiment(
                 name,
@@ -325,6 +341,7 @@ def reproduce(
                 on_progress=live,
                 replace_changed=replace_changed,
                 round=round,
+                measured=measured,
             )
     except KeyboardInterrupt as err:
         _interrupted(
@@ -334,6 +351,29 @@ def reproduce(
         _fail(str(err))
     console.print((folder / "findings.md").read_text())
     console.print(f"summary figure: {folder / 'summary.png'}; run reports: {folder}/*/report.html")
+
+
+def _pretrained(name: str, size: str, given: list[str], images: Path | None, n: int) -> list:
+    """The measure configs of ``--pretrained ARCH=FILE`` (ansuini2019, full size), or a ValueError saying why not."""
+    if not given:
+        if images is not None:
+            raise ValueError("--images is for --pretrained nets")
+        return []
+    if (name, size) != ("ansuini2019", "full"):
+        raise ValueError("--pretrained nets are measured by ansuini2019 --size full")
+    if images is None:
+        raise ValueError("--pretrained needs --images FOLDER (the images to measure the nets on)")
+    weights = {}
+    for item in given:
+        arch, sep, path = item.partition("=")
+        if not sep or not arch or not path:
+            raise ValueError(f"--pretrained takes ARCH=WEIGHTS_FILE, got {item!r}")
+        if not Path(path).is_file():
+            raise ValueError(f"--pretrained {arch}: no such weights file: {path}")
+        weights[arch] = path
+    from .experiments.ansuini2019 import pretrained_configs
+
+    return pretrained_configs(weights, images, n=n)
 
 
 @app.command()

@@ -78,13 +78,15 @@ class ModelSource(_Strict):
     folder per checkpoint, loaded with ``task``). ``weights``: one file or folder;
     ``checkpoints``: a folder or a glob of them, in step order; ``steps``: the
     training step of each (default: read from the names: ``step-500``, ``checkpoint-500``,
-    ``epoch=3-step=1200``).
+    ``epoch=3-step=1200``); ``untrained``: the net as its constructor initialises it (seeded by
+    the config's ``seed``), no weights: the untrained control of a pretrained net.
     """
 
     source: str
     params: dict[str, Any] = {}
     weights: Path | None = None
     checkpoints: str | None = None
+    untrained: bool = Field(False, description="measure the net as initialised (seeded), no weights: a control")
     steps: list[int] | None = None
     only_steps: list[int] | None = Field(None, description="measure only these steps of the series")
     task: str = Field("AutoModel", description="the transformers class for source = 'hf' (AutoModelForCausalLM, ...)")
@@ -100,9 +102,10 @@ class ModelSource(_Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> ModelSource:
-        if (self.weights is None) == (self.checkpoints is None):
+        if (self.weights is not None) + (self.checkpoints is not None) + self.untrained != 1:
             raise ValueError(
-                "give model.weights (one model) or model.checkpoints (a folder or glob of them), one of the two"
+                "give model.weights (one model), model.checkpoints (a folder or glob of them) or model.untrained = "
+                "true (the net as initialised), one of the three"
             )
         if self.steps is not None and any(s < 0 for s in self.steps):
             raise ValueError("model.steps must be >= 0")
@@ -222,6 +225,8 @@ def find_checkpoints(spec: ModelSource) -> list[tuple[int, Path]]:
     CheckpointError
         No checkpoint found, steps not readable from the names, or two with one step.
     """
+    if spec.untrained:
+        return [(0, UNTRAINED)]
     if spec.weights is not None:
         paths = [Path(spec.weights)]
         steps = spec.steps or [0]
@@ -380,8 +385,13 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+#: The "checkpoint" of an untrained model source (``model.untrained``): no file.
+UNTRAINED = Path("(untrained)")
+
+
 def build(spec: ModelSource, path: Path) -> nn.Module:
-    """The model of one checkpoint, weights loaded, in eval mode.
+    """The model of one checkpoint, weights loaded (none for ``model.untrained``: the initialisation, seeded by
+    the caller), in eval mode.
 
     Raises
     ------
@@ -398,6 +408,8 @@ def build(spec: ModelSource, path: Path) -> nn.Module:
             raise ValueError(f"model.source {spec.source!r} returned {type(model).__name__}, not a torch nn.Module")
     else:
         model = build_model(spec.source, **spec.params)
+    if spec.untrained:
+        return model.eval()
     return load_into(model, read_weights(path), str(path)).eval()
 
 
@@ -658,6 +670,7 @@ def measure(
         try:
             for step, path in _progress(series, done, config.name):
                 try:
+                    torch.manual_seed(config.seed)  # the initialisation of an untrained net, and any random layer
                     model = build(config.model, path)
                 except CheckpointError as err:
                     if len(series) == 1:  # one model: its error is the answer
@@ -808,7 +821,7 @@ def ansuini_layers(arch: str) -> list[str]:
 
 def ansuini_pretrained(
     arch: str,
-    weights: str | Path,
+    weights: str | Path | None,
     images: str | Path,
     *,
     n: int = 2000,
@@ -818,15 +831,17 @@ def ansuini_pretrained(
 ) -> MeasureConfig:
     """Ansuini et al.'s measurement of a pretrained ImageNet net: TwoNN and PC-ID at the paper's layers
     (:func:`ansuini_layers`) on ``n`` images of a folder (resized to 224 x 224, ImageNet's
-    normalisation; no centre crop), the net ``torchvision:ARCH`` with its weights file.
-    ``source`` replaces the model source (a net with the same layer names)."""
+    normalisation; no centre crop), the net ``torchvision:ARCH`` with its weights file (``None``: the
+    net as initialised, seeded by ``seed``: the untrained control). ``source`` replaces the model source
+    (a net with the same layer names)."""
     layers = ansuini_layers(arch)
     return parse_measure_config(
         {
-            "name": f"ansuini-{arch}",
+            "name": f"ansuini-{arch}" + ("-untrained" if weights is None else ""),
             "seed": seed,
             "device": device,
-            "model": {"source": source or f"torchvision:{arch}", "weights": str(weights)},
+            "model": {"source": source or f"torchvision:{arch}"}
+            | ({"untrained": True} if weights is None else {"weights": str(weights)}),
             "data": {
                 "kind": "images",
                 "path": str(images),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from matplotlib.figure import Figure
 
 from .._plotting import subplots
 from ..config import RunConfig
+from ..measure import MeasureConfig
 from .base import (
     SEEDS,
     Claim,
@@ -227,9 +229,10 @@ CONTEXT = {
 
 
 def _split(r: pd.DataFrame) -> str:
-    """The probe split a run's profiles are on: ``train`` (quick size, random-label pair) or ``test`` (medium
-    family: one common held-out probe set)."""
-    return "train" if ((r.metric == "twonn") & (r.split == "train")).any() else "test"
+    """The probe split a run's profiles are on: ``train`` (quick size, random-label pair), ``test`` (medium
+    family: one common held-out probe set), or a measured net's own (``probe``)."""
+    splits = set(r[r.metric == "twonn"].split)
+    return next((s for s in ("train", "test") if s in splits), min(splits, default="train"))
 
 
 def _layers(r: pd.DataFrame, metric: str = "twonn") -> list[str]:
@@ -254,13 +257,15 @@ def _profile_evidence(
     last_hidden: str,
     where: str,
     *,
+    untrained: pd.DataFrame | None = None,
     untrained_twin: pd.DataFrame | None = None,
     random_labels: pd.DataFrame | None = None,
     true_labels: pd.DataFrame | None = None,
 ) -> dict[Claim, Evidence]:
     """The profile findings on one trained run, for one seed, each with its control: the run's own untrained
     profile (step 0), an untrained twin (another initialisation) and a random-label net with its true-label twin;
-    each effect with its standard error propagated from the stored errors (first order)."""
+    each effect with its standard error propagated from the stored errors (first order). ``untrained``: the
+    untrained net's run when it is not the trained run's step 0 (a pretrained net's)."""
     last = int(trained.step.max())
     split = _split(trained)
     layers = _layers(trained)
@@ -268,7 +273,7 @@ def _profile_evidence(
     h = slice(1, len(layers) - 1) if layers[-1] == "output" else slice(1, len(layers))
     widths = profile(trained, last, split, layers, "n_features")
     id_trained, e_trained = profile_errors(trained, last, split, layers)
-    id_untrained, e_untrained = profile_errors(trained, 0, split, layers)
+    id_untrained, e_untrained = profile_errors(trained if untrained is None else untrained, 0, split, layers)
     k = layers.index(last_hidden)
     out: dict[Claim, Evidence] = {}
     ratio = np.log10(widths[h] / id_trained[h])
@@ -317,7 +322,7 @@ def _profile_evidence(
         out[_RANDOM] = _random_labels(random_labels, true_labels, last_hidden)
     if "pc_id" in set(trained.metric):
         pc_t, pe_t = profile_errors(trained, last, split, layers, "pc_id")
-        pc_u, pe_u = profile_errors(trained, 0, split, layers, "pc_id")
+        pc_u, pe_u = profile_errors(trained if untrained is None else untrained, 0, split, layers, "pc_id")
         ratios = pc_t[h] / id_trained[h]
         j = int(np.argmin(ratios))
         out[_PC_HIGH] = Evidence(
@@ -367,6 +372,56 @@ def _random_labels(random_labels: pd.DataFrame, true_labels: pd.DataFrame, last_
     )
 
 
+#: The last hidden layer of the pretrained ImageNet nets (measure.ansuini_layers): VGG-16's second hidden fully
+#: connected layer, a ResNet's pooled features.
+PRETRAINED_LAST_HIDDEN = {"vgg16": "classifier.4"}
+
+
+def pretrained_configs(
+    weights: Mapping[str, str | Path],
+    images: str | Path,
+    *,
+    n: int = 2000,
+    source: str | None = None,
+    device: str = "cpu",
+) -> list[MeasureConfig]:
+    """The full size's pretrained ImageNet nets (Ansuini et al.'s main results): for each ``arch: weights file``
+    the preset measurement (:func:`layerscope.measure.ansuini_pretrained`) of the pretrained net
+    (``pretrained-ARCH``) and of the same net untrained (``untrained-ARCH``, seeded), on ``n`` images of the folder
+    ``images``. ``layerscope reproduce ansuini2019 --size full --pretrained vgg16=FILE --images FOLDER`` runs them
+    with the MNIST runs."""
+    from ..measure import ansuini_pretrained
+
+    out = []
+    for arch, path in weights.items():
+        for name, w in ((f"pretrained-{arch}", path), (f"untrained-{arch}", None)):
+            cfg = ansuini_pretrained(arch, w, images, n=n, source=source, device=device)
+            out.append(cfg.model_copy(update={"name": name}))
+    return out
+
+
+def _pretrained_findings(runs: dict[str, pd.DataFrame]) -> list[Finding]:
+    """The profile findings on each measured pretrained net against the same net untrained (one run each: z-tests
+    with the stored errors)."""
+    out = []
+    for name in sorted(runs):
+        if not name.startswith("pretrained-") or f"untrained-{name[11:]}" not in runs:
+            continue
+        arch = name[11:]
+        last = PRETRAINED_LAST_HIDDEN.get(arch, "avgpool")
+        ev = _profile_evidence(runs[name], last, f"; pretrained {arch}", untrained=runs[f"untrained-{arch}"])
+        for claim, e in ev.items():
+            if "hunchback" not in claim.text:
+                claim = Claim(f"Pretrained {arch}: {claim.text}", claim.effect, claim.smallest, claim.direction)
+            out.append(over_seeds(claim, {0: e}))
+    return out
+
+
+def _pretrained_findings_of(folder: Path) -> list[Finding]:
+    """The pretrained nets' findings alone (Holm over them), from a folder's runs."""
+    return holm(_pretrained_findings(run_tables(folder)))
+
+
 def findings(folder: Path) -> list[Finding]:
     runs = run_tables(folder)
     seeds = by_seed(runs)
@@ -382,6 +437,7 @@ def findings(folder: Path) -> list[Finding]:
                 ids.append(value(r, "twonn", "relu3", step, _split(r)))
                 accs.append(value(r, "test_acc", "", step, "test"))
         out.append(correlation(ids, accs, "nets of different widths", _ACC.format(where=""), None))
+        out += _pretrained_findings(runs)
         return holm(out)
     evidence: dict[Claim, dict[int, Evidence]] = {}
     for seed, group in seeds.items():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..analysis.phases import THRESHOLD
+from ..measure import MeasureConfig
 from ..report import make_report
 from ..store.remote import location
 from ..sweep import Trial, TrialState, run_trials
@@ -31,6 +32,7 @@ def reproduce(
     on_progress: Callable[[list[TrialState]], None] | None = None,
     replace_changed: bool = False,
     round: str = "exploratory",
+    measured: Sequence[MeasureConfig] = (),
 ) -> Path:
     """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE`` and check its findings.
 
@@ -49,6 +51,10 @@ def reproduce(
     ``confirmatory`` (fresh seeds 3-5, into ``OUT/NAME-medium-confirmatory``), which
     runs only while the configs and rules are the frozen ones
     (``layerscope/experiments/frozen.json``): nothing tuned between the two rounds.
+
+    ``measured``: nets trained elsewhere, measured as trials of the same sweep
+    (:func:`layerscope.experiments.ansuini2019.pretrained_configs`: the full size's
+    pretrained ImageNet nets and their untrained twins); the findings include them.
 
     Raises
     ------
@@ -79,6 +85,9 @@ def reproduce(
             )
     folder = round_folder(out, name, size, round)
     configs = experiment.configs(size, seeds=ROUNDS[round]) if size == "medium" else experiment.configs(size)
+    configs = [*configs, *measured]
+    if len({c.name for c in configs}) < len(configs):
+        raise ValueError("two runs of the experiment share a name: " + ", ".join(c.name for c in measured))
     folder.mkdir(parents=True, exist_ok=True)
     record = {
         "experiment": name,
