@@ -5,10 +5,11 @@ and the total it implies.
 
 For every full config of the papers' experiments (``layerscope.experiments``): the config's net, batch, optimizer,
 loss and augmentation trained ``--steps`` steps on random inputs of the data set's shape (after one warm-up step),
-and one checkpoint's probes on random inputs: the geometry (the config's estimators, layers and BatchNorm
-readings) on probe sets of the config's size, and CSR, PGD and LC, whose cost is linear in their points, on
-``--probe-fraction`` of them, scaled back up. Forward FLOPs per example come from
-``torch.utils.flop_counter``; a training step is counted as 3 forward passes.
+and one checkpoint's probes on random inputs (the geometry with the config's estimators, layers and BatchNorm
+readings; CSR, PGD and LC) on ``--probe-fraction`` of their points, scaled back up linearly: the nets' forward
+passes, which dominate, are linear in the points (TwoNN's neighbour search is not, but on these layers it is a
+small part). Configs that share a net, batch and optimizer (or a net and probes) are measured once. Forward
+FLOPs per example come from ``torch.utils.flop_counter``; a training step is counted as 3 forward passes.
 
 Prints, per config: steps, checkpoints, seconds per step and per checkpoint here, the hours this CPU would take,
 and the training PFLOPs, with a GPU estimate at an assumed sustained rate (``--gpu-tflops``, default 10: what
@@ -69,13 +70,14 @@ def checkpoint_seconds(cfg, model: torch.nn.Module, shape: tuple[int, ...], frac
     from layerscope.probes.csr import critical_sample_ratio
     from layerscope.probes.local_complexity import local_complexity
 
-    inputs = {split: torch.randn(cfg.data.probe_size, *shape) for split in cfg.data.probe_splits}
+    n = max(int(cfg.data.probe_size * fraction), 50)
+    inputs = {split: torch.randn(n, *shape) for split in cfg.data.probe_splits}
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if cfg.probes.estimators:
             GeometryProbe(inputs, cfg.probes.geometry)(model, 1)
-        geometry = time.perf_counter() - start
+        geometry = (time.perf_counter() - start) * cfg.data.probe_size / n
         rest = 0.0
         model.eval()
         for name in cfg.probes.model_probes:
@@ -115,6 +117,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     totals: dict[str, list[float]] = {}
+    step_cache: dict[str, float] = {}
+    checkpoint_cache: dict[str, float] = {}
     for name, experiment in EXPERIMENTS.items():
         if args.only and name not in args.only.split(","):
             continue
@@ -123,8 +127,14 @@ def main() -> None:
             n_train = cfg.data.n_train or n_train
             model = build_model(cfg.model.name, in_channels=shape[0], num_classes=10, **cfg.model.params)
             plan = training_plan(cfg.train, cfg.schedule, n_train)
-            per_step = train_seconds(cfg, model, shape, args.steps)
-            per_ckpt = checkpoint_seconds(cfg, model, shape, args.probe_fraction)
+            net = repr((cfg.model.name, cfg.model.params, cfg.data.name))
+            train_key = net + repr((cfg.train.batch_size, cfg.train.optimizer, cfg.train.loss, cfg.train.augment))
+            probe_key = net + repr((cfg.probes.model_dump(mode="json"), cfg.data.probe_size, cfg.data.probe_splits))
+            if train_key not in step_cache:
+                step_cache[train_key] = train_seconds(cfg, model, shape, args.steps)
+            if probe_key not in checkpoint_cache:
+                checkpoint_cache[probe_key] = checkpoint_seconds(cfg, model, shape, args.probe_fraction)
+            per_step, per_ckpt = step_cache[train_key], checkpoint_cache[probe_key]
             hours = (plan.total_steps * per_step + len(plan.checkpoints) * per_ckpt) / 3600
             pflop = 3 * forward_flops(model, shape) * plan.total_steps * cfg.train.batch_size / 1e15
             gpu = pflop * 1e3 / args.gpu_tflops / 3600
