@@ -146,7 +146,7 @@ def test_bad_input_gets_one_line_errors(tmp_path):
     )
     with pytest.raises(CheckpointError, match="first missing key 'conv1.weight'.*first unexpected key"):
         measure(cfg, tmp_path / "runs")
-    with pytest.raises(ConfigError, match="model.weights .* or model.checkpoints"):
+    with pytest.raises(ConfigError, match="model.weights .*, model.checkpoints .* or model.untrained"):
         parse_measure_config({"name": "x", "model": {"source": "ansuini_cnn"}, "data": {"kind": "arrays", "path": "p"}})
     with pytest.raises(ConfigError, match="probes.measures: lc need labels"):
         parse_measure_config(
