@@ -24,13 +24,14 @@ import os
 import platform
 import time
 import warnings
+from types import SimpleNamespace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from layerscope.experiments import EXPERIMENTS
-from layerscope.models import build_model
 from layerscope.probes.geometry import GeometryProbe
+from layerscope.runner import prepare_model
 from layerscope.train.loop import augment, loss_fn, make_optimizer
 from layerscope.train.schedule import training_plan
 
@@ -125,7 +126,7 @@ def main() -> None:
         for cfg in experiment.configs("full"):
             shape, n_train, _ = SHAPES[cfg.data.name]
             n_train = cfg.data.n_train or n_train
-            model = build_model(cfg.model.name, in_channels=shape[0], num_classes=10, **cfg.model.params)
+            model = prepare_model(cfg, SimpleNamespace(input_shape=shape, num_classes=10))
             plan = training_plan(cfg.train, cfg.schedule, n_train)
             net = repr((cfg.model.name, cfg.model.params, cfg.data.name))
             train_key = net + repr((cfg.train.batch_size, cfg.train.optimizer, cfg.train.loss, cfg.train.augment))
@@ -143,11 +144,11 @@ def main() -> None:
             totals[name][1] += gpu
             print(
                 f"| {name} | {cfg.name} | {plan.total_steps} | {len(plan.checkpoints)} | {per_step:.3f} | "
-                f"{per_ckpt:.1f} | {hours:.0f} | {pflop:.1f} | {gpu:.1f} |",
+                f"{per_ckpt:.1f} | {hours:.1f} | {pflop:.2f} | {gpu:.2f} |",
                 flush=True,
             )
     for name, (cpu, gpu) in totals.items():
-        print(f"| {name} | all full configs | | | | | {cpu:.0f} | | {gpu:.0f} |")
+        print(f"| {name} | all full configs | | | | | {cpu:.0f} | | {gpu:.1f} |")
 
 
 if __name__ == "__main__":
