@@ -12,16 +12,17 @@ small part). Configs that share a net, batch and optimizer (or a net and probes)
 FLOPs per example come from ``torch.utils.flop_counter``; a training step is counted as 3 forward passes.
 
 Prints, per config: steps, checkpoints, seconds per step and per checkpoint here, the hours this CPU would take,
-and the training PFLOPs, with a GPU estimate at an assumed sustained rate (``--gpu-tflops``, default 10: what
-fp32 convolutional nets of this size sustain on a recent data-centre GPU is typically 10-30% of its peak; not
-measured here). Nothing here is asserted: the machines are shared and noisy.
+and the PFLOPs of training and probes (forward-pass equivalents of the probes: the probe sets through the net
+in each BatchNorm reading, PGD's and CSR's steps, LC's cross-polytope vertices), with a GPU estimate at an assumed
+sustained rate (``--gpu-tflops``, default 10: an assumption, not a measurement; a recent data-centre GPU's fp32
+peak is 20-70 TFLOP/s, and small convolutional nets at these batch sizes sustain a fraction of it). Nothing here
+is asserted: the machines are shared and noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 import warnings
 from types import SimpleNamespace
@@ -100,6 +101,23 @@ def checkpoint_seconds(cfg, model: torch.nn.Module, shape: tuple[int, ...], frac
     return geometry + rest
 
 
+def probe_passes(cfg, model: torch.nn.Module) -> float:  # noqa: ANN001
+    """Forward-pass equivalents of one checkpoint's probes (a backward pass counted as two forward ones)."""
+    from layerscope.probes.geometry import has_batchnorm
+
+    readings = 2 if cfg.probes.batchnorm == "both" and has_batchnorm(model) else 1
+    passes = cfg.data.probe_size * len(cfg.data.probe_splits) * (readings + (readings > 1))
+    for name in cfg.probes.model_probes:
+        s = cfg.probes.settings(name)
+        if name == "pgd":
+            passes += s.n_points * len(s.splits) * (1 + len(s.eps_grid)) * (3 * s.steps + 2)
+        elif name == "csr":
+            passes += s.n_points * len(s.splits) * 3 * s.steps
+        elif name == "lc":
+            passes += s.n_points * len(s.splits) * 2 * s.n_directions
+    return passes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
@@ -108,13 +126,15 @@ def main() -> None:
     parser.add_argument("--gpu-tflops", type=float, default=10.0)
     args = parser.parse_args()
     torch.manual_seed(0)
+    from estimators import cpu_description  # benchmarks/estimators.py: the CPU's name and features
+
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"# {cpu_description()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; CSR, PGD and LC measured on {args.probe_fraction:.0%} of their points"
     )
     print(
         "| experiment | config | steps | checkpoints | s/step here | s/checkpoint here | CPU hours here | "
-        "training PFLOP | GPU hours at the assumed rate |"
+        "PFLOP (training + probes) | GPU hours at the assumed rate |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     totals: dict[str, list[float]] = {}
@@ -137,7 +157,12 @@ def main() -> None:
                 checkpoint_cache[probe_key] = checkpoint_seconds(cfg, model, shape, args.probe_fraction)
             per_step, per_ckpt = step_cache[train_key], checkpoint_cache[probe_key]
             hours = (plan.total_steps * per_step + len(plan.checkpoints) * per_ckpt) / 3600
-            pflop = 3 * forward_flops(model, shape) * plan.total_steps * cfg.train.batch_size / 1e15
+            forward = forward_flops(model, shape)
+            pflop = (
+                forward
+                * (3 * plan.total_steps * cfg.train.batch_size + len(plan.checkpoints) * probe_passes(cfg, model))
+                / 1e15
+            )
             gpu = pflop * 1e3 / args.gpu_tflops / 3600
             totals.setdefault(name, [0.0, 0.0])
             totals[name][0] += hours
