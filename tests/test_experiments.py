@@ -276,3 +276,15 @@ def test_full_sizes_run_on_files_in_the_real_formats(name, tmp_path, monkeypatch
     )
     assert (folder / "summary.png").stat().st_size > 10_000
     assert {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")} == {c.name for c in configs}
+
+
+def test_cli_reproduce_device_and_resources_are_checked_before_anything_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "ansuini2019", "--device", "tpu", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'" in result.output
+    result = CliRunner().invoke(app, ["reproduce", "ansuini2019", "--gpus-per-run", "-1", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "gpus-per-run" in result.output
+    assert not any(tmp_path.iterdir())

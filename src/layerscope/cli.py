@@ -321,12 +321,16 @@ def reproduce(
     n_images: Annotated[
         int, typer.Option(help="With --pretrained: images measured (the paper: 2,000).", min=10)
     ] = 2000,
+    device: Annotated[str | None, typer.Option(help="Every run's device (cuda, cuda:1, cpu).")] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="CPUs one run takes of the cluster.", min=0.01)] = 1.0,
+    gpus_per_run: Annotated[float, typer.Option(help="GPUs one run takes (with --device cuda).", min=0)] = 0.0,
 ) -> None:
     """Reproduce a paper's experiment: its runs (on Ray, as a sweep), its findings checked, a summary figure.
 
     Re-running continues where it stopped: finished runs are kept, interrupted ones resumed.
     """
     from .experiments.reproduce import reproduce as run_experiment
+    from .sweep import Resources
 
     warnings.showwarning = _show_warning
     try:
@@ -342,6 +346,8 @@ def reproduce(
                 replace_changed=replace_changed,
                 round=round,
                 measured=measured,
+                device=device,
+                resources=Resources(cpu=cpus_per_run, gpu=gpus_per_run),
             )
     except KeyboardInterrupt as err:
         _interrupted(

@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..analysis.phases import THRESHOLD
+from ..config import check_device_name
 from ..measure import MeasureConfig
 from ..report import make_report
 from ..store.remote import location
-from ..sweep import Trial, TrialState, run_trials
+from ..sweep import Resources, Trial, TrialState, run_trials
 from .base import ROUNDS, Finding, frozen, protocol
 
 SIZES = ("quick", "medium", "full")
@@ -33,6 +34,8 @@ def reproduce(
     replace_changed: bool = False,
     round: str = "exploratory",
     measured: Sequence[MeasureConfig] = (),
+    device: str | None = None,
+    resources: Resources | None = None,
 ) -> Path:
     """Run every config of experiment ``name`` at ``size`` into ``out/NAME-SIZE`` and check its findings.
 
@@ -51,6 +54,9 @@ def reproduce(
     ``confirmatory`` (fresh seeds 3-5, into ``OUT/NAME-medium-confirmatory``), which
     runs only while the configs and rules are the frozen ones
     (``layerscope/experiments/frozen.json``): nothing tuned between the two rounds.
+
+    ``device`` (``cuda``) replaces every run's device; ``resources`` is what one run
+    takes of the cluster (``Resources(cpu=4, gpu=1)``; default one CPU).
 
     ``measured``: nets trained elsewhere, measured as trials of the same sweep
     (:func:`layerscope.experiments.ansuini2019.pretrained_configs`: the full size's
@@ -86,6 +92,9 @@ def reproduce(
     folder = round_folder(out, name, size, round)
     configs = experiment.configs(size, seeds=ROUNDS[round]) if size == "medium" else experiment.configs(size)
     configs = [*configs, *measured]
+    if device is not None:
+        check_device_name(device)
+        configs = [c.model_copy(update={"device": device}) for c in configs]
     if len({c.name for c in configs}) < len(configs):
         raise ValueError("two runs of the experiment share a name: " + ", ".join(c.name for c in measured))
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,6 +117,7 @@ def reproduce(
         on_progress=on_progress,
         require_ray=False,
         replace_changed=replace_changed,
+        resources=resources,
     )
     failed = [s for s in states if s.status == "failed"]
     if failed:
