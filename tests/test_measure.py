@@ -518,6 +518,9 @@ def test_the_full_ansuini_size_measures_pretrained_nets_beside_their_untrained_t
     from layerscope.experiments.reproduce import reproduce
 
     weights, images = _stand_in(tmp_path, monkeypatch, "vgg16")
+    # the "pretrained" weights: another draw than the untrained twin's seeded initialisation (seed 0)
+    torch.manual_seed(7)
+    torch.save({k: torch.randn_like(v) * v.std() for k, v in torch.load(weights, weights_only=True).items()}, weights)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     measured = ansuini2019.pretrained_configs({"vgg16": weights}, images, n=80, source="tinynets:vgg16")
     assert [c.name for c in measured] == ["pretrained-vgg16", "untrained-vgg16"]
@@ -534,7 +537,7 @@ def test_the_full_ansuini_size_measures_pretrained_nets_beside_their_untrained_t
         folder = reproduce("tiny", "full", tmp_path / "runs", measured=measured)
     runs = run_tables(folder)
     assert set(runs) == {"pretrained-vgg16", "untrained-vgg16"}
-    # the untrained twin is another net: its profile differs from the pretrained (here: saved random) weights'
+    # the untrained twin is another net (the initialisation, seeded): its profile differs from the saved weights'
     a = runs["pretrained-vgg16"].query("metric == 'twonn' and layer == 'classifier.4'").value.iloc[0]
     b = runs["untrained-vgg16"].query("metric == 'twonn' and layer == 'classifier.4'").value.iloc[0]
     assert a != b
