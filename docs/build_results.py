@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from layerscope.experiments import EXPERIMENTS
-from layerscope.experiments.base import ROUNDS
+from layerscope.experiments.base import ROUNDS, frozen
 from layerscope.experiments.reproduce import findings_table, round_folder, verdict_text
 from layerscope.store import RunStore, find_runs
 
@@ -76,18 +76,26 @@ def section(name: str, size: str, folder: Path, round: str = "exploratory") -> t
 
 
 def protocol_lines(folder: Path) -> list[str]:
-    """The configs' and rules' hashes stored with the runs (protocol.json), and whether they are the frozen ones."""
+    """A medium round's configs' and rules' hashes as stored with its runs (protocol.json), and whether they are
+    the frozen ones (experiments/frozen.json: frozen after the exploratory round, so that round's hashes are
+    compared with the freeze that followed it)."""
     path = folder / "protocol.json"
     if not path.exists():
         return []
     p = json.loads(path.read_text())
-    frozen = p.get("frozen")
-    if frozen is None:
+    if p.get("size") != "medium":
+        return []
+    fixed = frozen().get(p["experiment"])
+    if fixed is None:
         state = "not frozen"
     else:
-        which = "these are the frozen ones" if p["matches_frozen"] else "NOT the frozen ones"
-        state = f"frozen on {frozen['frozen_on']}: {which}"
-    return [f"Protocol (SHA-256): configs `{p['configs'][:16]}`, rules `{p['rules'][:16]}` ({state}).", ""]
+        same = fixed["configs"] == p["configs"] and fixed["rules"] == p["rules"]
+        when = "frozen after this round" if p["round"] == "exploratory" else "frozen"
+        state = f"{when} on {fixed['frozen_on']}: {'the same hashes' if same else 'NOT the frozen hashes'}"
+    return [
+        f"Protocol (SHA-256, `protocol.json`): configs `{p['configs'][:16]}`, rules `{p['rules'][:16]}` ({state}).",
+        "",
+    ]
 
 
 def agreement(a: object | None, b: object | None) -> str:

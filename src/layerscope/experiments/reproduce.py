@@ -180,6 +180,26 @@ def verdict_text(f: Finding) -> str:
     return f"{f.verdict} ({', '.join(extra)})" if extra else f.verdict
 
 
+def _protocol_html(folder: Path) -> str:
+    """A medium round's seeds and the hashes of its configs and rules (protocol.json), as a paragraph."""
+    path = folder / "protocol.json"
+    if not path.exists():
+        return ""
+    p = json.loads(path.read_text())
+    if p.get("round") is None:
+        return ""
+    frozen_note = (
+        "not frozen"
+        if p.get("frozen") is None
+        else ("the frozen ones" if p.get("matches_frozen") else "NOT the frozen ones")
+        + f" (experiments/frozen.json, {p['frozen']['frozen_on']})"
+    )
+    return (
+        f"<p>Round: {html.escape(p['round'])}, seeds {', '.join(map(str, p['seeds']))}. Configs SHA-256 "
+        f"<code>{p['configs'][:16]}</code>, rules <code>{p['rules'][:16]}</code>: {html.escape(frozen_note)}.</p>"
+    )
+
+
 def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str], command: str) -> Path:
     """``report.html``: the summary figure, the findings with verdicts, links to every run's report."""
     rows = "".join(
@@ -193,7 +213,7 @@ def write_page(folder: Path, paper: str, findings: list[Finding], runs: list[str
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}} img{{max-width:100%}}
 td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}}
 .holds{{color:#1a7f37}} .contradicted{{color:#b42318}} .inconclusive{{color:#8a6d00}}</style></head>
-<body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>
+<body><h1>{html.escape(paper)}</h1><p>Command: <code>{html.escape(command)}</code></p>{_protocol_html(folder)}
 <img src="summary.png" alt="summary figure"><h2>Findings</h2>
 <table><tr><th>finding</th><th>rule (declared before the runs)</th><th>measured</th><th>verdict</th>
 <th>confidence it holds</th><th>adjusted (Holm)</th></tr>{rows}</table><p>{html.escape(VERDICT_NOTE)}</p>
