@@ -28,7 +28,7 @@ import pandas as pd
 
 from layerscope.experiments import EXPERIMENTS
 from layerscope.experiments.base import ROUNDS, frozen
-from layerscope.experiments.reproduce import findings_table, round_folder, verdict_text
+from layerscope.experiments.reproduce import cell, findings_table, round_folder, verdict_text
 from layerscope.store import RunStore, find_runs
 
 HERE = Path(__file__).parent
@@ -126,7 +126,7 @@ def rounds_table(name: str, exploratory: list, confirmed: dict) -> list[str]:
         reported, control = context(name, f.claim)
         c = confirmed.get(f.claim)
         lines.append(
-            f"| {f.claim} | {reported} | {control} | {verdict_text(f)} | {verdict_text(c) if c else 'not run'} | "
+            f"| {cell(f.claim)} | {reported} | {control} | {verdict_text(f)} | {verdict_text(c) if c else 'not run'} | "
             f"{agreement(f, c)} |"
         )
     return lines

@@ -159,10 +159,16 @@ def findings_table(findings: list[Finding]) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {f.claim} | {f.rule} | {f.measured} | {verdict_text(f)} | {_number(f.confidence)} | {_number(f.adjusted)} |"
+        f"| {cell(f.claim)} | {cell(f.rule)} | {cell(f.measured)} | {verdict_text(f)} | {_number(f.confidence)} | "
+        f"{_number(f.adjusted)} |"
         for f in findings
     ]
     return "\n".join(lines)
+
+
+def cell(text: str) -> str:
+    """Text for a markdown table's cell: its pipes (|log x|) escaped, so they do not split the row."""
+    return text.replace("|", "\\|")
 
 
 def _number(x: float | None) -> str:
