@@ -417,11 +417,6 @@ def _pretrained_findings(runs: dict[str, pd.DataFrame]) -> list[Finding]:
     return out
 
 
-def _pretrained_findings_of(folder: Path) -> list[Finding]:
-    """The pretrained nets' findings alone (Holm over them), from a folder's runs."""
-    return holm(_pretrained_findings(run_tables(folder)))
-
-
 def findings(folder: Path) -> list[Finding]:
     runs = run_tables(folder)
     seeds = by_seed(runs)
