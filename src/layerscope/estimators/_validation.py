@@ -99,7 +99,11 @@ def check_points(X: Array, *, min_points: int, what: str = "X") -> np.ndarray | 
             )
     if n < min_points:
         raise ValueError(f"{what} has {n} points (n_samples = {n}); this method needs at least {min_points}")
-    if bool((X.max(0)[0] == X.min(0)[0]).all() if isinstance(X, torch.Tensor) else (X.max(0) == X.min(0)).all()):
+    # Identical rows have bit-identical sums (same values, same order): only when every row sum is
+    # the same are the columns compared (two more passes over the data, skipped in any real case).
+    if bool((row_sums == row_sums[0]).all()) and bool(
+        (X.max(0)[0] == X.min(0)[0]).all() if isinstance(X, torch.Tensor) else (X.max(0) == X.min(0)).all()
+    ):
         raise ValueError(f"all {n} points of {what} are identical: the dimension is undefined")
     return X
 
@@ -141,7 +145,8 @@ def unit_factor(t: torch.Tensor) -> float:
     by a power of two is exact (no digit is lost), so data can be brought to unit
     scale before any float32 arithmetic and the results scaled back.
     """
-    peak = max(float(t.max()), -float(t.min()))  # no |t| temporary
+    low, high = torch.aminmax(t)  # one pass, no |t| temporary
+    peak = max(float(high), -float(low))
     if peak == 0:
         return 1.0
     return math.ldexp(1.0, -math.frexp(peak)[1])

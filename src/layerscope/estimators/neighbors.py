@@ -428,13 +428,13 @@ def _centred_rows(
     return out, sq
 
 
-def _superblocks(n: int, d: int, dtype: torch.dtype, copies: int = 2) -> list[tuple[int, int]]:
-    """Row ranges of the search copy: all rows at once when the copy fits in ``_SEARCH_BYTES``,
-    else equal ranges of which ``copies`` at a time fit."""
+def _superblocks(n: int, d: int, dtype: torch.dtype, forms: int = 1) -> list[tuple[int, int]]:
+    """Row ranges of the search copy: all rows at once when ``forms`` copies of it (the columns' and,
+    in bf16, the rows' form) fit in ``_SEARCH_BYTES``, else equal ranges of which two fit."""
     itemsize = torch.finfo(dtype).bits // 8
-    if n * d * itemsize * (copies - 1) <= _SEARCH_BYTES:
+    if n * d * itemsize * forms <= _SEARCH_BYTES:
         return [(0, n)]
-    rows = max(1, _SEARCH_BYTES // (copies * d * itemsize))
+    rows = max(1, _SEARCH_BYTES // (2 * d * itemsize))
     parts = math.ceil(n / rows)
     edges = [round(i * n / parts) for i in range(parts + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
@@ -497,11 +497,15 @@ def _candidates_torch(
     float32, is the score itself, rounded once at 2^-8 of the distance.
 
     The rounded copy of the data is made a superblock of rows at a time (see
-    :func:`_superblocks`), so that at most two superblocks are held (plus, in bf16, the
-    rows' form of one). Superblock ``i`` is paired with the later ones from the last back
-    to ``i + 1``, which then serves as the next ``i``: each superblock but the first is
-    rounded about ``(parts - 1) / 2`` times more, which is cheap beside the products
-    (N D parts / 2 conversions against N^2 D / 2 products).
+    :func:`_superblocks`), so that at most two superblocks are held. Superblock ``i`` is
+    paired with the later ones from the last back to ``i + 1``, which then serves as the
+    next ``i``: each superblock but the first is rounded about ``(parts - 1) / 2`` times
+    more, which is cheap beside the products (N D parts / 2 conversions against N^2 D / 2
+    products) but not free where the products are fast (AMX): two buffers, not three, so
+    that the superblocks are as large as the memory allows. In bf16 the rows' form of
+    superblock ``i`` is written over the buffer of the previous ``i``'s rows form, which is
+    free by then, and its columns' form is needed only for its own triangle, after which
+    that buffer receives the later superblocks.
     """
     n, d = source.shape
     mean = source.mean(0)
@@ -511,7 +515,7 @@ def _candidates_torch(
     best_v = torch.full((n, K), -math.inf, dtype=work, device=device)
     best_i = torch.full((n, K), -1, dtype=torch.int64, device=device)
     sq = torch.empty(n, dtype=work, device=device)
-    bounds = _superblocks(n, width_cols, dtype, copies=3 if augmented else 2)
+    bounds = _superblocks(n, width_cols, dtype, forms=2 if augmented else 1)
     width = max(b - a for a, b in bounds)
     # Small row blocks keep the triangle close to half the square (N^2/2 + N*block/2).
     block = int(min(width, 1024, max(64, _BLOCK_BYTES // (4 * width))))
@@ -535,10 +539,9 @@ def _candidates_torch(
             if cols.shape[0] > skip:
                 _merge_columns(best_v, best_i, S[:, skip:], r0, c0 + skip)
 
-    # The superblocks are written into buffers made once (two, and the rows' form in bf16):
-    # no allocation per superblock, so the process's memory stays at what the buffers need.
+    # The superblocks are written into two buffers made once: no allocation per superblock, so
+    # the process's memory stays at what the buffers need.
     buffers = [torch.empty((width, width_cols), dtype=dtype, device=device) for _ in range(2)]
-    rows_buffer = torch.empty((width, width_cols), dtype=dtype, device=device) if augmented else None
 
     def load(j: int, buffer: torch.Tensor) -> torch.Tensor:
         """Superblock j, rounded, in the columns' form ([x, 1, 1, 1, q1, q2, q3, 0...] in bf16)."""
@@ -550,11 +553,9 @@ def _candidates_torch(
             X[:, d + 3 : d + 6] = _bf16_parts(-0.5 * sq[a:b].double())
         return X
 
-    def rows_form(B: torch.Tensor) -> torch.Tensor:
-        """The rows' form of a superblock ([x, q1, q2, q3, 1, 1, 1, 0...] in bf16)."""
-        if not augmented:
-            return B
-        A = rows_buffer[: B.shape[0]].copy_(B)
+    def rows_form(B: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+        """The rows' form of a superblock ([x, q1, q2, q3, 1, 1, 1, 0...] in bf16), written into ``buffer``."""
+        A = buffer[: B.shape[0]].copy_(B)
         A[:, d : d + 3] = B[:, d + 3 : d + 6]
         A[:, d + 3 : d + 6] = 1
         return A
@@ -562,11 +563,14 @@ def _candidates_torch(
     with _matmul_precision(device):
         Bi = load(0, buffers[0])
         for i, (a, _) in enumerate(bounds):
-            Ai = rows_form(Bi)
+            # bf16: the columns' form of i always sits in buffers[0] and its rows' form in buffers[1]
+            # (the previous i's rows form is no longer needed); after i's own triangle buffers[0] takes
+            # the later superblocks. float32: one form; superblock i stays, the later ones alternate.
+            Ai = rows_form(Bi, buffers[1]) if augmented else Bi
             rows_vs(Ai, a, Bi, a, same=True)
             if i == len(bounds) - 1:
                 break
-            spare = buffers[1] if Bi.data_ptr() == buffers[0].data_ptr() else buffers[0]
+            spare = buffers[0] if augmented or Bi.data_ptr() != buffers[0].data_ptr() else buffers[1]
             for j in range(len(bounds) - 1, i, -1):  # ends with j = i + 1, the next i: already loaded
                 Bj = load(j, spare)
                 rows_vs(Ai, a, Bj, bounds[j][0], same=False)
@@ -620,12 +624,18 @@ def _pair_distances(source: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
     rounded (no cancellation), and the squares are summed in float64: the result is
     as exact as the input allows. The rows are gathered into buffers made once, a
     small chunk at a time (in cache), and the differences taken in place: at memory speed
-    (the gather of the candidates' rows is the cost).
+    (the gather of the candidates' rows is the cost). A pair listed both ways (mutual
+    neighbours: about 30% of the pairs on a 10-manifold) is computed once: ``y - x`` is
+    ``-(x - y)`` exactly, so the two distances are the same number.
     """
     m, d = len(rows), source.shape[1]
-    out = torch.empty(m, dtype=torch.float64)
     if m == 0:
-        return out
+        return torch.empty(0, dtype=torch.float64)
+    n = source.shape[0]
+    key, inverse = torch.unique(torch.minimum(rows, cols) * n + torch.maximum(rows, cols), return_inverse=True)
+    if len(key) < m:
+        return _pair_distances(source, key // n, key % n, device)[inverse]
+    out = torch.empty(m, dtype=torch.float64)
     step = max(1, min(m, _RERANK_BYTES // (source.element_size() * d)))
     on = source.device
     x_buf = torch.empty((step, d), dtype=source.dtype, device=on)
