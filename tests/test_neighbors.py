@@ -151,6 +151,24 @@ def test_many_copies_of_one_point_and_float32():
     assert nb.distances.min() > 0
 
 
+def test_exact_copies_in_wide_data_found_by_the_short_hash_and_the_full_one():
+    # more than 64 features: copies are first looked for on 64 random columns, then in full only among
+    # the rows that agree there. Three cases: copies; rows that share every sampled column (half the
+    # columns are zero, as in dead ReLU units) without being copies; rows that differ in one column only.
+    from layerscope.estimators.neighbors import _first_copies
+
+    X = np.random.default_rng(3).standard_normal((300, 200))
+    got = _first_copies(torch.from_numpy(np.vstack([X, X[:20], X[7:8]])))
+    np.testing.assert_array_equal(got, np.arange(300))
+    Z = X.copy()
+    Z[:, ::2] = 0
+    for column in range(200):  # whichever columns are sampled, a row differing in one column is kept
+        W = Z.copy()
+        W[:, column] += 1.0
+        got = _first_copies(torch.from_numpy(np.vstack([Z, W, Z[:10]]).astype(np.float32)))
+        np.testing.assert_array_equal(got, np.arange(600))
+
+
 @pytest.mark.parametrize("k", [2, 20])
 def test_bfloat16_candidates_give_the_exact_neighbours(k):
     """bf16 products are coarse: on high-dimensional Gaussian data with 20 neighbours the certificate
