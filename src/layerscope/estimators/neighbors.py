@@ -461,24 +461,54 @@ def _merge(
     return keep_v, all_i.gather(1, pos)
 
 
-def _merge_columns(best_v: torch.Tensor, best_i: torch.Tensor, T: torch.Tensor, r0: int, t0: int) -> None:
-    """Scores ``T`` (rows ``r0..``, columns = points ``t0..``) into the columns' candidate lists.
+def _merge_block(best_v: torch.Tensor, best_i: torch.Tensor, S: torch.Tensor, r0: int, c0: int, skip: int) -> None:
+    """Scores ``S`` (rows = points ``r0..``, columns = points ``c0..``) into the rows' candidate lists and
+    (from column ``skip`` on) into the columns' lists.
 
-    A column-wise top-K of a row-major block is slow (many short, strided rows); once a
-    point's list is full only the entries above its worst kept score can enter, and after
-    the first blocks those are few: they are found with one comparison and merged per
-    column (a full top-K only while some list of the block is not yet full).
+    Only scores at or above a list's threshold are offered to it: its worst kept score once it is
+    full, and after the first blocks those are few. One mask for both sides (a comparison each, one
+    nonzero: 1.9 ms for a 1024 x 2500 block, where a row top-K took 2.6 ms, a column top-K 10 ms, and
+    the columns' comparison and nonzero 1.4 ms more). A list not yet full gets a provisional threshold
+    (:func:`_provisional`) that lets its K best scores of the block through, and a few more.
     """
-    m, K = T.shape[1], best_v.shape[1]
-    tau = best_v[t0 : t0 + m, K - 1]
-    if torch.isneginf(tau).any():
-        v, i = T.topk(min(K, T.shape[0]), dim=0)
-        v, i = _pad(v.T.to(best_v.dtype), i.T + r0, K)
-        best_v[t0 : t0 + m], best_i[t0 : t0 + m] = _merge(best_v[t0 : t0 + m], best_i[t0 : t0 + m], v, i)
-        return
-    r, c = (T > tau[None, :]).nonzero(as_tuple=True)  # row-major: sorted by row, then column
-    c, order = c.sort(stable=True)
-    _merge_entries(best_v, best_i, c + t0, r[order] + r0, T[r[order], c].to(best_v.dtype))
+    K = best_v.shape[1]
+    tau_r, tau_c = best_v[r0 : r0 + S.shape[0], K - 1], best_v[c0 + skip : c0 + S.shape[1], K - 1]
+    if torch.isneginf(tau_r).any():
+        tau_r = torch.where(torch.isneginf(tau_r), _provisional(S, K, 1), tau_r)
+    if torch.isneginf(tau_c).any():
+        tau_c = torch.where(torch.isneginf(tau_c), _provisional(S[:, skip:], K, 0), tau_c)
+    mask = torch.ge(S, tau_r[:, None])
+    if len(tau_c):
+        mask[:, skip:] |= torch.ge(S[:, skip:], tau_c[None, :])
+    r, c = mask.nonzero(as_tuple=True)  # row-major: sorted by row
+    values = S[r, c].to(best_v.dtype)
+    mine = (values >= tau_r[r]) & (values > -math.inf)  # -inf: a point and itself, or a threshold left open
+    _merge_entries(best_v, best_i, r[mine] + r0, c[mine] + c0, values[mine])
+    if len(tau_c):
+        theirs = (c >= skip) & (values >= tau_c[(c - skip).clamp_min(0)]) & (values > -math.inf)
+        by_column, order = c[theirs].sort(stable=True)
+        _merge_entries(best_v, best_i, by_column + c0, r[theirs][order] + r0, values[theirs][order])
+
+
+def _provisional(S: torch.Tensor, K: int, dim: int) -> torch.Tensor:
+    """A threshold per row (``dim=1``) or column (``dim=0``) of ``S`` at or below its K-th largest entry.
+
+    The entries along ``dim`` are cut into about 4K groups and the K-th largest of the groups' maxima
+    is taken: those maxima are K distinct entries, so the K-th largest entry is at least as large.
+    About K entries and a few more pass it, as with a top-K, at a fraction of a column top-K's cost
+    (a group maximum and a kthvalue of 4K numbers per line). -inf where a line has fewer than K entries.
+    """
+    m = S.shape[dim]
+    lines = S.shape[1 - dim]
+    if m < K:
+        return torch.full((lines,), -math.inf, dtype=torch.float32, device=S.device)
+    g = max(1, m // (4 * K))
+    groups = m // g
+    if dim == 1:
+        maxima = S[:, : groups * g].reshape(lines, groups, g).amax(2)
+    else:
+        maxima = S[: groups * g].reshape(groups, g, lines).amax(1).T
+    return maxima.float().kthvalue(groups - K + 1, dim=1).values
 
 
 def _merge_entries(
@@ -550,29 +580,7 @@ def _candidates_torch(
             if same:
                 S.diagonal()[:] = -math.inf  # a point is not its own neighbour
             skip = stop - start if same else 0  # the same products, seen from the columns' rows
-            tau_r, tau_c = best_v[r0:r1, K - 1], best_v[c0 + skip : c0 + cols.shape[0], K - 1]
-            if torch.isneginf(tau_r).any() or torch.isneginf(tau_c).any():  # lists still filling: top-K
-                v, i = S.topk(min(K, S.shape[1]), dim=1)
-                v, i = _pad(v.to(work), i + c0, K)
-                best_v[r0:r1], best_i[r0:r1] = _merge(best_v[r0:r1], best_i[r0:r1], v, i)
-                if cols.shape[0] > skip:
-                    _merge_columns(best_v, best_i, S[:, skip:], r0, c0 + skip)
-                continue
-            # Full lists: only scores above a row's or a column's worst kept one can enter, and
-            # after the first blocks those are few. One mask for both (a comparison each, one
-            # nonzero: 1.9 ms for a 1024 x 2500 block, where a row top-K took 2.6 ms and the
-            # columns' comparison and nonzero 1.4 ms more).
-            mask = torch.gt(S, tau_r[:, None])
-            if len(tau_c):
-                mask[:, skip:] |= torch.gt(S[:, skip:], tau_c[None, :])
-            r, cc = mask.nonzero(as_tuple=True)  # row-major: sorted by row
-            vals = S[r, cc].to(work)
-            mine = vals > tau_r[r]
-            _merge_entries(best_v, best_i, r[mine] + r0, cc[mine] + c0, vals[mine])
-            if len(tau_c):
-                theirs = (cc >= skip) & (vals > tau_c[(cc - skip).clamp_min(0)])
-                by_column, order = cc[theirs].sort(stable=True)
-                _merge_entries(best_v, best_i, by_column + c0, r[theirs][order] + r0, vals[theirs][order])
+            _merge_block(best_v, best_i, S, r0, c0, skip)
 
     # The superblocks are written into two buffers made once: no allocation per superblock, so
     # the process's memory stays at what the buffers need.
