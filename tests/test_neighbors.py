@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -149,6 +151,25 @@ def test_many_copies_of_one_point_and_float32():
         nb, kept, n_dup = neighbors_without_duplicates(torch.from_numpy(X), 2)
     assert kept[0] == 0 and len(kept) == 401
     assert nb.distances.min() > 0
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_provisional_threshold_lets_every_line_s_k_best_through(dim):
+    # the threshold of a list still filling must not exceed the line's K-th largest score, whatever
+    # the line's length (shorter than 4K groups, not a multiple of the group size, -inf entries, ties)
+    from layerscope.estimators.neighbors import _provisional
+
+    g = torch.Generator().manual_seed(0)
+    for length in (18, 19, 71, 72, 73, 500, 1031):
+        S = torch.randn(40, length, generator=g) if dim == 1 else torch.randn(length, 40, generator=g)
+        S[S > 1.5] = 1.5  # ties at the top
+        S.diagonal()[:] = -math.inf  # a point and itself
+        tau = _provisional(S, 18, dim)
+        kth = S.topk(18, dim=dim).values.select(dim, 17)
+        assert torch.all(tau <= kth)
+        passing = (S >= (tau[:, None] if dim == 1 else tau[None, :])).sum(dim)
+        assert torch.all(passing >= 18)
+    assert torch.isneginf(_provisional(torch.randn(5, 10), 18, 1)).all()  # fewer than K entries: all pass
 
 
 def test_exact_copies_in_wide_data_found_by_the_short_hash_and_the_full_one():

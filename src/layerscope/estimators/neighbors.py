@@ -72,6 +72,10 @@ _RETRY_FRACTION = 0.01
 # are not the cost (N = 10,000, a 10-manifold, AMD EPYC with AVX512-BF16, bf16 / float32 time of
 # nearest_neighbors(X, 2): D = 256 0.91x, 1024 0.71x, 4096 0.64x; benchmarks/estimators.py).
 _BF16_MIN_SPEEDUP = 1.3
+# torch's top-K along the columns of a row-major block is fast up to K = 16 and 2.2x slower from
+# 17 on (1024 x 2500 float32 or bf16: 4.5 ms at K = 16, 9.7 ms at 17): past it, lists that are still
+# filling get a provisional threshold (:func:`_provisional`, 4.8 ms at K = 18) instead.
+_COLUMN_TOPK_MAX = 16
 _BF16_MIN_FEATURES = 512
 
 
@@ -465,25 +469,43 @@ def _merge_block(best_v: torch.Tensor, best_i: torch.Tensor, S: torch.Tensor, r0
     """Scores ``S`` (rows = points ``r0..``, columns = points ``c0..``) into the rows' candidate lists and
     (from column ``skip`` on) into the columns' lists.
 
-    Only scores at or above a list's threshold are offered to it: its worst kept score once it is
-    full, and after the first blocks those are few. One mask for both sides (a comparison each, one
-    nonzero: 1.9 ms for a 1024 x 2500 block, where a row top-K took 2.6 ms, a column top-K 10 ms, and
-    the columns' comparison and nonzero 1.4 ms more). A list not yet full gets a provisional threshold
-    (:func:`_provisional`) that lets its K best scores of the block through, and a few more.
+    Once a list is full only the scores at or above its worst kept one are offered to it, and
+    after the first blocks those are few: one mask for both sides (a comparison each, one nonzero:
+    1.9 ms for a 1024 x 2500 block at K = 18, where a row top-K took 2.6 ms, a column top-K 10 ms,
+    and the columns' comparison and nonzero 1.4 ms more). Lists still filling (the first blocks
+    only) take a row top-K, a column top-K up to ``_COLUMN_TOPK_MAX``, or else a provisional
+    threshold (:func:`_provisional`) that lets their K best scores of the block through.
     """
     K = best_v.shape[1]
-    tau_r, tau_c = best_v[r0 : r0 + S.shape[0], K - 1], best_v[c0 + skip : c0 + S.shape[1], K - 1]
-    if torch.isneginf(tau_r).any():
-        tau_r = torch.where(torch.isneginf(tau_r), _provisional(S, K, 1), tau_r)
-    if torch.isneginf(tau_c).any():
-        tau_c = torch.where(torch.isneginf(tau_c), _provisional(S[:, skip:], K, 0), tau_c)
-    mask = torch.ge(S, tau_r[:, None])
-    if len(tau_c):
-        mask[:, skip:] |= torch.ge(S[:, skip:], tau_c[None, :])
-    r, c = mask.nonzero(as_tuple=True)  # row-major: sorted by row
+    rows, cols = slice(r0, r0 + S.shape[0]), slice(c0 + skip, c0 + S.shape[1])
+    tau_r, tau_c = best_v[rows, K - 1], best_v[cols, K - 1]
+    if torch.isneginf(tau_r).any():  # the first block of a search: a row top-K is cheap
+        v, i = S.topk(min(K, S.shape[1]), dim=1)
+        v, i = _pad(v.to(best_v.dtype), i + c0, K)
+        best_v[rows], best_i[rows] = _merge(best_v[rows], best_i[rows], v, i)
+        tau_r = None
+    if len(tau_c) and torch.isneginf(tau_c).any():
+        if K <= _COLUMN_TOPK_MAX:
+            v, i = S[:, skip:].topk(min(K, S.shape[0]), dim=0)
+            v, i = _pad(v.T.to(best_v.dtype), i.T + r0, K)
+            best_v[cols], best_i[cols] = _merge(best_v[cols], best_i[cols], v, i)
+            tau_c = tau_c[:0]
+        else:
+            tau_c = torch.where(torch.isneginf(tau_c), _provisional(S[:, skip:], K, 0), tau_c)
+    if tau_r is not None:
+        mask = torch.ge(S, tau_r[:, None])
+        if len(tau_c):
+            mask[:, skip:] |= torch.ge(S[:, skip:], tau_c[None, :])
+        r, c = mask.nonzero(as_tuple=True)  # row-major: sorted by row
+    elif len(tau_c):
+        r, c = torch.ge(S[:, skip:], tau_c[None, :]).nonzero(as_tuple=True)
+        c += skip
+    else:
+        return
     values = S[r, c].to(best_v.dtype)
-    mine = (values >= tau_r[r]) & (values > -math.inf)  # -inf: a point and itself, or a threshold left open
-    _merge_entries(best_v, best_i, r[mine] + r0, c[mine] + c0, values[mine])
+    if tau_r is not None:
+        mine = (values >= tau_r[r]) & (values > -math.inf)  # -inf: a point and itself, or a threshold left open
+        _merge_entries(best_v, best_i, r[mine] + r0, c[mine] + c0, values[mine])
     if len(tau_c):
         theirs = (c >= skip) & (values >= tau_c[(c - skip).clamp_min(0)]) & (values > -math.inf)
         by_column, order = c[theirs].sort(stable=True)
