@@ -15,8 +15,12 @@ library runs in the same environment and thread count.
 Two floors are timed the same way: half the product X X^T (its upper triangle, in
 1024-row blocks) in bfloat16 and in float32 (torch), the products an exact search
 by products cannot avoid; every row's time is also given as a multiple of the bf16
-floor. The header names the CPU, its matrix features and the bf16 / float32 speed-up
-layerscope measured on it (which decides its search precision).
+floor. For layerscope the time spent outside its matrix products is given too (the
+products timed as they run): the rest that a faster product unit leaves, so that its
+time on a CPU with AMX is about the bf16 floor there plus this rest (a projection; the
+rest's own speed differs between CPUs). The header names the CPU, its matrix features
+and the bf16 / float32 speed-up layerscope measured on it (which decides its search
+precision).
 Prints a markdown table with the ratios peer / layerscope and each estimate's relative
 difference from dadapy's (float64 throughout).
 
@@ -108,6 +112,27 @@ def fit_once(library: str, X):  # noqa: ANN001 - any array
     raise ValueError(library)
 
 
+def _time_products() -> list[float]:
+    """Make every ``a @ b`` of torch tensors add its wall time to the returned one-element list.
+
+    The search's matrix products are all ``@``; the time outside them is what a faster product unit
+    (AMX) leaves: layerscope's time on such a CPU is about its floor there plus this rest.
+    """
+    import torch
+
+    spent = [0.0]
+    product = torch._C.TensorBase.__matmul__
+
+    def timed(a, b):  # noqa: ANN001, ANN202 - torch's operator signature
+        t = time.perf_counter()
+        out = product(a, b)
+        spent[0] += time.perf_counter() - t
+        return out
+
+    torch.Tensor.__matmul__ = timed
+    return spent
+
+
 def cpu_description() -> str:
     """The CPU's model name and its matrix-product features (from /proc/cpuinfo; platform elsewhere)."""
     import platform
@@ -141,17 +166,21 @@ def run_one(library: str, n: int, d: int, repeats: int) -> dict:
     reset = Path("/proc/self/clear_refs")
     if reset.exists():
         reset.write_text("5")
-    times = []
+    inside = _time_products() if library.startswith("layerscope") else [0.0]
+    times, rests = [], []
     for _ in range(repeats):
+        inside[0] = 0.0
         t = time.perf_counter()
         estimate = fit_once(library, X)
         times.append(time.perf_counter() - t)
+        rests.append(times[-1] - inside[0])
     peak = _hwm_kib() if reset.exists() else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "library": library,
         "n": n,
         "d": d,
         "seconds": min(times),
+        "outside_products": rests[times.index(min(times))] if library.startswith("layerscope") else None,
         "extra_mib": max(peak - before, 0) / 1024,
         "estimate": float(estimate),
     }
@@ -223,8 +252,8 @@ def main() -> None:
         "(the live memory)\n"
     )
     header = (
-        "| N | D | library | time (s) | x bf16 floor | peak extra memory (MiB) | estimate (relative difference "
-        "from dadapy) | time ratio peer/layerscope | memory ratio |"
+        "| N | D | library | time (s) | x bf16 floor | outside products (s) | peak extra memory (MiB) | estimate "
+        "(relative difference from dadapy) | time ratio peer/layerscope | memory ratio |"
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -238,19 +267,20 @@ def main() -> None:
             floor = rows["gemm-bf16"]["seconds"] if isinstance(rows.get("gemm-bf16"), dict) else None
             for library, r in rows.items():  # in the order asked for, failures in their place
                 if isinstance(r, str):
-                    print(f"| {n} | {d} | {LABELS[library]} | {r} | | | | | |")
+                    print(f"| {n} | {d} | {LABELS[library]} | {r} | | | | | | |")
                     continue
                 times_floor = f"{r['seconds'] / floor:.2f}" if floor else ""
                 ratio_t = ratio_m = ""
                 if base and library in PEERS:
                     ratio_t = f"{r['seconds'] / base['seconds']:.2f}x"
                     ratio_m = f"{r['extra_mib'] / max(base['extra_mib'], 1):.1f}x"
+                rest = "" if r.get("outside_products") is None else f"{r['outside_products']:.2f}"
                 estimate = "" if r["estimate"] != r["estimate"] else f"{r['estimate']:.6f}"
                 if estimate and reference:
                     estimate += f" ({abs(r['estimate'] / reference - 1):.0e})"
                 print(
-                    f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {times_floor} | {r['extra_mib']:.0f} | "
-                    f"{estimate} | {ratio_t} | {ratio_m} |",
+                    f"| {n} | {d} | {LABELS[library]} | {r['seconds']:.2f} | {times_floor} | {rest} | "
+                    f"{r['extra_mib']:.0f} | {estimate} | {ratio_t} | {ratio_m} |",
                     flush=True,
                 )
 

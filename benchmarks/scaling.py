@@ -6,8 +6,11 @@
                                                                # against the full fit
 
 Each (library, N, D) runs in its own process through `benchmarks/estimators.py`
-(one fit, after a warm-up on 50 points; time and peak extra memory as there), with
-a limit of 10 minutes; a library over it at some N is not run at larger N.
+(one fit, after a warm-up on 50 points), with a limit of 10 minutes; a library over
+it at some N is not run at larger N. Time and memory come from that one fit with the
+default allocator, so the memory is the peak resident set, which glibc's caching of
+freed blocks can raise above the live memory (estimators.py measures the live memory
+in a second process; here that would double runs of minutes).
 The growth exponent is the slope of log(time) against log(N) (or log(D)) fitted over
 the sizes where time is above 0.5 s (below it fixed costs dominate).
 """
