@@ -239,9 +239,13 @@ def main() -> None:
     import torch
 
     blas = {i["internal_api"]: i.get("architecture") for i in threadpoolctl.threadpool_info()}
-    from layerscope.estimators.neighbors import bf16_speedup
+    from layerscope.estimators.neighbors import bf16_from, bf16_speedup
 
-    print(f"# CPU: {cpu_description()}; bf16 / float32 product speed-up measured by layerscope: {bf16_speedup():.2f}")
+    print(
+        f"# CPU: {cpu_description()}; bf16 / float32 product speed-up measured by layerscope: {bf16_speedup():.2f}; "
+        f"bf16 search from {bf16_from(8)} features (nearest_neighbors(X, 2), TwoNN(error='closed-form')) and "
+        f"{bf16_from(0)} (TwoNN())"
+    )
     print(
         f"# TwoNN benchmark: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"numpy {np.__version__} BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"

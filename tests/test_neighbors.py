@@ -214,10 +214,16 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
 
     monkeypatch.setattr(nb, "_certified_candidates", spy)
     monkeypatch.setattr(nb, "native_bfloat16", lambda device: True)
-    monkeypatch.setattr(nb, "bf16_speedup", lambda device_type="cpu": 5.0)  # as with AMX
+    # seconds per multiply-add of bf16 and float32 products, as with AMX (a 5x speed-up)
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 5e-12))
+    assert nb.bf16_speedup() == 5.0
     g = np.random.default_rng(1)
-    nearest_neighbors(g.standard_normal((300, 64)), 2)
-    assert seen == [(torch.float32, 10)]  # narrow points: float32
+    narrow = g.standard_normal((300, 64))
+    nearest_neighbors(narrow, 2)
+    assert seen == [(torch.float32, 10)]  # narrow points, and bf16 would keep 18 candidates, not 10: float32
+    seen.clear()
+    nb._search(torch.from_numpy(narrow), 18, exact=2)  # TwoNN()'s search: 18 candidates either way
+    assert seen == [(torch.bfloat16, 18)]
     seen.clear()
     wide = g.standard_normal((400, 4096)) * 0.1 + np.repeat(
         g.standard_normal((40, 4096)), 10, axis=0
@@ -228,7 +234,7 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     assert seen[0] == (torch.bfloat16, 36)
     if len(seen) > 1:  # bf16 left too many rows uncertain: searched again in float32
         assert seen[1] == (torch.float32, 28)
-    monkeypatch.setattr(nb, "bf16_speedup", lambda device_type="cpu": 1.1)  # bf16 units too slow to pay
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 1.1e-12))  # too slow to pay
     seen.clear()
     nearest_neighbors(wide, 2)
     assert seen == [(torch.float32, 10)]
@@ -241,6 +247,28 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     seen.clear()
     nearest_neighbors(wide, 2)
     assert seen == [(torch.float32, 10)]
+
+
+def test_bf16_starts_at_fewer_features_where_its_products_are_faster(monkeypatch):
+    import layerscope.estimators.neighbors as nb
+
+    monkeypatch.setattr(nb, "native_bfloat16", lambda device: True)
+    monkeypatch.delenv("LAYERSCOPE_BF16", raising=False)
+    starts = {}
+    for name, seconds in {"avx512-bf16": (2.5e-12, 5e-12), "amx": (1.1e-12, 6.1e-12)}.items():
+        monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu", s=seconds: s)
+        starts[name] = (nb.bf16_from(8), nb.bf16_from(0))
+        for extra, start in zip((8, 0), starts[name], strict=True):  # bf16 from there on, not before
+            assert nb._bf16_pays(torch.device("cpu"), start, extra)
+            assert not nb._bf16_pays(torch.device("cpu"), start - 1, extra)
+            assert nb._bf16_pays(torch.device("cpu"), 4 * start, extra)
+    assert starts["amx"][0] < starts["avx512-bf16"][0] and starts["amx"][1] < starts["avx512-bf16"][1]
+    assert starts["avx512-bf16"][1] < starts["avx512-bf16"][0]  # a wider list costs: bf16 starts later
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 1.2e-12))
+    assert nb.bf16_from(0) is None  # a speed-up under 1.3: never
+    monkeypatch.setattr(nb, "native_bfloat16", lambda device: False)
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1.1e-12, 6.1e-12))
+    assert nb.bf16_from(0) is None  # no bf16 products on this CPU
 
 
 def test_bf16_speedup_is_measured_once_and_leaves_the_random_state():

@@ -16,8 +16,9 @@ and a sort per row. Here:
    ``torch.set_float32_matmul_precision("medium")`` (oneDNN's split-bf16 kernels:
    about twice as fast as plain float32, errors of the same order). On a CPU whose
    bfloat16 products are measured faster (AVX512-BF16, AMX: :func:`bf16_speedup`,
-   once per process) points of 512 features or more are searched in bfloat16, with
-   the norms inside the product (see :func:`_candidates_torch`) so that its one
+   once per process) points wide enough for bf16 to save more product time than it
+   costs elsewhere (:func:`_bf16_pays`; :func:`bf16_from` says from how many features)
+   are searched in bfloat16, with the norms inside the product (see :func:`_candidates_torch`) so that its one
    rounding, to bf16, is relative to the distance (at most 2^-8) and not to ``|x|^2``.
    Where bf16 is still too coarse for the data (more than 1% of the rows uncertain)
    the candidates are searched again in float32 before any row falls back.
@@ -67,16 +68,25 @@ _PRECISIONS = ("auto", "bfloat16", "float32", "float64")
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 # With "auto", a bf16 search that leaves more uncertain rows than this is redone in float32.
 _RETRY_FRACTION = 0.01
-# With "auto", bf16 where the CPU's bf16 products are measured at least this much faster than its
-# float32 ones (split-bf16), and for points of at least this many features: below, the products
-# are not the cost (N = 10,000, a 10-manifold, AMD EPYC with AVX512-BF16, bf16 / float32 time of
-# nearest_neighbors(X, 2): D = 256 0.91x, 1024 0.71x, 4096 0.64x; benchmarks/estimators.py).
+# With "auto", bf16 only where the CPU's bf16 products are measured at least this much faster than
+# its float32 ones (split-bf16): below, the saving is within the measurement's noise.
 _BF16_MIN_SPEEDUP = 1.3
+# With "auto", bf16 also has to save more product time than it costs elsewhere (see _bf16_pays):
+# its augmented columns (norms and padding), about _SCORE_SECONDS per score whatever the list (bf16
+# scores converted, the rows' form copied, the rare float32 retry), and, where it keeps a wider
+# candidate list (a wider margin for its coarser distances), _CANDIDATE_SECONDS per score and per
+# extra candidate. Measured on an AMD EPYC with AVX512-BF16 (2 cores, N = 10,000 on a 10-manifold,
+# min of 4-5 fits, each precision forced): TwoNN() lists 18 neighbours in both precisions, and bf16
+# took 1.06x float32's time at D = 16, 0.99-1.02x at 24-48, 0.98x at 100 (0.2 ns per score where
+# the products are negligible); nearest_neighbors(X, 2) keeps 18 candidates in bf16 and 10 in
+# float32, and crosses over at D = 350-384. Seconds from one CPU (noisy to +-5% near a crossover,
+# where either choice costs about the same): on a faster one bf16 starts a little later than it could.
+_SCORE_SECONDS = 0.2e-9
+_CANDIDATE_SECONDS = 0.085e-9
 # torch's top-K along the columns of a row-major block is fast up to K = 16 and 2.2x slower from
 # 17 on (1024 x 2500 float32 or bf16: 4.5 ms at K = 16, 9.7 ms at 17): past it, lists that are still
 # filling get a provisional threshold (:func:`_provisional`, 4.8 ms at K = 18) instead.
 _COLUMN_TOPK_MAX = 16
-_BF16_MIN_FEATURES = 512
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -93,16 +103,14 @@ def native_bfloat16(device: torch.device) -> bool:
 
 
 @functools.cache
-def bf16_speedup(device_type: str = "cpu") -> float:
-    """How much faster this CPU multiplies in bfloat16 than in float32 (split-bf16, as the search
-    does), measured once per process on a product of the search's shape (512 x 1024 by 1024 x
-    2048, best of 3): about 2 with AVX512-BF16, 5 or more with AMX, 1 or less without either."""
-    if device_type != "cpu":
-        return 0.0
+def _product_seconds(device_type: str = "cpu") -> tuple[float, float]:
+    """Seconds per multiply-add of this CPU's bfloat16 and float32 (split-bf16, as the search does)
+    products, measured once per process on a product of the search's shape (512 x 1024 by
+    1024 x 2048, best of 3 after a warm-up)."""
     g = torch.Generator().manual_seed(0)  # the caller's random state is not touched
     a, b = torch.randn(512, 1024, generator=g), torch.randn(2048, 1024, generator=g)
-    times = {}
-    with _matmul_precision(torch.device("cpu")):
+    times = []
+    with _matmul_precision(torch.device(device_type)):
         for dtype in (torch.bfloat16, torch.float32):
             x, y = a.to(dtype), b.to(dtype)
             x @ y.T  # warm the kernel
@@ -111,26 +119,63 @@ def bf16_speedup(device_type: str = "cpu") -> float:
                 t = time.perf_counter()
                 x @ y.T
                 best = min(best, time.perf_counter() - t)
-            times[dtype] = best
-    return times[torch.float32] / times[torch.bfloat16]
+            times.append(best / (512 * 1024 * 2048))
+    return times[0], times[1]
 
 
-def _bf16_pays(device: torch.device, d: int) -> bool:
-    """Whether ``precision="auto"`` searches points of ``d`` features in bfloat16 on ``device``.
+def bf16_speedup(device_type: str = "cpu") -> float:
+    """How much faster this CPU multiplies in bfloat16 than in float32 (split-bf16, as the search
+    does), measured once per process (:func:`_product_seconds`): about 2 with AVX512-BF16, 5 or
+    more with AMX, 1 or less without either. 0 on GPUs (they keep float32)."""
+    if device_type != "cpu":
+        return 0.0
+    bf16, fp32 = _product_seconds(device_type)
+    return fp32 / bf16
+
+
+def _augmented_width(d: int) -> int:
+    """Columns of a bf16 search row: the d features, 6 for the norms, padding to 32 bytes."""
+    return d + (-(d + 6) % 16) + 6
+
+
+def _bf16_pays(device: torch.device, d: int, extra_candidates: int = 0) -> bool:
+    """Whether ``precision="auto"`` searches points of ``d`` features in bfloat16 on ``device``, where
+    bf16 keeps ``extra_candidates`` more candidates per point than float32 would.
+
+    From what this CPU measures (once per process: :func:`_product_seconds`): bf16 where its
+    product time saved per score, ``(speedup - 1) * t_bf16 * d``, exceeds what it costs per score
+    elsewhere: its extra columns (``t_bf16`` each), a fixed ``_SCORE_SECONDS`` and a wider list's
+    bookkeeping (``_CANDIDATE_SECONDS`` per extra candidate), and where the speed-up is at least
+    ``_BF16_MIN_SPEEDUP``. So a CPU with matrix units (AMX: a larger speed-up, a smaller ``t_bf16``)
+    starts bf16 at fewer features than one with AVX512-BF16, and one without bf16 products never
+    (:func:`bf16_from` says where it starts here).
 
     The neighbours and the estimates' own distances are exact either way; the longer
     lists of the half-split error bars carry the search's fast distances, so their
-    last digits depend on the precision chosen. A CPU whose measured speed-up sits
-    near the threshold could choose differently from one process to the next: the
-    environment variable ``LAYERSCOPE_BF16`` (``0`` never, ``1`` wherever the CPU has
-    bf16 products) fixes the choice.
+    last digits depend on the precision chosen. A CPU whose measurements sit near a
+    boundary could choose differently from one process to the next: the environment
+    variable ``LAYERSCOPE_BF16`` (``0`` never, ``1`` wherever the CPU has bf16 products)
+    fixes the choice.
     """
-    if d < _BF16_MIN_FEATURES or not native_bfloat16(device):
+    if not native_bfloat16(device):
         return False
     forced = os.environ.get("LAYERSCOPE_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    return bf16_speedup(device.type) >= _BF16_MIN_SPEEDUP
+    speedup = bf16_speedup(device.type)
+    if speedup < _BF16_MIN_SPEEDUP:
+        return False
+    t_bf16 = _product_seconds(device.type)[0]
+    saved = (speedup - 1) * t_bf16 * d
+    return saved > t_bf16 * (_augmented_width(d) - d) + _SCORE_SECONDS + _CANDIDATE_SECONDS * extra_candidates
+
+
+def bf16_from(extra_candidates: int = 0, device: str = "cpu") -> int | None:
+    """The fewest features from which ``precision="auto"`` searches in bf16 here (for a search that
+    keeps ``extra_candidates`` more candidates in bf16: 8 for ``nearest_neighbors(X, k)``, 0 for
+    TwoNN's default fit), or None where it never does (up to 100,000 features)."""
+    dev = torch.device(device)
+    return next((d for d in range(1, 100_001) if _bf16_pays(dev, d, extra_candidates)), None)
 
 
 @dataclass(frozen=True)
@@ -183,10 +228,12 @@ def nearest_neighbors(
     precision : {"auto", "bfloat16", "float32", "float64"}
         Arithmetic of the candidate search. The returned distances are float64 and
         exact whichever is chosen; it only changes the speed and how often rows need
-        the exhaustive fallback. ``"auto"``: bfloat16 for points of 512 features or
-        more on a CPU whose bf16 products are measured at least 1.3x faster than its
-        float32 ones (:func:`bf16_speedup`; a float32 search again if bf16 leaves more
-        than 1% of the rows uncertain); float32 otherwise.
+        the exhaustive fallback. ``"auto"``: bfloat16 on a CPU whose bf16 products are
+        measured at least 1.3x faster than its float32 ones (:func:`bf16_speedup`), for
+        points with enough features that the product time saved exceeds bf16's other
+        costs (:func:`bf16_from`: on an AMD EPYC with AVX512-BF16, from about 410
+        features here and 100 for TwoNN's default search; fewer with AMX); a float32
+        search again if bf16 leaves more than 1% of the rows uncertain; float32 otherwise.
     margin : int
         Extra candidates per row beyond ``k`` kept for the exact re-rank.
 
@@ -248,10 +295,13 @@ def _search(
         raise ValueError(f"backend='faiss' runs on the CPU; use backend='torch' for device={dev}")
     exact = k if exact is None else min(check_int(exact, "exact", minimum=1), k)
     n_cand = min(max(k, exact + margin), n - 1)
-    if precision == "auto":  # bf16 where the products dominate: wide points (measured in the notes above)
-        precision = "bfloat16" if backend == "torch" and _bf16_pays(dev, source.shape[1]) else "float32"
-    if precision == "bfloat16":  # coarser fast distances: a wider margin keeps the certificate clear of them
-        n_cand = min(max(k, exact + 2 * margin), n - 1)
+    # bf16's coarser fast distances: a wider margin keeps the certificate clear of them
+    n_cand_bf16 = min(max(k, exact + 2 * margin), n - 1)
+    if precision == "auto":  # bf16 where it saves more product time than it costs (see _bf16_pays)
+        pays = backend == "torch" and _bf16_pays(dev, source.shape[1], n_cand_bf16 - n_cand)
+        precision = "bfloat16" if pays else "float32"
+    if precision == "bfloat16":
+        n_cand = n_cand_bf16
     found = _certified_candidates(source, n_cand, (exact, k), _DTYPES[precision], dev, backend)
     if precision == "bfloat16" and int(found[2].sum()) > max(32, _RETRY_FRACTION * n):
         n_cand = min(max(k, exact + margin), n - 1)
@@ -580,7 +630,7 @@ def _candidates_torch(
     mean = source.mean(0)
     work = torch.promote_types(dtype, torch.float32)  # scores are kept in float32 at least
     augmented = dtype == torch.bfloat16
-    width_cols = d + (-(d + 6) % 16) + 6 if augmented else d  # 6 extension columns, rows of 32 bytes
+    width_cols = _augmented_width(d) if augmented else d  # 6 extension columns, rows of 32 bytes
     best_v = torch.full((n, K), -math.inf, dtype=work, device=device)
     best_i = torch.full((n, K), -1, dtype=torch.int64, device=device)
     sq = torch.empty(n, dtype=work, device=device)
