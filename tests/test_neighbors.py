@@ -213,8 +213,8 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
         return original(source, n_cand, k, dtype, dev, backend)
 
     monkeypatch.setattr(nb, "_certified_candidates", spy)
-    monkeypatch.setattr(nb, "native_bfloat16", lambda device: True)
-    # seconds per multiply-add of bf16 and float32 products, as with AMX (a 5x speed-up)
+    monkeypatch.setattr(nb, "bf16_units", lambda device: "amx_bf16")
+    # seconds per multiply-add of bf16 and float32 products, as measured with AMX (a 5x speed-up)
     monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 5e-12))
     assert nb.bf16_speedup() == 5.0
     g = np.random.default_rng(1)
@@ -243,7 +243,7 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     nearest_neighbors(wide, 2)
     assert seen[0][0] == torch.bfloat16
     monkeypatch.delenv("LAYERSCOPE_BF16")
-    monkeypatch.setattr(nb, "native_bfloat16", lambda device: False)
+    monkeypatch.setattr(nb, "bf16_units", lambda device: None)
     seen.clear()
     nearest_neighbors(wide, 2)
     assert seen == [(torch.float32, 10)]
@@ -252,23 +252,26 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
 def test_bf16_starts_at_fewer_features_where_its_products_are_faster(monkeypatch):
     import layerscope.estimators.neighbors as nb
 
-    monkeypatch.setattr(nb, "native_bfloat16", lambda device: True)
     monkeypatch.delenv("LAYERSCOPE_BF16", raising=False)
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 3e-12))  # measured: 3x
     starts = {}
-    for name, seconds in {"avx512-bf16": (2.5e-12, 5e-12), "amx": (1.1e-12, 6.1e-12)}.items():
-        monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu", s=seconds: s)
-        starts[name] = (nb.bf16_from(8), nb.bf16_from(0))
-        for extra, start in zip((8, 0), starts[name], strict=True):  # bf16 from there on, not before
+    for kind in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(nb, "bf16_units", lambda device, kind=kind: kind)
+        starts[kind] = (nb.bf16_from(8), nb.bf16_from(0))
+        for extra, start in zip((8, 0), starts[kind], strict=True):  # bf16 from there on, not before
             assert nb._bf16_pays(torch.device("cpu"), start, extra)
             assert not nb._bf16_pays(torch.device("cpu"), start - 1, extra)
             assert nb._bf16_pays(torch.device("cpu"), 4 * start, extra)
-    assert starts["amx"][0] < starts["avx512-bf16"][0] and starts["amx"][1] < starts["avx512-bf16"][1]
-    assert starts["avx512-bf16"][1] < starts["avx512-bf16"][0]  # a wider list costs: bf16 starts later
+    assert starts["amx_bf16"][0] < starts["avx512_bf16"][0] and starts["amx_bf16"][1] < starts["avx512_bf16"][1]
+    assert starts["avx512_bf16"][1] < starts["avx512_bf16"][0]  # a wider list costs: bf16 starts later
+    # the choice does not move with the process's measurement, only with its floor
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 1.6e-12))
+    assert (nb.bf16_from(8), nb.bf16_from(0)) == starts["amx_bf16"]
     monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 1.2e-12))
     assert nb.bf16_from(0) is None  # a speed-up under 1.3: never
-    monkeypatch.setattr(nb, "native_bfloat16", lambda device: False)
-    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1.1e-12, 6.1e-12))
-    assert nb.bf16_from(0) is None  # no bf16 products on this CPU
+    monkeypatch.setattr(nb, "bf16_units", lambda device: None)
+    monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 6e-12))
+    assert nb.bf16_from(0) is None  # no bf16 units on this CPU
 
 
 def test_bf16_speedup_is_measured_once_and_leaves_the_random_state():

@@ -83,23 +83,36 @@ _BF16_MIN_SPEEDUP = 1.3
 # where either choice costs about the same): on a faster one bf16 starts a little later than it could.
 _SCORE_SECONDS = 0.2e-9
 _CANDIDATE_SECONDS = 0.085e-9
+# Seconds per multiply-add of bf16 and split-bf16 float32 products, by the kind of bf16 units: what the
+# rule weighs against the costs above. Nominal figures of each kind, not this process's measurement,
+# so that the choice is the same in every process on a machine (the measured speed-up varied
+# 1.72-2.03 between processes here, which would move TwoNN()'s crossover from 10 to 100 features,
+# and a layer of 128 units would be searched in bf16 in one run and float32 in its resumption).
+# avx512_bf16: an AMD EPYC (_product_seconds: 2.1-2.8 and 4.3-5.1 ps); amx_bf16: an Intel Xeon,
+# from issue 23's full 10,000 x 10,000 x 10,000 products (1.09 s in bf16, 6.08 s in float32).
+_NOMINAL_PRODUCT_SECONDS = {"avx512_bf16": (2.5e-12, 5.0e-12), "amx_bf16": (1.09e-12, 6.08e-12)}
 # torch's top-K along the columns of a row-major block is fast up to K = 16 and 2.2x slower from
 # 17 on (1024 x 2500 float32 or bf16: 4.5 ms at K = 16, 9.7 ms at 17): past it, lists that are still
 # filling get a provisional threshold (:func:`_provisional`, 4.8 ms at K = 18) instead.
 _COLUMN_TOPK_MAX = 16
 
 
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether bf16 matrix products run in hardware on ``device``: a CPU with AVX512-BF16 or AMX
-    (read from /proc/cpuinfo; elsewhere assumed not). GPUs keep float32 (exact products, no TF32)."""
+def bf16_units(device: torch.device) -> str | None:
+    """Which bf16 matrix units ``device`` has: ``"amx_bf16"`` (Intel AMX), ``"avx512_bf16"``, or None
+    (read from /proc/cpuinfo; elsewhere assumed none). GPUs keep float32 (exact products, no TF32)."""
     if device.type != "cpu":
-        return False
+        return None
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return None
+    return next((kind for kind in ("amx_bf16", "avx512_bf16") if kind in flags), None)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether bf16 matrix products run in hardware on ``device``: a CPU with AVX512-BF16 or AMX."""
+    return bf16_units(device) is not None
 
 
 @functools.cache
@@ -142,31 +155,31 @@ def _bf16_pays(device: torch.device, d: int, extra_candidates: int = 0) -> bool:
     """Whether ``precision="auto"`` searches points of ``d`` features in bfloat16 on ``device``, where
     bf16 keeps ``extra_candidates`` more candidates per point than float32 would.
 
-    From what this CPU measures (once per process: :func:`_product_seconds`): bf16 where its
-    product time saved per score, ``(speedup - 1) * t_bf16 * d``, exceeds what it costs per score
-    elsewhere: its extra columns (``t_bf16`` each), a fixed ``_SCORE_SECONDS`` and a wider list's
-    bookkeeping (``_CANDIDATE_SECONDS`` per extra candidate), and where the speed-up is at least
-    ``_BF16_MIN_SPEEDUP``. So a CPU with matrix units (AMX: a larger speed-up, a smaller ``t_bf16``)
-    starts bf16 at fewer features than one with AVX512-BF16, and one without bf16 products never
-    (:func:`bf16_from` says where it starts here).
+    bf16 where the product time it saves per score, ``(t_float32 - t_bf16) * d`` for the CPU's
+    kind of bf16 units (``_NOMINAL_PRODUCT_SECONDS``), exceeds what it costs per score elsewhere:
+    its extra columns (``t_bf16`` each), a fixed ``_SCORE_SECONDS`` and a wider list's bookkeeping
+    (``_CANDIDATE_SECONDS`` per extra candidate); and only where this CPU's bf16 products are
+    measured at least ``_BF16_MIN_SPEEDUP`` faster than its float32 ones (:func:`bf16_speedup`, once
+    per process: about 2 with AVX512-BF16, 5 or more with AMX). So AMX starts bf16 at fewer
+    features than AVX512-BF16, and a CPU without bf16 products never (:func:`bf16_from` says
+    where it starts here).
 
     The neighbours and the estimates' own distances are exact either way; the longer
     lists of the half-split error bars carry the search's fast distances, so their
-    last digits depend on the precision chosen. A CPU whose measurements sit near a
-    boundary could choose differently from one process to the next: the environment
-    variable ``LAYERSCOPE_BF16`` (``0`` never, ``1`` wherever the CPU has bf16 products)
-    fixes the choice.
+    last digits depend on the precision chosen. The choice depends on the measurement only
+    through the speed-up's floor, far from what either kind of units measures; where a CPU sits
+    near it, the environment variable ``LAYERSCOPE_BF16`` (``0`` never, ``1`` wherever the CPU has
+    bf16 products) fixes the choice.
     """
     if not native_bfloat16(device):
         return False
     forced = os.environ.get("LAYERSCOPE_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    speedup = bf16_speedup(device.type)
-    if speedup < _BF16_MIN_SPEEDUP:
+    if bf16_speedup(device.type) < _BF16_MIN_SPEEDUP:
         return False
-    t_bf16 = _product_seconds(device.type)[0]
-    saved = (speedup - 1) * t_bf16 * d
+    t_bf16, t_float32 = _NOMINAL_PRODUCT_SECONDS[bf16_units(device) or "avx512_bf16"]
+    saved = (t_float32 - t_bf16) * d
     return saved > t_bf16 * (_augmented_width(d) - d) + _SCORE_SECONDS + _CANDIDATE_SECONDS * extra_candidates
 
 
@@ -231,8 +244,8 @@ def nearest_neighbors(
         the exhaustive fallback. ``"auto"``: bfloat16 on a CPU whose bf16 products are
         measured at least 1.3x faster than its float32 ones (:func:`bf16_speedup`), for
         points with enough features that the product time saved exceeds bf16's other
-        costs (:func:`bf16_from`: on an AMD EPYC with AVX512-BF16, from about 410
-        features here and 100 for TwoNN's default search; fewer with AMX); a float32
+        costs (:func:`bf16_from`: with AVX512-BF16 from 361 features here and 89 for
+        TwoNN's default search; with AMX from 180 and 42); a float32
         search again if bf16 leaves more than 1% of the rows uncertain; float32 otherwise.
     margin : int
         Extra candidates per row beyond ``k`` kept for the exact re-rank.
