@@ -46,6 +46,24 @@ def test_spectrum_scales_back_and_overflow_is_a_clear_error():
     )
 
 
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_default_error_bars_at_extreme_scales(monkeypatch, scale):
+    # the half-splits' longer lists (points short of neighbours in their half) search again among
+    # all points: that search must be brought to unit scale too (at 1e200 it indexed a padding -1)
+    import layerscope.estimators.neighbors as nbm
+    from layerscope.estimators import MLE
+
+    calls = []
+    original = nbm._exhaustive
+    monkeypatch.setattr(nbm, "_exhaustive", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    X = np.random.default_rng(0).standard_normal((500, 700))
+    for estimator in (TwoNN, MLE):
+        base, far = estimator().fit(X), estimator().fit(X * scale)
+        assert far.dimension_ == pytest.approx(base.dimension_, rel=1e-9)
+        assert far.dimension_err_ == pytest.approx(base.dimension_err_, rel=0.05)  # fast distances past k
+    assert calls  # the longer lists were searched
+
+
 @pytest.mark.parametrize("name", ["pc_id", "participation_ratio", "alpha", "twonn"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_input_is_computed_in_float32(name, dtype):

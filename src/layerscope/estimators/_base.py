@@ -199,7 +199,7 @@ class NeighborEstimator(Estimator):
         def longer(rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
             # the rare point short of neighbours in its half: an exact search among the kept points
             source = points if len(kept) == len(points) else points[torch.from_numpy(kept).to(points.device)]
-            return exact_longer_lists(source, self.device)(rows, m)
+            return exact_longer_lists(source, self.device, nb.scale)(rows, m)
 
         replicates = split_replicates(half_estimates(labels, nb.indices, nb.distances, k, fit, longer))
         return replicate_error(replicates), replicates

@@ -411,6 +411,7 @@ def _rerank(
         lower = (approx - rho_s * scale) / (1 + rho_r)
         need = lower <= upper.kthvalue(k, dim=1).values[:, None]
         need[:, :k] = True
+        need &= cand >= 0  # a list short of real candidates (scores that overflowed): its row stays uncertain
         todo = need & ~have
         if todo.any():
             r, c = todo.nonzero(as_tuple=True)

@@ -37,6 +37,7 @@ curve is one coherent curve.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -166,14 +167,28 @@ def _first_in_half(lab: np.ndarray, h: int, idx: np.ndarray, dist: np.ndarray, k
     return np.take_along_axis(dist, order, axis=1)
 
 
-def exact_longer_lists(points: torch.Tensor, device: torch.device | str | None) -> Callable:
-    """A ``longer`` for :func:`half_estimates`: exact neighbour lists of some rows of ``points``."""
+def exact_longer_lists(points: torch.Tensor, device: torch.device | str | None, scale: float | None = None) -> Callable:
+    """A ``longer`` for :func:`half_estimates`: exact neighbour lists of some rows of ``points``.
+
+    The search's float32 squares overflow past about 1e19 and float64's past 1e154, so the points
+    are first brought near unit scale by a power of two (exact), as the main search does, and the
+    distances scaled back. ``scale`` (the points' root mean square distance to their centroid, as the
+    main search reports it) bounds every point's distance to the centroid by ``scale * sqrt(n)``,
+    which spares a pass over the data; without it the largest entry is read.
+    """
+    from ._validation import unit_factor
     from .neighbors import _exhaustive
 
     dev = torch.device(device) if device is not None else points.device
+    if scale is not None and 0 < scale < math.inf:
+        factor = math.ldexp(1.0, -math.frexp(scale * math.sqrt(points.shape[0]))[1])
+    else:
+        factor = unit_factor(points)
+    scaled = points if 2.0**-16 <= factor <= 2.0**16 else points * factor
+    factor = 1.0 if scaled is points else factor
 
     def longer(rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        d, i = _exhaustive(points, torch.from_numpy(rows), m, dev)
-        return i.numpy(), d.numpy()
+        d, i = _exhaustive(scaled, torch.from_numpy(rows), m, dev)
+        return i.numpy(), d.numpy() / factor
 
     return longer
