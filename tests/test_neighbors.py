@@ -218,7 +218,7 @@ def test_auto_precision_uses_bf16_for_wide_points_and_retries_in_float32(monkeyp
     monkeypatch.setattr(nb, "_product_seconds", lambda device_type="cpu": (1e-12, 5e-12))
     assert nb.bf16_speedup() == 5.0
     g = np.random.default_rng(1)
-    narrow = g.standard_normal((300, 64))
+    narrow = g.standard_normal((300, 100))
     nearest_neighbors(narrow, 2)
     assert seen == [(torch.float32, 10)]  # narrow points, and bf16 would keep 18 candidates, not 10: float32
     seen.clear()

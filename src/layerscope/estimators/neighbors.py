@@ -77,12 +77,13 @@ _BF16_MIN_SPEEDUP = 1.3
 # candidate list (a wider margin for its coarser distances), _CANDIDATE_SECONDS per score and per
 # extra candidate. Measured on an AMD EPYC with AVX512-BF16 (2 cores, N = 10,000 on a 10-manifold,
 # min of 4-5 fits, each precision forced): TwoNN() lists 18 neighbours in both precisions, and bf16
-# took 1.06x float32's time at D = 16, 0.99-1.02x at 24-48, 0.98x at 100 (0.2 ns per score where
-# the products are negligible); nearest_neighbors(X, 2) keeps 18 candidates in bf16 and 10 in
-# float32, and crosses over at D = 350-384. Seconds from one CPU (noisy to +-5% near a crossover,
-# where either choice costs about the same): on a faster one bf16 starts a little later than it could.
-_SCORE_SECONDS = 0.2e-9
-_CANDIDATE_SECONDS = 0.085e-9
+# took 1.06x float32's time at D = 16, 0.99-1.02x at 24-48, 0.98-1.04x at 100, 1.01x at 150, 0.97x
+# at 200 and 0.94x at 300 (a crossover near 150-170); nearest_neighbors(X, 2) keeps 18 candidates
+# in bf16 and 10 in float32, and crosses over at D = 350-384. Seconds from one CPU (noisy to +-5%
+# near a crossover, where either choice costs about the same): on a faster one bf16 starts a
+# little later than it could.
+_SCORE_SECONDS = 0.35e-9
+_CANDIDATE_SECONDS = 0.07e-9
 # Seconds per multiply-add of bf16 and split-bf16 float32 products, by the kind of bf16 units: what the
 # rule weighs against the costs above. Nominal figures of each kind, not this process's measurement,
 # so that the choice is the same in every process on a machine (the measured speed-up varied
@@ -244,8 +245,8 @@ def nearest_neighbors(
         the exhaustive fallback. ``"auto"``: bfloat16 on a CPU whose bf16 products are
         measured at least 1.3x faster than its float32 ones (:func:`bf16_speedup`), for
         points with enough features that the product time saved exceeds bf16's other
-        costs (:func:`bf16_from`: with AVX512-BF16 from 361 features here and 89 for
-        TwoNN's default search; with AMX from 180 and 42); a float32
+        costs (:func:`bf16_from`: with AVX512-BF16 from 375 features here and 151 for
+        TwoNN's default search; with AMX from 185 and 72); a float32
         search again if bf16 leaves more than 1% of the rows uncertain; float32 otherwise.
     margin : int
         Extra candidates per row beyond ``k`` kept for the exact re-rank.
