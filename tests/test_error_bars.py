@@ -107,7 +107,6 @@ def test_fast_distances_past_the_estimates_neighbours_leave_the_error_bar(monkey
     import layerscope.estimators._base as base
     import layerscope.estimators.neighbors as nbm
 
-    monkeypatch.setattr(nbm, "native_bfloat16", lambda device: True)
     monkeypatch.setattr(nbm, "_bf16_pays", lambda *args: True)
     X = curved_manifold(1500, 8, 600, seed=2).astype(np.float32)
     fast = estimator().fit(X)

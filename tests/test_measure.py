@@ -549,6 +549,15 @@ def test_the_full_ansuini_size_measures_pretrained_nets_beside_their_untrained_t
     assert "ansuini2019" in EXPERIMENTS
 
 
+def test_measured_runs_sharing_a_name_are_refused_before_anything_runs(tmp_path):
+    from layerscope.experiments.reproduce import reproduce
+
+    config = _config(tmp_path)  # parsed only: nothing is read before the names are checked
+    with pytest.raises(ValueError, match="share a name: series$"):
+        reproduce("ansuini2019", "quick", tmp_path / "runs", measured=[config, config])
+    assert not (tmp_path / "runs").exists()
+
+
 def test_reproduce_pretrained_options_are_checked_before_anything_runs(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save({}, weights)

@@ -100,20 +100,19 @@ _COLUMN_TOPK_MAX = 16
 
 def bf16_units(device: torch.device) -> str | None:
     """Which bf16 matrix units ``device`` has: ``"amx_bf16"`` (Intel AMX), ``"avx512_bf16"``, or None
-    (read from /proc/cpuinfo; elsewhere assumed none). GPUs keep float32 (exact products, no TF32)."""
-    if device.type != "cpu":
-        return None
+    (read from /proc/cpuinfo once per process; elsewhere assumed none). GPUs keep float32 (exact
+    products, no TF32)."""
+    return _cpu_bf16_units() if device.type == "cpu" else None
+
+
+@functools.cache
+def _cpu_bf16_units() -> str | None:
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
         return None
     return next((kind for kind in ("amx_bf16", "avx512_bf16") if kind in flags), None)
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether bf16 matrix products run in hardware on ``device``: a CPU with AVX512-BF16 or AMX."""
-    return bf16_units(device) is not None
 
 
 @functools.cache
@@ -172,14 +171,15 @@ def _bf16_pays(device: torch.device, d: int, extra_candidates: int = 0) -> bool:
     near it, the environment variable ``LAYERSCOPE_BF16`` (``0`` never, ``1`` wherever the CPU has
     bf16 products) fixes the choice.
     """
-    if not native_bfloat16(device):
+    units = bf16_units(device)
+    if units is None:
         return False
     forced = os.environ.get("LAYERSCOPE_BF16")
     if forced in ("0", "1"):
         return forced == "1"
     if bf16_speedup(device.type) < _BF16_MIN_SPEEDUP:
         return False
-    t_bf16, t_float32 = _NOMINAL_PRODUCT_SECONDS[bf16_units(device) or "avx512_bf16"]
+    t_bf16, t_float32 = _NOMINAL_PRODUCT_SECONDS[units]
     saved = (t_float32 - t_bf16) * d
     return saved > t_bf16 * (_augmented_width(d) - d) + _SCORE_SECONDS + _CANDIDATE_SECONDS * extra_candidates
 
@@ -298,11 +298,7 @@ def _search(
     largest cost of a default fit once the products are fast. Their effect on a standard
     error is far below its own uncertainty (``tests/test_error_bars.py``).
     """
-    factor = unit_factor(source)
-    if 2.0**-16 <= factor <= 2.0**16:
-        factor = 1.0  # near unit scale already: no copy needed
-    else:
-        source = source * factor
+    source, factor = _unit_scaled(source, unit_factor(source))
     n = source.shape[0]
     dev = check_device(device) if device is not None else source.device
     if backend == "faiss" and dev.type != "cpu":
@@ -330,6 +326,14 @@ def _search(
     if not np.all(np.isfinite(distances)):
         raise ValueError("the distances between these points exceed float64's range (about 1e308); rescale the data")
     return Neighbors(distances, indices.numpy(), int(len(rows)), math.sqrt(float(sq64.mean())) / factor)
+
+
+def _unit_scaled(t: torch.Tensor, factor: float) -> tuple[torch.Tensor, float]:
+    """``t`` times the power of two ``factor`` (exact) and the factor applied: 1 (and no copy) where
+    ``t`` is within 2^16 of unit scale already, where float32's squares neither overflow nor underflow."""
+    if 2.0**-16 <= factor <= 2.0**16:
+        return t, 1.0
+    return t * factor, factor
 
 
 def _certified_candidates(
@@ -545,15 +549,11 @@ def _merge_block(best_v: torch.Tensor, best_i: torch.Tensor, S: torch.Tensor, r0
     rows, cols = slice(r0, r0 + S.shape[0]), slice(c0 + skip, c0 + S.shape[1])
     tau_r, tau_c = best_v[rows, K - 1], best_v[cols, K - 1]
     if torch.isneginf(tau_r).any():  # the first block of a search: a row top-K is cheap
-        v, i = S.topk(min(K, S.shape[1]), dim=1)
-        v, i = _pad(v.to(best_v.dtype), i + c0, K)
-        best_v[rows], best_i[rows] = _merge(best_v[rows], best_i[rows], v, i)
+        _merge_top(best_v, best_i, S, rows, c0)
         tau_r = None
     if len(tau_c) and torch.isneginf(tau_c).any():
         if K <= _COLUMN_TOPK_MAX:
-            v, i = S[:, skip:].topk(min(K, S.shape[0]), dim=0)
-            v, i = _pad(v.T.to(best_v.dtype), i.T + r0, K)
-            best_v[cols], best_i[cols] = _merge(best_v[cols], best_i[cols], v, i)
+            _merge_top(best_v, best_i, S[:, skip:].T, cols, r0)
             tau_c = tau_c[:0]
         else:
             tau_c = torch.where(torch.isneginf(tau_c), _provisional(S[:, skip:], K, 0), tau_c)
@@ -575,6 +575,14 @@ def _merge_block(best_v: torch.Tensor, best_i: torch.Tensor, S: torch.Tensor, r0
         theirs = (c >= skip) & (values >= tau_c[(c - skip).clamp_min(0)]) & (values > -math.inf)
         by_column, order = c[theirs].sort(stable=True)
         _merge_entries(best_v, best_i, by_column + c0, r[theirs][order] + r0, values[theirs][order])
+
+
+def _merge_top(best_v: torch.Tensor, best_i: torch.Tensor, T: torch.Tensor, lists: slice, offset: int) -> None:
+    """The K best scores of each row of ``T`` (whose columns are points ``offset..``) into the lists ``lists``."""
+    K = best_v.shape[1]
+    v, i = T.topk(min(K, T.shape[1]), dim=1)
+    v, i = _pad(v.to(best_v.dtype), i + offset, K)
+    best_v[lists], best_i[lists] = _merge(best_v[lists], best_i[lists], v, i)
 
 
 def _provisional(S: torch.Tensor, K: int, dim: int) -> torch.Tensor:
@@ -926,31 +934,28 @@ def _first_copies(t: torch.Tensor) -> np.ndarray:
     bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[t.element_size()]
     rng = np.random.default_rng(0)
     weights = rng.integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
+    sampled = np.sort(rng.choice(d, 64, replace=False)) if d > 64 else np.arange(d)
+    on_device = torch.from_numpy(sampled).to(t.device)
 
-    def hashed(rows: np.ndarray | slice, cols: np.ndarray | slice = slice(None)) -> np.ndarray:
-        chunk = t[rows].cpu().contiguous().numpy().view(bits)[:, cols]
-        return chunk.astype(np.uint64, copy=False) @ weights[cols]  # integer products wrap modulo 2^64
+    def hashed(rows: slice | torch.Tensor, short: bool = False) -> np.ndarray:
+        chunk = t[rows][:, on_device] if short else t[rows]  # the columns gathered before leaving the device
+        w = weights[sampled] if short else weights
+        return chunk.cpu().contiguous().numpy().view(bits).astype(np.uint64, copy=False) @ w  # wraps mod 2^64
 
-    cols = np.sort(rng.choice(d, 64, replace=False)) if d > 64 else slice(None)
     step = max(1, _CHUNK_BYTES // (8 * d))
-    # the short hash reads rows in chunks too: the columns of a non-contiguous tensor are gathered per chunk
-    hashes = np.concatenate([hashed(slice(a, a + step), cols) for a in range(0, n, step)])
-    shared = _shared(hashes)
-    if not shared.any():
-        return np.arange(n)
-    if d > 64:  # the full hash of the rows whose short hash is shared (kept apart from the others' short one)
-        rows = np.flatnonzero(shared)
-        hashes = np.zeros(n, dtype=np.uint64)
-        hashes[rows] = np.concatenate(
+    short = np.concatenate([hashed(slice(a, a + step), short=True) for a in range(0, n, step)])
+    rows = np.flatnonzero(_shared(short))
+    hashes = short[rows]
+    if d > 64 and len(rows):  # the full hash of the rows whose short hash is shared
+        hashes = np.concatenate(
             [hashed(torch.from_numpy(rows[a : a + step]).to(t.device)) for a in range(0, len(rows), step)]
         )
-        shared = np.zeros(n, dtype=bool)
-        shared[rows] = _shared(hashes[rows])
-        if not shared.any():
-            return np.arange(n)
+        shared = _shared(hashes)
+        rows, hashes = rows[shared], hashes[shared]
+    if not len(rows):
+        return np.arange(n)
     keep = np.ones(n, dtype=bool)
-    rows = np.flatnonzero(shared)
-    _, first, inverse = np.unique(hashes[rows], return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     for i, f in zip(rows, rows[first[inverse.ravel()]], strict=True):
         if f != i:
             keep[i] = not torch.equal(t[i], t[f])  # a hash collision keeps the row

@@ -177,15 +177,14 @@ def exact_longer_lists(points: torch.Tensor, device: torch.device | str | None, 
     which spares a pass over the data; without it the largest entry is read.
     """
     from ._validation import unit_factor
-    from .neighbors import _exhaustive
+    from .neighbors import _exhaustive, _unit_scaled
 
     dev = torch.device(device) if device is not None else points.device
     if scale is not None and 0 < scale < math.inf:
-        factor = math.ldexp(1.0, -math.frexp(scale * math.sqrt(points.shape[0]))[1])
+        bound = math.ldexp(1.0, -math.frexp(scale * math.sqrt(points.shape[0]))[1])
     else:
-        factor = unit_factor(points)
-    scaled = points if 2.0**-16 <= factor <= 2.0**16 else points * factor
-    factor = 1.0 if scaled is points else factor
+        bound = unit_factor(points)
+    scaled, factor = _unit_scaled(points, bound)
 
     def longer(rows: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         d, i = _exhaustive(scaled, torch.from_numpy(rows), m, dev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -95,8 +96,9 @@ def reproduce(
     if device is not None:
         check_device_name(device)
         configs = [c.model_copy(update={"device": device}) for c in configs]
-    if len({c.name for c in configs}) < len(configs):
-        raise ValueError("two runs of the experiment share a name: " + ", ".join(c.name for c in measured))
+    names = Counter(c.name for c in configs)
+    if shared := sorted(run for run, count in names.items() if count > 1):
+        raise ValueError("runs of the experiment share a name: " + ", ".join(shared))
     folder.mkdir(parents=True, exist_ok=True)
     record = {
         "experiment": name,
